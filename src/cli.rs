@@ -1,0 +1,142 @@
+//! The command line: `serve` (the default) and `run`.
+
+use std::io::{IsTerminal, Read, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use crate::config::{Config, ServeArgs};
+use crate::playground::{ExecuteRequest, Playground};
+
+#[derive(Debug, Parser)]
+#[command(
+    version,
+    about = "Compile Rust to wasm32-wasip1 and run it in a limited Wasmtime sandbox"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    config: Config,
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the HTTP API (the default).
+    Serve,
+    /// Compile and run one program: FILE, or stdin when no FILE is given.
+    Run {
+        file: Option<PathBuf>,
+        #[arg(long, default_value = "2024")]
+        edition: crate::compile::Edition,
+        #[arg(long, default_value = "debug")]
+        mode: crate::compile::Mode,
+    },
+}
+
+/// Parses the command line and runs it; returns the process exit code.
+pub async fn main() -> anyhow::Result<i32> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "wasm_playground=info,tower_http=info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let playground = Arc::new(Playground::new(cli.config)?);
+    match cli.command {
+        None | Some(Command::Serve) => serve(playground, cli.serve).await,
+        Some(Command::Run {
+            file,
+            edition,
+            mode,
+        }) => run(&playground, file, edition, mode).await,
+    }
+}
+
+async fn serve(playground: Arc<Playground>, args: ServeArgs) -> anyhow::Result<i32> {
+    let listener = tokio::net::TcpListener::bind(args.addr)
+        .await
+        .with_context(|| format!("could not listen on {}", args.addr))?;
+    tracing::info!(
+        addr = %listener.local_addr()?,
+        rustc = playground.compiler().version(),
+        "listening"
+    );
+    crate::http::serve(listener, playground, shutdown_signal()).await?;
+    tracing::info!("shut down");
+    Ok(0)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(_) => {
+            let _ = ctrl_c.await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term.recv() => {}
+    }
+}
+
+async fn run(
+    playground: &Playground,
+    file: Option<PathBuf>,
+    edition: crate::compile::Edition,
+    mode: crate::compile::Mode,
+) -> anyhow::Result<i32> {
+    let mut stdin = std::io::stdin();
+    let (code, program_stdin) = match file {
+        Some(path) => {
+            let code = std::fs::read_to_string(&path)
+                .with_context(|| format!("could not read {}", path.display()))?;
+            // With the source in a file, a piped stdin is the program's input.
+            let mut input = String::new();
+            if !stdin.is_terminal() {
+                stdin
+                    .read_to_string(&mut input)
+                    .context("could not read stdin")?;
+            }
+            (code, input)
+        }
+        None => {
+            let mut code = String::new();
+            stdin
+                .read_to_string(&mut code)
+                .context("could not read the program from stdin")?;
+            (code, String::new())
+        }
+    };
+    let output = playground
+        .execute(ExecuteRequest {
+            code,
+            edition,
+            mode,
+            stdin: program_stdin,
+        })
+        .await?;
+    eprint!("{}", output.compiler_output);
+    std::io::stdout().write_all(output.stdout.as_bytes())?;
+    std::io::stdout().flush()?;
+    std::io::stderr().write_all(output.stderr.as_bytes())?;
+    match output.exit_code {
+        Some(code) => Ok(code),
+        None => {
+            eprintln!("{}", output.exit_detail);
+            Ok(if output.status == crate::runner::Status::CompileError {
+                1
+            } else {
+                124
+            })
+        }
+    }
+}

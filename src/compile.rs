@@ -1,0 +1,532 @@
+//! Compiling a user's program to a `wasm32-wasip1` module with the real `rustc`.
+//!
+//! Each compile gets a fresh temp dir holding `src/main.rs` (the sample plus the entry stub) and,
+//! on success, `main.wasm`. `rustc` runs with the job dir as its working directory and a relative
+//! input path, so every location it reports reads `src/main.rs:L:C`, as under `cargo run`.
+//!
+//! The module is built as a `cdylib` whose export `__entry` calls the user's `main`: that keeps
+//! the guest a reactor we can call into, while the stub reproduces what a native `fn main` does
+//! around it (exit codes through `Termination`, native-looking panic messages, flushed stdout).
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tempfile::TempDir;
+use tokio::io::AsyncReadExt;
+use tokio::process::Command;
+
+/// Appended (after a newline) to every sample; it must stay on one line so that it adds exactly
+/// one line after the user's code, which [`Compiler`] recognises in diagnostics.
+///
+/// Written with absolute paths so it compiles in every edition and whatever the sample imports.
+/// `std::process::exit` inside the panic hook both stops the guest (wasm32-wasip1 aborts on
+/// panic) and runs std's cleanup, which flushes stdout, as a native panic in `main` would.
+const ENTRY_STUB: &str = concat!(
+    "#[doc(hidden)] #[unsafe(no_mangle)] pub extern \"C\" fn __entry() -> i32 { ",
+    "::std::panic::set_hook(::std::boxed::Box::new(|info: &::std::panic::PanicHookInfo<'_>| { ",
+    "let msg = info.payload_as_str().unwrap_or(\"Box<dyn Any>\"); ",
+    "match info.location() { ",
+    "Some(l) => ::std::eprintln!(\"thread 'main' panicked at {}:{}:{}:\\n{}\", l.file(), l.line(), l.column(), msg), ",
+    "None => ::std::eprintln!(\"thread 'main' panicked:\\n{}\", msg), } ",
+    "::std::eprintln!(\"note: run with `RUST_BACKTRACE=1` environment variable to display a backtrace\"); ",
+    "::std::process::exit(101) })); ",
+    "let code = ::std::process::Termination::report(main()); ",
+    "let _ = ::std::io::Write::flush(&mut ::std::io::stdout()); ",
+    "(0..=255u8).find(|&c| code == ::std::process::ExitCode::from(c)).map_or(1, i32::from) }\n",
+);
+
+/// Bumped whenever [`ENTRY_STUB`] or the flags change, so caches keyed on it stay correct.
+pub const STUB_VERSION: u32 = 1;
+
+/// The Rust edition a sample is compiled with.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Edition {
+    #[serde(rename = "2015")]
+    E2015,
+    #[serde(rename = "2018")]
+    E2018,
+    #[serde(rename = "2021")]
+    E2021,
+    #[default]
+    #[serde(rename = "2024")]
+    E2024,
+}
+
+impl Edition {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Edition::E2015 => "2015",
+            Edition::E2018 => "2018",
+            Edition::E2021 => "2021",
+            Edition::E2024 => "2024",
+        }
+    }
+}
+
+impl FromStr for Edition {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "2015" => Ok(Edition::E2015),
+            "2018" => Ok(Edition::E2018),
+            "2021" => Ok(Edition::E2021),
+            "2024" => Ok(Edition::E2024),
+            _ => Err(format!(
+                "unknown edition `{s}`, expected one of 2015, 2018, 2021, 2024"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for Edition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Debug (overflow checks, no optimisation: what `cargo run` does) or release.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    #[default]
+    Debug,
+    Release,
+}
+
+impl FromStr for Mode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "debug" => Ok(Mode::Debug),
+            "release" => Ok(Mode::Release),
+            _ => Err(format!("unknown mode `{s}`, expected debug or release")),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct CompileOptions {
+    pub edition: Edition,
+    pub mode: Mode,
+}
+
+/// One structured compiler message, for editors to mark the line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Diagnostic {
+    /// `error`, `warning`, `note`, `help`, ...
+    pub level: String,
+    /// The error code, e.g. `E0308`, or the lint name.
+    pub code: Option<String>,
+    pub message: String,
+    /// 1-based position of the primary span in `src/main.rs`, when there is one in it.
+    pub line: Option<u32>,
+    pub column: Option<u32>,
+    pub end_line: Option<u32>,
+    pub end_column: Option<u32>,
+}
+
+/// What came out of one `rustc` run. The wasm file lives in `dir` and goes away with it.
+#[derive(Debug)]
+pub struct BuildResult {
+    pub success: bool,
+    /// Path of the compiled module; meaningful only when `success`.
+    pub wasm: PathBuf,
+    /// The human-readable diagnostics, as `cargo build` would print them.
+    pub rendered: String,
+    pub diagnostics: Vec<Diagnostic>,
+    /// The diagnostics were cut at the configured cap.
+    pub truncated: bool,
+    dir: TempDir,
+}
+
+impl BuildResult {
+    /// The job's temp dir, which is removed when the result is dropped.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+/// Failures of the service itself (as opposed to errors in the user's program).
+#[derive(Debug, thiserror::Error)]
+pub enum CompileError {
+    #[error("could not prepare the build directory: {0}")]
+    Workspace(#[source] std::io::Error),
+    #[error("could not start rustc: {0}")]
+    Spawn(#[source] std::io::Error),
+    #[error("waiting for rustc failed: {0}")]
+    Wait(#[source] std::io::Error),
+}
+
+/// Problems found at start-up, each with the command that fixes it.
+#[derive(Debug, thiserror::Error)]
+pub enum ToolchainError {
+    #[error(
+        "could not run `{rustc} --print sysroot` ({source}); install Rust with rustup (https://rustup.rs) and make sure `rustc` is on PATH"
+    )]
+    RustcMissing {
+        rustc: String,
+        source: std::io::Error,
+    },
+    #[error("`{rustc} --print sysroot` failed: {stderr}")]
+    SysrootFailed { rustc: String, stderr: String },
+    #[error(
+        "the wasm32-wasip1 target is not installed in {sysroot}; install it with `rustup target add wasm32-wasip1`"
+    )]
+    TargetMissing { sysroot: String },
+}
+
+/// Where and under which limits compiles run.
+#[derive(Debug, Clone)]
+pub struct CompileSettings {
+    /// Parent of the per-compile temp dirs.
+    pub work_dir: PathBuf,
+    pub timeout: Duration,
+    pub diagnostics_bytes: usize,
+}
+
+/// The resolved toolchain plus the limits; one per process.
+#[derive(Debug, Clone)]
+pub struct Compiler {
+    rustc: PathBuf,
+    sysroot: PathBuf,
+    version: String,
+    settings: CompileSettings,
+}
+
+impl Compiler {
+    /// Resolves the real `rustc` behind the rustup proxy and checks the wasm target is installed.
+    pub fn detect(rustc: &str, settings: CompileSettings) -> Result<Self, ToolchainError> {
+        let output = std::process::Command::new(rustc)
+            .args(["--print", "sysroot"])
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|source| ToolchainError::RustcMissing {
+                rustc: rustc.to_string(),
+                source,
+            })?;
+        if !output.status.success() {
+            return Err(ToolchainError::SysrootFailed {
+                rustc: rustc.to_string(),
+                stderr: String::from_utf8_lossy(&output.stderr).trim().to_string(),
+            });
+        }
+        let sysroot = PathBuf::from(String::from_utf8_lossy(&output.stdout).trim());
+        let target_lib = sysroot.join("lib/rustlib/wasm32-wasip1/lib");
+        if !target_lib.is_dir() {
+            return Err(ToolchainError::TargetMissing {
+                sysroot: sysroot.display().to_string(),
+            });
+        }
+        let real_rustc = sysroot.join("bin/rustc");
+        let version = std::process::Command::new(&real_rustc)
+            .arg("--version")
+            .env_clear()
+            .stdin(Stdio::null())
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .map_err(|source| ToolchainError::RustcMissing {
+                rustc: real_rustc.display().to_string(),
+                source,
+            })?;
+        Ok(Self {
+            rustc: real_rustc,
+            sysroot,
+            version,
+            settings,
+        })
+    }
+
+    /// `rustc --version` of the toolchain in use.
+    pub fn version(&self) -> &str {
+        &self.version
+    }
+
+    pub fn sysroot(&self) -> &Path {
+        &self.sysroot
+    }
+
+    /// Compiles `sample` in a fresh temp dir. Errors in the program are a successful call with
+    /// `success: false`; `Err` means the service could not do its job.
+    pub async fn compile_input(
+        &self,
+        sample: &str,
+        opts: &CompileOptions,
+    ) -> Result<BuildResult, CompileError> {
+        let dir = tempfile::Builder::new()
+            .prefix("wasm-playground-")
+            .tempdir_in(&self.settings.work_dir)
+            .map_err(CompileError::Workspace)?;
+        let src = dir.path().join("src");
+        std::fs::create_dir(&src).map_err(CompileError::Workspace)?;
+        let mut source = String::with_capacity(sample.len() + ENTRY_STUB.len() + 1);
+        source.push_str(sample);
+        if !sample.ends_with('\n') {
+            source.push('\n');
+        }
+        let stub_line = source.lines().count() as u32 + 1;
+        source.push_str(ENTRY_STUB);
+        std::fs::write(src.join("main.rs"), source).map_err(CompileError::Workspace)?;
+
+        let mut cmd = Command::new(&self.rustc);
+        cmd.args(["--target", "wasm32-wasip1", "--crate-type", "cdylib"])
+            .args([
+                "--crate-name",
+                "playground",
+                "--edition",
+                opts.edition.as_str(),
+            ])
+            .args(["-C", "debuginfo=0", "-C", "strip=debuginfo"])
+            .args(match opts.mode {
+                Mode::Debug => ["-C", "opt-level=0"],
+                Mode::Release => ["-C", "opt-level=3"],
+            })
+            .arg("--error-format=json")
+            .arg(format!("--remap-path-prefix={}/=", dir.path().display()))
+            .args(["-o", "main.wasm", "src/main.rs"])
+            .current_dir(dir.path())
+            .env_clear()
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true);
+        let mut child = cmd.spawn().map_err(CompileError::Spawn)?;
+        let pid = child.id();
+        // Kills rustc and its linker if this future is dropped (client gone) or times out.
+        let mut group = KillGroupOnDrop(pid);
+
+        let mut stderr = child.stderr.take().ok_or_else(|| {
+            CompileError::Spawn(std::io::Error::other("rustc's stderr was not captured"))
+        })?;
+        let cap = self.settings.diagnostics_bytes;
+        let run = async {
+            let (captured, truncated) = read_capped(&mut stderr, cap).await?;
+            let status = child.wait().await?;
+            Ok::<_, std::io::Error>((captured, truncated, status))
+        };
+        let (captured, truncated, status) =
+            match tokio::time::timeout(self.settings.timeout, run).await {
+                Ok(result) => {
+                    // rustc has exited and waited for its linker: nothing left to kill.
+                    group.0 = None;
+                    result.map_err(CompileError::Wait)?
+                }
+                Err(_) => {
+                    let secs = self.settings.timeout.as_secs_f64();
+                    let message = format!("compilation took longer than the {secs} s limit");
+                    return Ok(failed_build(dir, message));
+                }
+            };
+
+        let (rendered, diagnostics) = parse_diagnostics(&captured, stub_line);
+        let mut result = BuildResult {
+            success: status.success(),
+            wasm: dir.path().join("main.wasm"),
+            rendered,
+            diagnostics,
+            truncated,
+            dir,
+        };
+        if !status.success() && result.diagnostics.iter().all(|d| d.level != "error") {
+            // Killed by a signal or a limit before it could say why.
+            result
+                .rendered
+                .push_str(&format!("error: {}\n", describe_exit(status)));
+        }
+        Ok(result)
+    }
+}
+
+fn failed_build(dir: TempDir, message: String) -> BuildResult {
+    BuildResult {
+        success: false,
+        wasm: dir.path().join("main.wasm"),
+        rendered: format!("error: {message}\n"),
+        diagnostics: vec![Diagnostic {
+            level: "error".into(),
+            code: None,
+            message,
+            line: None,
+            column: None,
+            end_line: None,
+            end_column: None,
+        }],
+        truncated: false,
+        dir,
+    }
+}
+
+fn describe_exit(status: ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match status.signal() {
+        Some(signal) => format!("the compiler was stopped by signal {signal} (a resource limit)"),
+        None => format!("the compiler failed with {status}"),
+    }
+}
+
+/// Sends SIGKILL to a process group when dropped.
+struct KillGroupOnDrop(Option<u32>);
+
+impl Drop for KillGroupOnDrop {
+    fn drop(&mut self) {
+        if let Some(pid) = self.0.and_then(|pid| libc::pid_t::try_from(pid).ok()) {
+            // SAFETY: killpg has no memory-safety preconditions. The group is the one we created
+            // for the child; if it already exited and was reaped, the call fails harmlessly.
+            unsafe {
+                libc::killpg(pid, libc::SIGKILL);
+            }
+        }
+    }
+}
+
+/// Reads the whole stream, keeping at most `cap` bytes (the rest is drained so the child never
+/// blocks on a full pipe).
+async fn read_capped(
+    reader: &mut (impl tokio::io::AsyncRead + Unpin),
+    cap: usize,
+) -> std::io::Result<(Vec<u8>, bool)> {
+    let mut kept = Vec::new();
+    let mut truncated = false;
+    let mut chunk = vec![0u8; 16 << 10];
+    loop {
+        let n = reader.read(&mut chunk).await?;
+        if n == 0 {
+            return Ok((kept, truncated));
+        }
+        let room = cap.saturating_sub(kept.len());
+        kept.extend_from_slice(&chunk[..n.min(room)]);
+        truncated |= n > room;
+    }
+}
+
+#[derive(Deserialize)]
+struct RawDiagnostic {
+    message: String,
+    code: Option<RawCode>,
+    level: String,
+    #[serde(default)]
+    spans: Vec<RawSpan>,
+    rendered: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct RawCode {
+    code: String,
+}
+
+#[derive(Deserialize)]
+struct RawSpan {
+    file_name: String,
+    line_start: u32,
+    line_end: u32,
+    column_start: u32,
+    column_end: u32,
+    is_primary: bool,
+}
+
+/// Splits rustc's JSON lines into the rendered text and structured diagnostics. Messages whose
+/// primary span is in the entry stub are rewritten to point at the user's `main`, since the
+/// stub's source means nothing to the user.
+fn parse_diagnostics(stderr: &[u8], stub_line: u32) -> (String, Vec<Diagnostic>) {
+    let mut rendered = String::new();
+    let mut diagnostics = Vec::new();
+    for line in String::from_utf8_lossy(stderr).lines() {
+        let Ok(raw) = serde_json::from_str::<RawDiagnostic>(line) else {
+            // A line cut by the cap, or plain text from a crashing compiler.
+            if !line.trim_start().starts_with('{') {
+                rendered.push_str(line);
+                rendered.push('\n');
+            }
+            continue;
+        };
+        let primary = raw
+            .spans
+            .iter()
+            .find(|s| s.is_primary && s.file_name == "src/main.rs");
+        let in_stub = primary.is_some_and(|s| s.line_start >= stub_line);
+        let code = raw.code.map(|c| c.code);
+        if in_stub {
+            let (message, text) = explain_stub_error(&raw.message, code.as_deref(), &raw.level);
+            rendered.push_str(&text);
+            diagnostics.push(Diagnostic {
+                level: raw.level,
+                code,
+                message,
+                line: None,
+                column: None,
+                end_line: None,
+                end_column: None,
+            });
+            continue;
+        }
+        if let Some(text) = &raw.rendered {
+            rendered.push_str(text);
+        }
+        if raw.level == "failure-note" || raw.message.starts_with("aborting due to") {
+            continue;
+        }
+        diagnostics.push(Diagnostic {
+            level: raw.level,
+            code,
+            message: raw.message,
+            line: primary.map(|s| s.line_start),
+            column: primary.map(|s| s.column_start),
+            end_line: primary.map(|s| s.line_end),
+            end_column: primary.map(|s| s.column_end),
+        });
+    }
+    (rendered, diagnostics)
+}
+
+fn explain_stub_error(message: &str, code: Option<&str>, level: &str) -> (String, String) {
+    if code == Some("E0425") && message.contains("`main`") {
+        let message = "`main` function not found in crate `playground`".to_string();
+        let text = format!(
+            "error[E0601]: {message}\n  |\n  = note: consider adding a `main` function to `src/main.rs`\n\n"
+        );
+        return (message, text);
+    }
+    let header = match code {
+        Some(code) => format!("{level}[{code}]: {message}"),
+        None => format!("{level}: {message}"),
+    };
+    let text = format!(
+        "{header}\n  = note: reported for the playground's call of `fn main` in `src/main.rs`\n\n"
+    );
+    (message.to_string(), text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn editions_and_modes_parse_and_reject_unknown_values() {
+        assert_eq!("2018".parse::<Edition>(), Ok(Edition::E2018));
+        assert_eq!(
+            "2023".parse::<Edition>(),
+            Err("unknown edition `2023`, expected one of 2015, 2018, 2021, 2024".into())
+        );
+        assert_eq!("release".parse::<Mode>(), Ok(Mode::Release));
+        assert!("fast".parse::<Mode>().is_err());
+    }
+
+    #[test]
+    fn stub_is_one_line() {
+        assert_eq!(ENTRY_STUB.lines().count(), 1);
+    }
+
+    #[test]
+    fn diagnostics_in_the_stub_are_rewritten() {
+        let line = r#"{"message":"cannot find function `main` in this scope","code":{"code":"E0425"},"level":"error","spans":[{"file_name":"src/main.rs","line_start":3,"line_end":3,"column_start":1,"column_end":5,"is_primary":true}],"rendered":"error[E0425]: secret stub text"}"#;
+        let (rendered, diags) = parse_diagnostics(line.as_bytes(), 3);
+        assert!(rendered.starts_with("error[E0601]: `main` function not found"));
+        assert!(!rendered.contains("stub text"));
+        assert_eq!(diags[0].line, None);
+    }
+}

@@ -1,0 +1,174 @@
+//! Every limit, path and address the service uses, in one place.
+//!
+//! `Config` is parsed by `clap` from flags, with `WASM_PLAYGROUND_*` environment variables as
+//! overrides of the defaults; the README's configuration table mirrors this file.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+
+/// Limits and settings shared by the HTTP server and the `run` subcommand.
+#[derive(Debug, Clone, Args)]
+pub struct Config {
+    /// Fuel (roughly: WebAssembly instructions) a program may consume before it is stopped.
+    #[arg(
+        long,
+        env = "WASM_PLAYGROUND_FUEL",
+        default_value_t = 20_000_000_000,
+        global = true
+    )]
+    pub fuel: u64,
+
+    /// Yield to the async executor every N units of fuel (0 = never; epoch ticks already yield).
+    #[arg(
+        long,
+        env = "WASM_PLAYGROUND_FUEL_YIELD_INTERVAL",
+        default_value_t = 0,
+        global = true
+    )]
+    pub fuel_yield_interval: u64,
+
+    /// Wall-clock limit for running one program, in milliseconds.
+    #[arg(
+        long,
+        env = "WASM_PLAYGROUND_RUN_TIMEOUT_MS",
+        default_value_t = 5_000,
+        global = true
+    )]
+    pub run_timeout_ms: u64,
+
+    /// Interval of the engine-wide epoch ticker that enforces deadlines and yields, in milliseconds.
+    #[arg(
+        long,
+        env = "WASM_PLAYGROUND_EPOCH_TICK_MS",
+        default_value_t = 10,
+        global = true
+    )]
+    pub epoch_tick_ms: u64,
+
+    /// Largest linear memory a program may grow to, in bytes.
+    #[arg(
+        long,
+        env = "WASM_PLAYGROUND_MEMORY_LIMIT",
+        default_value_t = 10_000_000,
+        global = true
+    )]
+    pub memory_limit: usize,
+
+    /// Largest native stack the WebAssembly code may use, in bytes.
+    #[arg(
+        long,
+        env = "WASM_PLAYGROUND_MAX_WASM_STACK",
+        default_value_t = 1 << 20,
+        global = true
+    )]
+    pub max_wasm_stack: usize,
+
+    /// Bytes of stdout (and, separately, of stderr) kept per run; past it the run is stopped.
+    #[arg(
+        long,
+        env = "WASM_PLAYGROUND_OUTPUT_LIMIT",
+        default_value_t = 1 << 20,
+        global = true
+    )]
+    pub output_limit: usize,
+
+    /// Wall-clock limit for one `rustc` invocation, in milliseconds.
+    #[arg(
+        long,
+        env = "WASM_PLAYGROUND_COMPILE_TIMEOUT_MS",
+        default_value_t = 20_000,
+        global = true
+    )]
+    pub compile_timeout_ms: u64,
+
+    /// Bytes of compiler diagnostics kept per compile.
+    #[arg(
+        long,
+        env = "WASM_PLAYGROUND_DIAGNOSTICS_LIMIT",
+        default_value_t = 256 << 10,
+        global = true
+    )]
+    pub diagnostics_limit: usize,
+
+    /// Largest accepted source program, in bytes.
+    #[arg(
+        long,
+        env = "WASM_PLAYGROUND_CODE_LIMIT",
+        default_value_t = 128 << 10,
+        global = true
+    )]
+    pub code_limit: usize,
+
+    /// Largest accepted stdin for a program, in bytes.
+    #[arg(
+        long,
+        env = "WASM_PLAYGROUND_STDIN_LIMIT",
+        default_value_t = 64 << 10,
+        global = true
+    )]
+    pub stdin_limit: usize,
+
+    /// Largest accepted HTTP request body, in bytes.
+    #[arg(
+        long,
+        env = "WASM_PLAYGROUND_BODY_LIMIT",
+        default_value_t = 256 << 10,
+        global = true
+    )]
+    pub body_limit: usize,
+
+    /// Directory for per-compile temp dirs (default: the system temp dir).
+    #[arg(long, env = "WASM_PLAYGROUND_WORK_DIR", global = true)]
+    pub work_dir: Option<PathBuf>,
+
+    /// The `rustc` used to find the toolchain's sysroot (the real compiler inside it is used).
+    #[arg(
+        long,
+        env = "WASM_PLAYGROUND_RUSTC",
+        default_value = "rustc",
+        global = true
+    )]
+    pub rustc: String,
+}
+
+impl Config {
+    pub fn run_timeout(&self) -> Duration {
+        Duration::from_millis(self.run_timeout_ms)
+    }
+
+    pub fn epoch_tick(&self) -> Duration {
+        Duration::from_millis(self.epoch_tick_ms.max(1))
+    }
+
+    pub fn compile_timeout(&self) -> Duration {
+        Duration::from_millis(self.compile_timeout_ms)
+    }
+}
+
+impl Default for Config {
+    /// The same values as the command line's defaults.
+    fn default() -> Self {
+        #[derive(clap::Parser)]
+        struct Defaults {
+            #[command(flatten)]
+            config: Config,
+        }
+        <Defaults as clap::Parser>::parse_from(["wasm-playground"]).config
+    }
+}
+
+/// Options of the `serve` subcommand.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(
+        long,
+        env = "WASM_PLAYGROUND_ADDR",
+        default_value = "127.0.0.1:8000",
+        global = true
+    )]
+    pub addr: SocketAddr,
+}

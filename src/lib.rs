@@ -1,0 +1,23 @@
+//! wasm-playground: the execution back end of an online Rust playground.
+//!
+//! A request carries a Rust program. [`compile`] writes it, plus a small entry stub, into a fresh
+//! temp dir and builds it with the real `rustc` for `wasm32-wasip1`; [`runner`] runs the module
+//! in Wasmtime under fuel, memory, output and wall-clock limits and classifies how it ended;
+//! [`playground`] ties the two into one call; [`http`] (axum) and [`cli`] expose that call.
+//!
+//! Layout, one module per concept:
+//! - [`config`]: every limit and setting, from flags and `WASM_PLAYGROUND_*` variables.
+//! - [`compile`]: toolchain detection, the `rustc` invocation, diagnostics.
+//! - [`capture`]: the capped stdout/stderr buffers handed to the guest.
+//! - [`runner`]: the shared engine, the epoch ticker, one store per run, outcome statuses.
+//! - [`playground`]: request validation and the response shape.
+//! - [`http`]: the router (`app()`), JSON errors, CORS, request ids.
+//! - [`cli`]: `serve` and `run`.
+
+pub mod capture;
+pub mod cli;
+pub mod compile;
+pub mod config;
+pub mod http;
+pub mod playground;
+pub mod runner;
