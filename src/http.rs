@@ -12,7 +12,7 @@ use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, HeaderName, Request, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
 use tokio::net::TcpListener;
@@ -28,6 +28,7 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub fn app(playground: Arc<Playground>) -> Router {
     let body_limit = playground.config().body_limit;
     Router::new()
+        .route("/", get(index))
         .route("/hello", get(hello))
         .route("/execute", post(execute))
         .fallback(not_found)
@@ -57,6 +58,11 @@ pub async fn serve(
     axum::serve(listener, app(playground))
         .with_graceful_shutdown(shutdown)
         .await
+}
+
+/// The playground page, embedded so the binary works offline and stays one file.
+async fn index() -> Html<&'static str> {
+    Html(include_str!("../web/index.html"))
 }
 
 async fn hello() -> &'static str {
