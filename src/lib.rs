@@ -7,13 +7,16 @@
 //!
 //! Layout, one module per concept:
 //! - [`config`]: every limit and setting, from flags and `WASM_PLAYGROUND_*` variables.
+//! - [`cache`]: the content-addressed artifact cache (memory LRU + disk store).
 //! - [`compile`]: toolchain detection, the `rustc` invocation, diagnostics.
 //! - [`capture`]: the capped stdout/stderr buffers handed to the guest.
-//! - [`runner`]: the shared engine, the epoch ticker, one store per run, outcome statuses.
+//! - [`runner`]: the engines (Winch, Cranelift, tier-up), pooling allocator, epoch ticker,
+//!   background lane, one store per run, outcome statuses.
 //! - [`playground`]: request validation and the response shape.
 //! - [`http`]: the router (`app()`), JSON errors, CORS, request ids.
 //! - [`cli`]: `serve` and `run`.
 
+pub mod cache;
 pub mod capture;
 pub mod cli;
 pub mod compile;

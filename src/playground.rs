@@ -1,10 +1,12 @@
 //! The whole pipeline behind one call: validate a request, compile it, run it, and describe the
 //! result. The HTTP handlers and the `run` subcommand are thin wrappers around [`Playground`].
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
+use crate::cache::{Artifact, ArtifactCache, CacheKey, Diagnostics};
 use crate::compile::{
     CompileError, CompileOptions, CompileSettings, Compiler, Diagnostic, Edition, Mode,
 };
@@ -40,8 +42,12 @@ pub struct ExecutionOutput {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Timings {
+    /// Time to get the compiled program: `rustc` and Wasmtime's compile, or the cache lookup.
     pub compile_ms: f64,
     pub run_ms: f64,
+    /// The compiled program (or compile error) came from the cache: no `rustc` ran for this
+    /// request (it may have waited for an identical request's build).
+    pub cached: bool,
 }
 
 /// Why a request could not be executed.
@@ -62,7 +68,8 @@ pub enum PlaygroundError {
 /// The compiler, the runner and the limits they share.
 pub struct Playground {
     compiler: Compiler,
-    runner: Runner,
+    runner: Arc<Runner>,
+    cache: ArtifactCache,
     config: Config,
 }
 
@@ -77,10 +84,17 @@ impl Playground {
                 diagnostics_bytes: config.diagnostics_limit,
             },
         )?;
-        let runner = Runner::new(&config)?;
+        let runner = Arc::new(Runner::new(&config)?);
+        let cache = ArtifactCache::new(
+            config.cache_memory_entries,
+            &config.cache_dir(),
+            config.cache_disk_bytes,
+            runner.clone(),
+        );
         Ok(Self {
             compiler,
             runner,
+            cache,
             config,
         })
     }
@@ -100,9 +114,20 @@ impl Playground {
             mode: req.mode,
         };
         let started = Instant::now();
-        let build = self.compiler.compile_input(&req.code, &opts).await?;
+        let key = CacheKey::new(
+            &req.code,
+            &opts,
+            self.compiler.version(),
+            self.config.diagnostics_limit,
+        );
+        let (artifact, source) = self
+            .cache
+            .get_or_build(key, || self.build(&req.code, &opts))
+            .await?;
         let compile_ms = millis(started);
-        if !build.success {
+        let cached = source.cached();
+        let diags = &artifact.diagnostics;
+        let Some(program) = &artifact.program else {
             return Ok(ExecutionOutput {
                 success: false,
                 status: Status::CompileError,
@@ -110,21 +135,22 @@ impl Playground {
                 exit_detail: "Compilation failed".into(),
                 stdout: String::new(),
                 stderr: String::new(),
-                compiler_output: build.rendered,
-                diagnostics: build.diagnostics,
-                truncated: build.truncated,
+                compiler_output: diags.rendered.clone(),
+                diagnostics: diags.diagnostics.clone(),
+                truncated: diags.truncated,
                 fuel_consumed: 0,
                 timings: Timings {
                     compile_ms,
                     run_ms: 0.0,
+                    cached,
                 },
             });
-        }
+        };
 
         let mut run_opts = RunOptions::from_config(&self.config);
         run_opts.stdin = req.stdin.into_bytes();
         let started = Instant::now();
-        let run = self.runner.execute_payload(&build.wasm, &run_opts).await?;
+        let run = self.runner.execute(program, &run_opts).await?;
         let run_ms = millis(started);
         Ok(ExecutionOutput {
             success: run.status == Status::Ok,
@@ -133,12 +159,50 @@ impl Playground {
             exit_detail: run.exit_detail,
             stdout: run.stdout,
             stderr: run.stderr,
-            compiler_output: build.rendered,
-            diagnostics: build.diagnostics,
-            truncated: run.truncated || build.truncated,
+            compiler_output: diags.rendered.clone(),
+            diagnostics: diags.diagnostics.clone(),
+            truncated: run.truncated || diags.truncated,
             fuel_consumed: run.fuel_consumed,
-            timings: Timings { compile_ms, run_ms },
+            timings: Timings {
+                compile_ms,
+                run_ms,
+                cached,
+            },
         })
+    }
+
+    /// Runs `rustc`, then Wasmtime's first-tier compile on a blocking thread. Returns the
+    /// artifact and whether it may be cached (`rustc` was not cut short by a limit).
+    async fn build(
+        &self,
+        code: &str,
+        opts: &CompileOptions,
+    ) -> Result<(Artifact, bool), PlaygroundError> {
+        let build = self.compiler.compile_input(code, opts).await?;
+        let diagnostics = Diagnostics {
+            rendered: build.rendered.clone(),
+            diagnostics: build.diagnostics.clone(),
+            truncated: build.truncated,
+        };
+        let program = if build.success {
+            let wasm: Arc<[u8]> = std::fs::read(&build.wasm)
+                .map_err(|e| RunError::Load(format!("could not read the module: {e}")))?
+                .into();
+            let runner = self.runner.clone();
+            let program = tokio::task::spawn_blocking(move || runner.compile(wasm))
+                .await
+                .map_err(|e| RunError::Load(format!("the compile task failed: {e}")))??;
+            Some(Arc::new(program))
+        } else {
+            None
+        };
+        Ok((
+            Artifact {
+                diagnostics,
+                program,
+            },
+            build.cacheable,
+        ))
     }
 
     fn validate(&self, req: &ExecuteRequest) -> Result<(), PlaygroundError> {
