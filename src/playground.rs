@@ -178,7 +178,9 @@ impl Playground {
         code: &str,
         opts: &CompileOptions,
     ) -> Result<(Artifact, bool), PlaygroundError> {
+        let started = Instant::now();
         let build = self.compiler.compile_input(code, opts).await?;
+        let rustc_ms = millis(started);
         let diagnostics = Diagnostics {
             rendered: build.rendered.clone(),
             diagnostics: build.diagnostics.clone(),
@@ -189,9 +191,11 @@ impl Playground {
                 .map_err(|e| RunError::Load(format!("could not read the module: {e}")))?
                 .into();
             let runner = self.runner.clone();
+            let started = Instant::now();
             let program = tokio::task::spawn_blocking(move || runner.compile(wasm))
                 .await
                 .map_err(|e| RunError::Load(format!("the compile task failed: {e}")))??;
+            tracing::debug!(rustc_ms, wasmtime_ms = millis(started), "built");
             Some(Arc::new(program))
         } else {
             None
