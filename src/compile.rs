@@ -19,6 +19,8 @@ use tempfile::TempDir;
 use tokio::io::AsyncReadExt;
 use tokio::process::Command;
 
+use crate::sandbox::{ProcessLimits, Sandbox, SandboxError};
+
 /// Appended (after a newline) to every sample; it must stay on one line so that it adds exactly
 /// one line after the user's code, which [`Compiler`] recognises in diagnostics.
 ///
@@ -130,6 +132,21 @@ pub struct Diagnostic {
     pub end_column: Option<u32>,
 }
 
+impl Diagnostic {
+    /// An error with no location, for failures rustc itself could not describe.
+    pub fn error(message: String) -> Self {
+        Self {
+            level: "error".into(),
+            code: None,
+            message,
+            line: None,
+            column: None,
+            end_line: None,
+            end_column: None,
+        }
+    }
+}
+
 /// What came out of one `rustc` run. The wasm file lives in `dir` and goes away with it.
 #[derive(Debug)]
 pub struct BuildResult {
@@ -160,6 +177,8 @@ pub enum CompileError {
     Spawn(#[source] std::io::Error),
     #[error("waiting for rustc failed: {0}")]
     Wait(#[source] std::io::Error),
+    #[error(transparent)]
+    Sandbox(#[from] SandboxError),
 }
 
 /// Problems found at start-up, each with the command that fixes it.
@@ -189,18 +208,19 @@ pub struct CompileSettings {
     pub diagnostics_bytes: usize,
 }
 
-/// The resolved toolchain plus the limits; one per process.
+/// The real compiler behind the rustup proxy, found once at start-up.
 #[derive(Debug, Clone)]
-pub struct Compiler {
-    rustc: PathBuf,
-    sysroot: PathBuf,
-    version: String,
-    settings: CompileSettings,
+pub struct Toolchain {
+    pub rustc: PathBuf,
+    pub sysroot: PathBuf,
+    /// `rustc --version`.
+    pub version: String,
 }
 
-impl Compiler {
-    /// Resolves the real `rustc` behind the rustup proxy and checks the wasm target is installed.
-    pub fn detect(rustc: &str, settings: CompileSettings) -> Result<Self, ToolchainError> {
+impl Toolchain {
+    /// Resolves the real `rustc` from `rustc --print sysroot` (the rustup proxy is slower and
+    /// obeys a `rust-toolchain.toml` in the working directory) and checks the wasm target.
+    pub fn detect(rustc: &str) -> Result<Self, ToolchainError> {
         let output = std::process::Command::new(rustc)
             .args(["--print", "sysroot"])
             .stdin(Stdio::null())
@@ -216,8 +236,7 @@ impl Compiler {
             });
         }
         let sysroot = PathBuf::from(String::from_utf8_lossy(&output.stdout).trim());
-        let target_lib = sysroot.join("lib/rustlib/wasm32-wasip1/lib");
-        if !target_lib.is_dir() {
+        if !sysroot.join("lib/rustlib/wasm32-wasip1/lib").is_dir() {
             return Err(ToolchainError::TargetMissing {
                 sysroot: sysroot.display().to_string(),
             });
@@ -237,17 +256,33 @@ impl Compiler {
             rustc: real_rustc,
             sysroot,
             version,
-            settings,
         })
     }
+}
 
-    /// `rustc --version` of the toolchain in use.
-    pub fn version(&self) -> &str {
-        &self.version
+/// The toolchain, the sandbox its processes run in, and the limits; one per process.
+pub struct Compiler {
+    toolchain: Toolchain,
+    sandbox: Sandbox,
+    settings: CompileSettings,
+}
+
+impl Compiler {
+    pub fn new(toolchain: Toolchain, sandbox: Sandbox, settings: CompileSettings) -> Self {
+        Self {
+            toolchain,
+            sandbox,
+            settings,
+        }
     }
 
-    pub fn sysroot(&self) -> &Path {
-        &self.sysroot
+    pub fn toolchain(&self) -> &Toolchain {
+        &self.toolchain
+    }
+
+    /// False only when started with `--insecure-unsandboxed-compile`.
+    pub fn sandbox_enforced(&self) -> bool {
+        self.sandbox.is_enforced()
     }
 
     /// Compiles `sample` in a fresh temp dir. Errors in the program are a successful call with
@@ -272,7 +307,7 @@ impl Compiler {
         source.push_str(ENTRY_STUB);
         std::fs::write(src.join("main.rs"), source).map_err(CompileError::Workspace)?;
 
-        let mut cmd = Command::new(&self.rustc);
+        let mut cmd = Command::new(&self.toolchain.rustc);
         cmd.args(["--target", "wasm32-wasip1", "--crate-type", "cdylib"])
             .args([
                 "--crate-name",
@@ -290,11 +325,13 @@ impl Compiler {
             .args(["-o", "main.wasm", "src/main.rs"])
             .current_dir(dir.path())
             .env_clear()
+            .env("TMPDIR", dir.path())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .process_group(0)
             .kill_on_drop(true);
+        self.sandbox.confine(&mut cmd, dir.path())?;
         let mut child = cmd.spawn().map_err(CompileError::Spawn)?;
         let pid = child.id();
         // Kills rustc and its linker if this future is dropped (client gone) or times out.
@@ -334,9 +371,9 @@ impl Compiler {
         };
         if !status.success() && result.diagnostics.iter().all(|d| d.level != "error") {
             // Killed by a signal or a limit before it could say why.
-            result
-                .rendered
-                .push_str(&format!("error: {}\n", describe_exit(status)));
+            let why = describe_exit(status, &result.rendered, self.sandbox.limits());
+            result.rendered.push_str(&format!("error: {why}\n"));
+            result.diagnostics.push(Diagnostic::error(why));
         }
         Ok(result)
     }
@@ -347,24 +384,25 @@ fn failed_build(dir: TempDir, message: String) -> BuildResult {
         success: false,
         wasm: dir.path().join("main.wasm"),
         rendered: format!("error: {message}\n"),
-        diagnostics: vec![Diagnostic {
-            level: "error".into(),
-            code: None,
-            message,
-            line: None,
-            column: None,
-            end_line: None,
-            end_column: None,
-        }],
+        diagnostics: vec![Diagnostic::error(message)],
         truncated: false,
         dir,
     }
 }
 
-fn describe_exit(status: ExitStatus) -> String {
+/// Why rustc stopped without an error of its own, in words for the user.
+fn describe_exit(status: ExitStatus, rendered: &str, limits: &ProcessLimits) -> String {
     use std::os::unix::process::ExitStatusExt;
     match status.signal() {
-        Some(signal) => format!("the compiler was stopped by signal {signal} (a resource limit)"),
+        Some(libc::SIGXCPU) | Some(libc::SIGKILL) => format!(
+            "the compiler used more than its {} s CPU limit",
+            limits.cpu_seconds
+        ),
+        Some(libc::SIGABRT) if rendered.contains("memory allocation of") => format!(
+            "the compiler ran out of memory (its limit is {} MiB)",
+            limits.data_bytes >> 20
+        ),
+        Some(signal) => format!("the compiler crashed (signal {signal})"),
         None => format!("the compiler failed with {status}"),
     }
 }
@@ -436,14 +474,16 @@ fn parse_diagnostics(stderr: &[u8], stub_line: u32) -> (String, Vec<Diagnostic>)
     let mut rendered = String::new();
     let mut diagnostics = Vec::new();
     for line in String::from_utf8_lossy(stderr).lines() {
-        let Ok(raw) = serde_json::from_str::<RawDiagnostic>(line) else {
-            // A line cut by the cap, or plain text from a crashing compiler.
-            if !line.trim_start().starts_with('{') {
+        let Ok(mut raw) = serde_json::from_str::<RawDiagnostic>(line) else {
+            // A line cut by the cap, or plain text from a crashing compiler (minus its
+            // backtrace, which shows nothing useful and host addresses).
+            if !line.trim_start().starts_with('{') && !is_backtrace_line(line) {
                 rendered.push_str(line);
                 rendered.push('\n');
             }
             continue;
         };
+        redact_file_errors(&mut raw);
         let primary = raw
             .spans
             .iter()
@@ -456,11 +496,7 @@ fn parse_diagnostics(stderr: &[u8], stub_line: u32) -> (String, Vec<Diagnostic>)
             diagnostics.push(Diagnostic {
                 level: raw.level,
                 code,
-                message,
-                line: None,
-                column: None,
-                end_line: None,
-                end_column: None,
+                ..Diagnostic::error(message)
             });
             continue;
         }
@@ -481,6 +517,31 @@ fn parse_diagnostics(stderr: &[u8], stub_line: u32) -> (String, Vec<Diagnostic>)
         });
     }
     (rendered, diagnostics)
+}
+
+fn is_backtrace_line(line: &str) -> bool {
+    let trimmed = line.trim_start();
+    trimmed.starts_with("stack backtrace:")
+        || trimmed.starts_with("at ")
+        || trimmed.split_once(": ").is_some_and(|(n, rest)| {
+            n.parse::<u32>().is_ok() && rest.trim_start().starts_with("0x")
+        })
+}
+
+/// The message for any file the program tried to read at compile time (`include_str!`,
+/// `#[path]`, ...): the sandbox denies everything outside the job dir, and the answer must not
+/// tell whether a host path exists.
+const FILE_DENIED: &str = "cannot read files outside the program";
+
+fn redact_file_errors(raw: &mut RawDiagnostic) {
+    if !raw.message.starts_with("couldn't read `") {
+        return;
+    }
+    raw.message = FILE_DENIED.to_string();
+    if let Some(rendered) = &mut raw.rendered {
+        let rest = rendered.split_once('\n').map_or("", |(_, rest)| rest);
+        *rendered = format!("{}: {FILE_DENIED}\n{rest}", raw.level);
+    }
 }
 
 fn explain_stub_error(message: &str, code: Option<&str>, level: &str) -> (String, String) {
@@ -519,6 +580,18 @@ mod tests {
     #[test]
     fn stub_is_one_line() {
         assert_eq!(ENTRY_STUB.lines().count(), 1);
+    }
+
+    #[test]
+    fn file_errors_do_not_name_the_host_path() {
+        let line = r#"{"message":"couldn't read `/etc/x`: No such file or directory (os error 2)","code":null,"level":"error","spans":[{"file_name":"src/main.rs","line_start":1,"line_end":1,"column_start":1,"column_end":5,"is_primary":true}],"rendered":"error: couldn't read `/etc/x`: No such file or directory (os error 2)\n --> src/main.rs:1:1\n"}"#;
+        let (rendered, diags) = parse_diagnostics(line.as_bytes(), 9);
+        assert_eq!(
+            rendered,
+            "error: cannot read files outside the program\n --> src/main.rs:1:1\n"
+        );
+        assert_eq!(diags[0].message, FILE_DENIED);
+        assert_eq!(diags[0].line, Some(1));
     }
 
     #[test]

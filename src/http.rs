@@ -144,6 +144,8 @@ fn parse_execute(headers: &HeaderMap, body: &[u8]) -> Result<ExecuteRequest, Api
 pub struct ApiError {
     status: StatusCode,
     message: String,
+    /// Seconds for the `Retry-After` header of a 503.
+    retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -151,6 +153,7 @@ impl ApiError {
         Self {
             status,
             message: message.into(),
+            retry_after: None,
         }
     }
 
@@ -172,6 +175,11 @@ impl From<PlaygroundError> for ApiError {
         match err {
             PlaygroundError::BadRequest(message) => Self::bad_request(message),
             PlaygroundError::TooLarge(message) => Self::new(StatusCode::PAYLOAD_TOO_LARGE, message),
+            PlaygroundError::Overloaded(overloaded) => Self {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                message: overloaded.to_string(),
+                retry_after: Some(overloaded.retry_after.as_secs().max(1)),
+            },
             internal => {
                 tracing::error!(error = %internal, "internal failure");
                 Self::new(StatusCode::INTERNAL_SERVER_ERROR, internal.to_string())
@@ -183,6 +191,12 @@ impl From<PlaygroundError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = Json(serde_json::json!({ "error": self.message }));
-        (self.status, body).into_response()
+        let mut response = (self.status, body).into_response();
+        if let Some(secs) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from(secs));
+        }
+        response
     }
 }

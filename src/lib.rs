@@ -8,12 +8,15 @@
 //! Layout, one module per concept:
 //! - [`config`]: every limit and setting, from flags and `WASM_PLAYGROUND_*` variables.
 //! - [`compile`]: toolchain detection, the `rustc` invocation, diagnostics.
+//! - [`sandbox`]: Landlock, rlimits and seccomp around every `rustc` process.
 //! - [`capture`]: the capped stdout/stderr buffers handed to the guest.
 //! - [`runner`]: the shared engine, the epoch ticker, one store per run, outcome statuses.
+//! - [`admission`]: bounded slots and queues for compiles and runs (503 when saturated).
 //! - [`playground`]: request validation and the response shape.
 //! - [`http`]: the router (`app()`), JSON errors, CORS, request ids.
 //! - [`cli`]: `serve` and `run`.
 
+pub mod admission;
 pub mod capture;
 pub mod cli;
 pub mod compile;
@@ -21,3 +24,4 @@ pub mod config;
 pub mod http;
 pub mod playground;
 pub mod runner;
+pub mod sandbox;

@@ -1,15 +1,17 @@
 //! The whole pipeline behind one call: validate a request, compile it, run it, and describe the
 //! result. The HTTP handlers and the `run` subcommand are thin wrappers around [`Playground`].
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use crate::admission::{Admission, Overloaded};
 use crate::compile::{
-    CompileError, CompileOptions, CompileSettings, Compiler, Diagnostic, Edition, Mode,
+    CompileError, CompileOptions, CompileSettings, Compiler, Diagnostic, Edition, Mode, Toolchain,
 };
 use crate::config::Config;
 use crate::runner::{RunError, RunOptions, Runner, Status};
+use crate::sandbox::{ProcessLimits, Sandbox};
 
 /// One program to compile and run.
 #[derive(Debug, Clone, Default)]
@@ -40,6 +42,8 @@ pub struct ExecutionOutput {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Timings {
+    /// Time spent waiting for a compile slot and a run slot.
+    pub queue_ms: f64,
     pub compile_ms: f64,
     pub run_ms: f64,
 }
@@ -53,6 +57,9 @@ pub enum PlaygroundError {
     /// The code or stdin is over its configured size limit (HTTP 413).
     #[error("{0}")]
     TooLarge(String),
+    /// No slot free and the queue full or too slow (HTTP 503 with `Retry-After`).
+    #[error(transparent)]
+    Overloaded(#[from] Overloaded),
     #[error(transparent)]
     Compile(#[from] CompileError),
     #[error(transparent)]
@@ -63,24 +70,43 @@ pub enum PlaygroundError {
 pub struct Playground {
     compiler: Compiler,
     runner: Runner,
+    compiles: Admission,
+    runs: Admission,
     config: Config,
 }
 
 impl Playground {
     /// Checks the toolchain and sets up Wasmtime; fails with an actionable message.
     pub fn new(config: Config) -> anyhow::Result<Self> {
-        let compiler = Compiler::detect(
-            &config.rustc,
-            CompileSettings {
-                work_dir: config.work_dir.clone().unwrap_or_else(std::env::temp_dir),
-                timeout: config.compile_timeout(),
-                diagnostics_bytes: config.diagnostics_limit,
+        let toolchain = Toolchain::detect(&config.rustc)?;
+        let sandbox = Sandbox::new(
+            &toolchain.sysroot,
+            ProcessLimits {
+                cpu_seconds: config.compile_cpu_seconds,
+                data_bytes: config.compile_memory_limit,
+                file_bytes: config.compile_file_limit,
+                open_files: 1024,
             },
+            config.insecure_unsandboxed_compile,
         )?;
+        let settings = CompileSettings {
+            work_dir: config.work_dir.clone().unwrap_or_else(std::env::temp_dir),
+            timeout: config.compile_timeout(),
+            diagnostics_bytes: config.diagnostics_limit,
+        };
+        let compiler = Compiler::new(toolchain, sandbox, settings);
         let runner = Runner::new(&config)?;
+        let compiles = Admission::new(
+            config.max_compiles,
+            config.queue_limit,
+            config.queue_timeout(),
+        );
+        let runs = Admission::new(config.max_runs, config.queue_limit, config.queue_timeout());
         Ok(Self {
             compiler,
             runner,
+            compiles,
+            runs,
             config,
         })
     }
@@ -99,9 +125,12 @@ impl Playground {
             edition: req.edition,
             mode: req.mode,
         };
+        let slot = self.compiles.enter().await?;
+        let mut queued = slot.waited;
         let started = Instant::now();
         let build = self.compiler.compile_input(&req.code, &opts).await?;
-        let compile_ms = millis(started);
+        let compile_ms = millis(started.elapsed());
+        drop(slot);
         if !build.success {
             return Ok(ExecutionOutput {
                 success: false,
@@ -115,6 +144,7 @@ impl Playground {
                 truncated: build.truncated,
                 fuel_consumed: 0,
                 timings: Timings {
+                    queue_ms: millis(queued),
                     compile_ms,
                     run_ms: 0.0,
                 },
@@ -123,9 +153,12 @@ impl Playground {
 
         let mut run_opts = RunOptions::from_config(&self.config);
         run_opts.stdin = req.stdin.into_bytes();
+        let slot = self.runs.enter().await?;
+        queued += slot.waited;
         let started = Instant::now();
         let run = self.runner.execute_payload(&build.wasm, &run_opts).await?;
-        let run_ms = millis(started);
+        let run_ms = millis(started.elapsed());
+        drop(slot);
         Ok(ExecutionOutput {
             success: run.status == Status::Ok,
             status: run.status,
@@ -137,7 +170,11 @@ impl Playground {
             diagnostics: build.diagnostics,
             truncated: run.truncated || build.truncated,
             fuel_consumed: run.fuel_consumed,
-            timings: Timings { compile_ms, run_ms },
+            timings: Timings {
+                queue_ms: millis(queued),
+                compile_ms,
+                run_ms,
+            },
         })
     }
 
@@ -165,7 +202,7 @@ impl Playground {
     }
 }
 
-/// Milliseconds since `start`, rounded to hundredths.
-fn millis(start: Instant) -> f64 {
-    (start.elapsed().as_secs_f64() * 100_000.0).round() / 100.0
+/// Milliseconds, rounded to hundredths.
+fn millis(duration: Duration) -> f64 {
+    (duration.as_secs_f64() * 100_000.0).round() / 100.0
 }

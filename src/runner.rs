@@ -163,6 +163,9 @@ impl Runner {
         let stderr = CaptureStream::new(opts.output_limit);
         // No args, no env, no preopened directories: stdio, clocks and randomness only.
         let wasi = WasiCtxBuilder::new()
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
             .stdin(MemoryInputPipe::new(opts.stdin.clone()))
             .stdout(stdout.clone())
             .stderr(stderr.clone())
