@@ -47,6 +47,7 @@ pub async fn main() -> anyhow::Result<i32> {
                 .unwrap_or_else(|_| "wasm_playground=info,tower_http=info".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let playground = Arc::new(Playground::new(cli.config)?);
     match cli.command {

@@ -398,11 +398,19 @@ fn describe_exit(status: ExitStatus, rendered: &str, limits: &ProcessLimits) -> 
             "the compiler used more than its {} s CPU limit",
             limits.cpu_seconds
         ),
-        Some(libc::SIGABRT) if rendered.contains("memory allocation of") => format!(
-            "the compiler ran out of memory (its limit is {} MiB)",
-            limits.data_bytes >> 20
-        ),
+        Some(libc::SIGABRT)
+            if rendered.contains("memory allocation of") || rendered.contains("out of memory") =>
+        {
+            format!(
+                "the compiler ran out of memory (its limit is {} MiB)",
+                limits.data_bytes >> 20
+            )
+        }
         Some(signal) => format!("the compiler crashed (signal {signal})"),
+        None if rendered.contains("File too large") => format!(
+            "the compiled program is larger than the {} MiB limit",
+            limits.file_bytes >> 20
+        ),
         None => format!("the compiler failed with {status}"),
     }
 }
