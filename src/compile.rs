@@ -110,10 +110,23 @@ impl FromStr for Mode {
     }
 }
 
+/// What to build from the sample.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum CrateKind {
+    /// A program: a `cdylib` whose `__entry` export runs `main` (the entry stub is appended).
+    #[default]
+    Program,
+    /// The test harness (`rustc --test`): a WASI command module that takes libtest's arguments.
+    Tests,
+    /// A library that is only compiled, never run.
+    Library,
+}
+
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub struct CompileOptions {
     pub edition: Edition,
     pub mode: Mode,
+    pub kind: CrateKind,
 }
 
 /// One structured compiler message, for editors to mark the line.
@@ -304,11 +317,19 @@ impl Compiler {
             source.push('\n');
         }
         let stub_line = source.lines().count() as u32 + 1;
-        source.push_str(ENTRY_STUB);
+        let (crate_args, output): (&[&str], &str) = match opts.kind {
+            CrateKind::Program => {
+                source.push_str(ENTRY_STUB);
+                (&["--crate-type", "cdylib"], "main.wasm")
+            }
+            CrateKind::Tests => (&["--test"], "main.wasm"),
+            CrateKind::Library => (&["--crate-type", "lib"], "libplayground.rlib"),
+        };
         std::fs::write(src.join("main.rs"), source).map_err(CompileError::Workspace)?;
 
         let mut cmd = Command::new(&self.toolchain.rustc);
-        cmd.args(["--target", "wasm32-wasip1", "--crate-type", "cdylib"])
+        cmd.args(["--target", "wasm32-wasip1"])
+            .args(crate_args)
             .args([
                 "--crate-name",
                 "playground",
@@ -322,7 +343,7 @@ impl Compiler {
             })
             .arg("--error-format=json")
             .arg(format!("--remap-path-prefix={}/=", dir.path().display()))
-            .args(["-o", "main.wasm", "src/main.rs"])
+            .args(["-o", output, "src/main.rs"])
             .current_dir(dir.path())
             .env_clear()
             .env("TMPDIR", dir.path())
@@ -363,7 +384,7 @@ impl Compiler {
         let (rendered, diagnostics) = parse_diagnostics(&captured, stub_line);
         let mut result = BuildResult {
             success: status.success(),
-            wasm: dir.path().join("main.wasm"),
+            wasm: dir.path().join(output),
             rendered,
             diagnostics,
             truncated,

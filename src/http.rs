@@ -14,13 +14,15 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, HeaderName, Request, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tower_http::cors::CorsLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
+use crate::compile::{CrateKind, Edition, Mode};
 use crate::playground::{ExecuteRequest, ExecutionOutput, Playground, PlaygroundError};
+use crate::runner::Status;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -31,6 +33,7 @@ pub fn app(playground: Arc<Playground>) -> Router {
         .route("/", get(index))
         .route("/hello", get(hello))
         .route("/execute", post(execute))
+        .route("/evaluate.json", post(evaluate))
         .fallback(not_found)
         .with_state(playground)
         .layer(DefaultBodyLimit::max(body_limit))
@@ -73,14 +76,21 @@ async fn not_found() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "no such endpoint")
 }
 
-/// The JSON form of `/execute`'s request. Unknown fields (play.rust-lang.org clients send
-/// `channel`, `crateType`, `tests`, `backtrace`) are ignored.
+/// The JSON form of `/execute`'s request, a superset of play.rust-lang.org's. Unknown fields
+/// (e.g. its `backtrace`) are ignored.
 #[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
 struct ExecuteBody {
     code: Option<String>,
     edition: Option<String>,
     mode: Option<String>,
     stdin: Option<String>,
+    channel: Option<String>,
+    crate_type: Option<String>,
+    #[serde(default)]
+    tests: bool,
+    #[serde(default)]
+    args: Vec<String>,
 }
 
 async fn execute(
@@ -121,7 +131,22 @@ fn parse_execute(headers: &HeaderMap, body: &[u8]) -> Result<ExecuteRequest, Api
     let parsed: ExecuteBody = serde_json::from_slice(body)
         .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
     let bad = ApiError::bad_request;
+    check_channel(parsed.channel.as_deref())?;
+    let kind = match (parsed.tests, parsed.crate_type.as_deref()) {
+        (true, _) => CrateKind::Tests,
+        (false, None | Some("bin")) => CrateKind::Program,
+        (false, Some("lib" | "rlib" | "dylib" | "cdylib" | "staticlib" | "proc-macro")) => {
+            CrateKind::Library
+        }
+        (false, Some(other)) => {
+            return Err(bad(format!(
+                "unknown crateType `{other}`, expected bin or lib"
+            )));
+        }
+    };
     Ok(ExecuteRequest {
+        kind,
+        args: parsed.args,
         code: parsed.code.unwrap_or_default(),
         edition: parsed
             .edition
@@ -137,6 +162,87 @@ fn parse_execute(headers: &HeaderMap, body: &[u8]) -> Result<ExecuteRequest, Api
             .unwrap_or_default(),
         stdin: parsed.stdin.unwrap_or_default(),
     })
+}
+
+/// Only the stable toolchain is installed; say so instead of silently using it.
+fn check_channel(channel: Option<&str>) -> Result<(), ApiError> {
+    match channel {
+        None | Some("stable") => Ok(()),
+        Some(other @ ("beta" | "nightly")) => Err(ApiError::bad_request(format!(
+            "the `{other}` channel is not installed on this server; use `stable`"
+        ))),
+        Some(other) => Err(ApiError::bad_request(format!(
+            "unknown channel `{other}`, expected stable"
+        ))),
+    }
+}
+
+/// play.rust-lang.org's legacy request, still sent by mdBook's Run buttons.
+#[derive(Deserialize)]
+struct EvaluateBody {
+    code: String,
+    /// The channel: `stable`.
+    version: Option<String>,
+    /// `"0"` is debug; anything else is release.
+    optimize: Option<String>,
+    /// Empty or missing means 2015, as on the old playground.
+    edition: Option<String>,
+    #[serde(default)]
+    tests: bool,
+}
+
+/// `result` is what the program printed (stdout, then stderr) or, when it did not compile, the
+/// compiler's output, which `error` also carries (it is `null` otherwise).
+#[derive(Serialize)]
+struct EvaluateResponse {
+    result: String,
+    error: Option<String>,
+}
+
+async fn evaluate(
+    State(playground): State<Arc<Playground>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<EvaluateResponse>, ApiError> {
+    let body = body.map_err(ApiError::from_rejection)?;
+    let parsed: EvaluateBody = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
+    check_channel(parsed.version.as_deref())?;
+    let edition = match parsed.edition.as_deref() {
+        None | Some("") => Edition::E2015,
+        Some(e) => e.parse().map_err(ApiError::bad_request)?,
+    };
+    let mode = match parsed.optimize.as_deref() {
+        None | Some("0") => Mode::Debug,
+        Some(_) => Mode::Release,
+    };
+    let request = ExecuteRequest {
+        code: parsed.code,
+        edition,
+        mode,
+        kind: if parsed.tests {
+            CrateKind::Tests
+        } else {
+            CrateKind::Program
+        },
+        ..Default::default()
+    };
+    let out = playground.execute(request).await?;
+    Ok(Json(if out.status == Status::CompileError {
+        EvaluateResponse {
+            result: out.compiler_output.clone(),
+            error: Some(out.compiler_output),
+        }
+    } else {
+        let mut result = out.stdout;
+        result.push_str(&out.stderr);
+        if out.exit_code.is_none() {
+            result.push_str(&format!("{}\n", out.exit_detail));
+        }
+        EvaluateResponse {
+            result,
+            error: None,
+        }
+    }))
 }
 
 /// An error answer: a status and a JSON `{"error": message}` body.

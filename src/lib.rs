@@ -12,6 +12,7 @@
 //! - [`capture`]: the capped stdout/stderr buffers handed to the guest.
 //! - [`runner`]: the shared engine, the epoch ticker, one store per run, outcome statuses.
 //! - [`admission`]: bounded slots and queues for compiles and runs (503 when saturated).
+//! - [`harness`]: `#[test]`s run one instance each, reported like `cargo test`.
 //! - [`playground`]: request validation and the response shape.
 //! - [`http`]: the router (`app()`), JSON errors, CORS, request ids.
 //! - [`cli`]: `serve` and `run`.
@@ -21,6 +22,7 @@ pub mod capture;
 pub mod cli;
 pub mod compile;
 pub mod config;
+pub mod harness;
 pub mod http;
 pub mod playground;
 pub mod runner;

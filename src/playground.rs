@@ -7,9 +7,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::admission::{Admission, Overloaded};
 use crate::compile::{
-    CompileError, CompileOptions, CompileSettings, Compiler, Diagnostic, Edition, Mode, Toolchain,
+    CompileError, CompileOptions, CompileSettings, Compiler, CrateKind, Diagnostic, Edition, Mode,
+    Toolchain,
 };
 use crate::config::Config;
+use crate::harness;
 use crate::runner::{RunError, RunOptions, Runner, Status};
 use crate::sandbox::{ProcessLimits, Sandbox};
 
@@ -19,7 +21,11 @@ pub struct ExecuteRequest {
     pub code: String,
     pub edition: Edition,
     pub mode: Mode,
+    /// Run `main`, run the `#[test]`s, or only compile a library.
+    pub kind: CrateKind,
     pub stdin: String,
+    /// Arguments passed to the program after its name.
+    pub args: Vec<String>,
 }
 
 /// The answer to every finished execution, including compile errors and crashes.
@@ -124,6 +130,7 @@ impl Playground {
         let opts = CompileOptions {
             edition: req.edition,
             mode: req.mode,
+            kind: req.kind,
         };
         let slot = self.compiles.enter().await?;
         let mut queued = slot.waited;
@@ -131,32 +138,46 @@ impl Playground {
         let build = self.compiler.compile_input(&req.code, &opts).await?;
         let compile_ms = millis(started.elapsed());
         drop(slot);
+        let not_run = |status, detail: &str| ExecutionOutput {
+            success: status == Status::Ok,
+            status,
+            exit_code: None,
+            exit_detail: detail.into(),
+            stdout: String::new(),
+            stderr: String::new(),
+            compiler_output: build.rendered.clone(),
+            diagnostics: build.diagnostics.clone(),
+            truncated: build.truncated,
+            fuel_consumed: 0,
+            timings: Timings {
+                queue_ms: millis(queued),
+                compile_ms,
+                run_ms: 0.0,
+            },
+        };
         if !build.success {
-            return Ok(ExecutionOutput {
-                success: false,
-                status: Status::CompileError,
-                exit_code: None,
-                exit_detail: "Compilation failed".into(),
-                stdout: String::new(),
-                stderr: String::new(),
-                compiler_output: build.rendered,
-                diagnostics: build.diagnostics,
-                truncated: build.truncated,
-                fuel_consumed: 0,
-                timings: Timings {
-                    queue_ms: millis(queued),
-                    compile_ms,
-                    run_ms: 0.0,
-                },
-            });
+            return Ok(not_run(Status::CompileError, "Compilation failed"));
+        }
+        if req.kind == CrateKind::Library {
+            return Ok(not_run(
+                Status::Ok,
+                "Compiled the library (there is nothing to run)",
+            ));
         }
 
         let mut run_opts = RunOptions::from_config(&self.config);
         run_opts.stdin = req.stdin.into_bytes();
+        run_opts.args = req.args;
         let slot = self.runs.enter().await?;
         queued += slot.waited;
         let started = Instant::now();
-        let run = self.runner.execute_payload(&build.wasm, &run_opts).await?;
+        let run = match req.kind {
+            CrateKind::Tests => {
+                let module = self.runner.load(&build.wasm)?;
+                harness::run_tests(&self.runner, &module, &run_opts).await?
+            }
+            _ => self.runner.execute_payload(&build.wasm, &run_opts).await?,
+        };
         let run_ms = millis(started.elapsed());
         drop(slot);
         Ok(ExecutionOutput {

@@ -23,6 +23,9 @@ use wasmtime_wasi::p2::pipe::MemoryInputPipe;
 use crate::capture::{CaptureStream, OutputLimitExceeded};
 use crate::config::Config;
 
+/// `argv[0]` of every program.
+pub const PROGRAM_NAME: &str = "target/debug/playground";
+
 /// How an execution ended. `compileError` is produced by the caller, never by the runner.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -47,6 +50,8 @@ pub struct RunOptions {
     pub memory_limit: usize,
     pub output_limit: usize,
     pub stdin: Vec<u8>,
+    /// Arguments after the program name (`std::env::args().skip(1)`).
+    pub args: Vec<String>,
 }
 
 impl RunOptions {
@@ -59,6 +64,7 @@ impl RunOptions {
             memory_limit: config.memory_limit,
             output_limit: config.output_limit,
             stdin: Vec::new(),
+            args: Vec::new(),
         }
     }
 }
@@ -153,7 +159,8 @@ impl Runner {
         self.execute_module(&module, opts).await
     }
 
-    /// Runs an already compiled module: `_initialize` (if exported), then `__entry`.
+    /// Runs an already compiled module: a program's `_initialize` (if exported) then `__entry`,
+    /// or a command module's `_start` (the test harness).
     pub async fn execute_module(
         &self,
         module: &Module,
@@ -161,8 +168,11 @@ impl Runner {
     ) -> Result<RunOutput, RunError> {
         let stdout = CaptureStream::new(opts.output_limit);
         let stderr = CaptureStream::new(opts.output_limit);
-        // No args, no env, no preopened directories: stdio, clocks and randomness only.
+        // No env, no preopened directories, no sockets: stdio, clocks and randomness only. The
+        // program name is what play.rust-lang.org shows.
         let wasi = WasiCtxBuilder::new()
+            .arg(PROGRAM_NAME)
+            .args(&opts.args)
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false)
@@ -195,11 +205,14 @@ impl Runner {
 
         let run = async {
             let instance = self.linker.instantiate_async(&mut store, module).await?;
-            if let Ok(init) = instance.get_typed_func::<(), ()>(&mut store, "_initialize") {
-                init.call_async(&mut store, ()).await?;
+            if let Ok(entry) = instance.get_typed_func::<(), i32>(&mut store, "__entry") {
+                if let Ok(init) = instance.get_typed_func::<(), ()>(&mut store, "_initialize") {
+                    init.call_async(&mut store, ()).await?;
+                }
+                return entry.call_async(&mut store, ()).await;
             }
-            let entry = instance.get_typed_func::<(), i32>(&mut store, "__entry")?;
-            entry.call_async(&mut store, ()).await
+            let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
+            start.call_async(&mut store, ()).await.map(|()| 0)
         };
         // The epoch check cannot fire while the guest waits in a host call (e.g. a sleep); this
         // outer timeout covers that, one tick after the deadline.

@@ -219,7 +219,7 @@ async fn run_time_attacks_are_contained() {
         h.secret_file
     );
     let v = attack(&mut h, &code).await;
-    assert_eq!(v["stdout"], "None false 0\n");
+    assert_eq!(v["stdout"], "None false 1\n");
     assert_eq!(common::leftovers(&h.server.server), 0);
 }
 
