@@ -120,6 +120,19 @@ pub enum CrateKind {
     Tests,
     /// A library that is only compiled, never run.
     Library,
+    /// A plain binary (`--crate-type bin`), for inspecting its intermediate forms.
+    Binary,
+}
+
+/// What rustc writes: the linked artifact, or one of its intermediate forms as text.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum Emit {
+    #[default]
+    Link,
+    Mir,
+    LlvmIr,
+    /// LLVM's WebAssembly assembly.
+    Asm,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
@@ -127,6 +140,7 @@ pub struct CompileOptions {
     pub edition: Edition,
     pub mode: Mode,
     pub kind: CrateKind,
+    pub emit: Emit,
 }
 
 /// One structured compiler message, for editors to mark the line.
@@ -212,6 +226,19 @@ pub enum ToolchainError {
     TargetMissing { sysroot: String },
 }
 
+/// The first line of `program --version`, if it runs.
+fn tool_version(program: &Path) -> Option<String> {
+    let output = std::process::Command::new(program)
+        .arg("--version")
+        .env_clear()
+        .stdin(Stdio::null())
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    let line = text.lines().next()?.trim();
+    (output.status.success() && !line.is_empty()).then(|| line.to_string())
+}
+
 /// Where and under which limits compiles run.
 #[derive(Debug, Clone)]
 pub struct CompileSettings {
@@ -228,9 +255,17 @@ pub struct Toolchain {
     pub sysroot: PathBuf,
     /// `rustc --version`.
     pub version: String,
+    /// `rustfmt --version` and `clippy-driver --version`, when those components are installed.
+    pub rustfmt_version: Option<String>,
+    pub clippy_version: Option<String>,
 }
 
 impl Toolchain {
+    /// Another binary of the toolchain, e.g. `rustfmt` or `clippy-driver`.
+    pub fn tool(&self, name: &str) -> PathBuf {
+        self.sysroot.join("bin").join(name)
+    }
+
     /// Resolves the real `rustc` from `rustc --print sysroot` (the rustup proxy is slower and
     /// obeys a `rust-toolchain.toml` in the working directory) and checks the wasm target.
     pub fn detect(rustc: &str) -> Result<Self, ToolchainError> {
@@ -255,17 +290,14 @@ impl Toolchain {
             });
         }
         let real_rustc = sysroot.join("bin/rustc");
-        let version = std::process::Command::new(&real_rustc)
-            .arg("--version")
-            .env_clear()
-            .stdin(Stdio::null())
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-            .map_err(|source| ToolchainError::RustcMissing {
-                rustc: real_rustc.display().to_string(),
-                source,
-            })?;
+        let version = tool_version(&real_rustc).ok_or_else(|| ToolchainError::RustcMissing {
+            rustc: real_rustc.display().to_string(),
+            source: std::io::Error::other("`rustc --version` failed"),
+        })?;
+        let bin = sysroot.join("bin");
         Ok(Self {
+            rustfmt_version: tool_version(&bin.join("rustfmt")),
+            clippy_version: tool_version(&bin.join("clippy-driver")),
             rustc: real_rustc,
             sysroot,
             version,
@@ -305,45 +337,119 @@ impl Compiler {
         sample: &str,
         opts: &CompileOptions,
     ) -> Result<BuildResult, CompileError> {
-        let dir = tempfile::Builder::new()
-            .prefix("wasm-playground-")
-            .tempdir_in(&self.settings.work_dir)
-            .map_err(CompileError::Workspace)?;
-        let src = dir.path().join("src");
-        std::fs::create_dir(&src).map_err(CompileError::Workspace)?;
-        let mut source = String::with_capacity(sample.len() + ENTRY_STUB.len() + 1);
-        source.push_str(sample);
-        if !sample.ends_with('\n') {
-            source.push('\n');
-        }
-        let stub_line = source.lines().count() as u32 + 1;
-        let (crate_args, output): (&[&str], &str) = match opts.kind {
-            CrateKind::Program => {
-                source.push_str(ENTRY_STUB);
-                (&["--crate-type", "cdylib"], "main.wasm")
-            }
+        // Text output (MIR, LLVM IR, assembly) is of a plain binary: the stub would only add noise.
+        let kind = match (opts.emit, opts.kind) {
+            (Emit::Link, kind) => kind,
+            (_, CrateKind::Library) => CrateKind::Library,
+            _ => CrateKind::Binary,
+        };
+        let job = Job::new(&self.settings.work_dir, sample, kind == CrateKind::Program)?;
+        let (crate_args, output): (&[&str], &str) = match kind {
+            CrateKind::Program => (&["--crate-type", "cdylib"], "main.wasm"),
+            CrateKind::Binary => (&["--crate-type", "bin"], "main.wasm"),
             CrateKind::Tests => (&["--test"], "main.wasm"),
             CrateKind::Library => (&["--crate-type", "lib"], "libplayground.rlib"),
         };
-        std::fs::write(src.join("main.rs"), source).map_err(CompileError::Workspace)?;
+        let (emit, output) = match opts.emit {
+            Emit::Link => ("--emit=link", output),
+            Emit::Mir => ("--emit=mir", "main.mir"),
+            Emit::LlvmIr => ("--emit=llvm-ir", "main.ll"),
+            Emit::Asm => ("--emit=asm", "main.s"),
+        };
+        let mut args: Vec<String> = ["--target", "wasm32-wasip1"]
+            .iter()
+            .chain(crate_args)
+            .map(|s| s.to_string())
+            .collect();
+        args.extend(self.common_args(&job, opts));
+        args.extend([
+            emit.into(),
+            "-o".into(),
+            output.into(),
+            "src/main.rs".into(),
+        ]);
+        self.run_job(&self.toolchain.rustc, &args, job, output)
+            .await
+    }
 
-        let mut cmd = Command::new(&self.toolchain.rustc);
-        cmd.args(["--target", "wasm32-wasip1"])
-            .args(crate_args)
-            .args([
-                "--crate-name",
-                "playground",
-                "--edition",
-                opts.edition.as_str(),
-            ])
-            .args(["-C", "debuginfo=0", "-C", "strip=debuginfo"])
-            .args(match opts.mode {
-                Mode::Debug => ["-C", "opt-level=0"],
-                Mode::Release => ["-C", "opt-level=3"],
-            })
-            .arg("--error-format=json")
-            .arg(format!("--remap-path-prefix={}/=", dir.path().display()))
-            .args(["-o", output, "src/main.rs"])
+    /// Runs clippy on `sample` (a check build: no code is generated) and returns its lints.
+    pub async fn clippy(
+        &self,
+        sample: &str,
+        opts: &CompileOptions,
+    ) -> Result<BuildResult, CompileError> {
+        let job = Job::new(&self.settings.work_dir, sample, false)?;
+        let crate_type = if opts.kind == CrateKind::Library {
+            "lib"
+        } else {
+            "bin"
+        };
+        let mut args: Vec<String> = vec![
+            "--sysroot".into(),
+            self.toolchain.sysroot.display().to_string(),
+            "--target".into(),
+            "wasm32-wasip1".into(),
+            "--crate-type".into(),
+            crate_type.into(),
+        ];
+        args.extend(self.common_args(&job, opts));
+        args.extend(["--emit=metadata".into(), "-o".into(), "main.rmeta".into()]);
+        args.push("src/main.rs".into());
+        let clippy = self.toolchain.tool("clippy-driver");
+        self.run_job(&clippy, &args, job, "main.rmeta").await
+    }
+
+    /// Formats `sample` with rustfmt; on success `BuildResult::wasm` is the formatted file.
+    pub async fn format(
+        &self,
+        sample: &str,
+        edition: Edition,
+    ) -> Result<BuildResult, CompileError> {
+        let job = Job::new(&self.settings.work_dir, sample, false)?;
+        let args = ["--edition", edition.as_str(), "src/main.rs"].map(String::from);
+        let rustfmt = self.toolchain.tool("rustfmt");
+        self.run_job(&rustfmt, &args, job, "src/main.rs").await
+    }
+
+    fn common_args(&self, job: &Job, opts: &CompileOptions) -> Vec<String> {
+        let opt_level = match opts.mode {
+            Mode::Debug => "opt-level=0",
+            Mode::Release => "opt-level=3",
+        };
+        [
+            "--crate-name",
+            "playground",
+            "--edition",
+            opts.edition.as_str(),
+            "-C",
+            "debuginfo=0",
+            "-C",
+            "strip=debuginfo",
+            "-C",
+            opt_level,
+            "--error-format=json",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .chain([format!(
+            "--remap-path-prefix={}/=",
+            job.dir.path().display()
+        )])
+        .collect()
+    }
+
+    /// Runs one confined tool in the job dir and collects its diagnostics; `output` names the
+    /// file it produces, relative to the job dir.
+    async fn run_job(
+        &self,
+        program: &Path,
+        args: &[String],
+        job: Job,
+        output: &str,
+    ) -> Result<BuildResult, CompileError> {
+        let Job { dir, stub_line } = job;
+        let mut cmd = Command::new(program);
+        cmd.args(args)
             .current_dir(dir.path())
             .env_clear()
             .env("TMPDIR", dir.path())
@@ -359,7 +465,7 @@ impl Compiler {
         let mut group = KillGroupOnDrop(pid);
 
         let mut stderr = child.stderr.take().ok_or_else(|| {
-            CompileError::Spawn(std::io::Error::other("rustc's stderr was not captured"))
+            CompileError::Spawn(std::io::Error::other("the tool's stderr was not captured"))
         })?;
         let cap = self.settings.diagnostics_bytes;
         let run = async {
@@ -370,7 +476,7 @@ impl Compiler {
         let (captured, truncated, status) =
             match tokio::time::timeout(self.settings.timeout, run).await {
                 Ok(result) => {
-                    // rustc has exited and waited for its linker: nothing left to kill.
+                    // The tool has exited and waited for its children: nothing left to kill.
                     group.0 = None;
                     result.map_err(CompileError::Wait)?
                 }
@@ -381,7 +487,13 @@ impl Compiler {
                 }
             };
 
-        let (rendered, diagnostics) = parse_diagnostics(&captured, stub_line);
+        let (mut rendered, mut diagnostics) = parse_diagnostics(&captured, stub_line);
+        // Tools that print absolute paths (rustfmt) must not show the job dir.
+        let prefix = format!("{}/", dir.path().display());
+        rendered = rendered.replace(&prefix, "");
+        for d in &mut diagnostics {
+            d.message = d.message.replace(&prefix, "");
+        }
         let mut result = BuildResult {
             success: status.success(),
             wasm: dir.path().join(output),
@@ -390,13 +502,48 @@ impl Compiler {
             truncated,
             dir,
         };
-        if !status.success() && result.diagnostics.iter().all(|d| d.level != "error") {
+        let explained = result.diagnostics.iter().any(|d| d.level == "error")
+            || result.rendered.lines().any(|l| l.starts_with("error"));
+        if !status.success() && !explained {
             // Killed by a signal or a limit before it could say why.
             let why = describe_exit(status, &result.rendered, self.sandbox.limits());
             result.rendered.push_str(&format!("error: {why}\n"));
             result.diagnostics.push(Diagnostic::error(why));
         }
         Ok(result)
+    }
+}
+
+/// A fresh temp dir holding `src/main.rs`.
+struct Job {
+    dir: TempDir,
+    /// The line of the entry stub; diagnostics at or after it are about the stub.
+    stub_line: u32,
+}
+
+impl Job {
+    fn new(work_dir: &Path, sample: &str, with_stub: bool) -> Result<Self, CompileError> {
+        let dir = tempfile::Builder::new()
+            .prefix("wasm-playground-")
+            .tempdir_in(work_dir)
+            .map_err(CompileError::Workspace)?;
+        let src = dir.path().join("src");
+        std::fs::create_dir(&src).map_err(CompileError::Workspace)?;
+        let mut source = String::with_capacity(sample.len() + ENTRY_STUB.len() + 1);
+        source.push_str(sample);
+        if with_stub {
+            if !sample.ends_with('\n') {
+                source.push('\n');
+            }
+            source.push_str(ENTRY_STUB);
+        }
+        let stub_line = if with_stub {
+            source.lines().count() as u32
+        } else {
+            u32::MAX
+        };
+        std::fs::write(src.join("main.rs"), source).map_err(CompileError::Workspace)?;
+        Ok(Self { dir, stub_line })
     }
 }
 

@@ -20,8 +20,10 @@ use tower_http::cors::CorsLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
-use crate::compile::{CrateKind, Edition, Mode};
-use crate::playground::{ExecuteRequest, ExecutionOutput, Playground, PlaygroundError};
+use crate::compile::{CompileOptions, CrateKind, Edition, Emit, Mode};
+use crate::playground::{
+    ExecuteRequest, ExecutionOutput, Playground, PlaygroundError, Target, ToolOutput,
+};
 use crate::runner::Status;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -34,6 +36,10 @@ pub fn app(playground: Arc<Playground>) -> Router {
         .route("/hello", get(hello))
         .route("/execute", post(execute))
         .route("/evaluate.json", post(evaluate))
+        .route("/format", post(format))
+        .route("/clippy", post(clippy))
+        .route("/compile", post(compile))
+        .route("/meta/versions", get(versions))
         .fallback(not_found)
         .with_state(playground)
         .layer(DefaultBodyLimit::max(body_limit))
@@ -82,15 +88,12 @@ async fn not_found() -> ApiError {
 #[serde(rename_all = "camelCase")]
 struct ExecuteBody {
     code: Option<String>,
-    edition: Option<String>,
-    mode: Option<String>,
     stdin: Option<String>,
     channel: Option<String>,
-    crate_type: Option<String>,
-    #[serde(default)]
-    tests: bool,
     #[serde(default)]
     args: Vec<String>,
+    #[serde(flatten)]
+    options: OptionFields,
 }
 
 async fn execute(
@@ -130,9 +133,33 @@ fn parse_execute(headers: &HeaderMap, body: &[u8]) -> Result<ExecuteRequest, Api
     }
     let parsed: ExecuteBody = serde_json::from_slice(body)
         .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
-    let bad = ApiError::bad_request;
     check_channel(parsed.channel.as_deref())?;
-    let kind = match (parsed.tests, parsed.crate_type.as_deref()) {
+    let opts = compile_options(&parsed.options)?;
+    Ok(ExecuteRequest {
+        code: parsed.code.unwrap_or_default(),
+        edition: opts.edition,
+        mode: opts.mode,
+        kind: opts.kind,
+        args: parsed.args,
+        stdin: parsed.stdin.unwrap_or_default(),
+    })
+}
+
+/// Fields shared by `/execute`, `/compile`, `/clippy` and `/format`, as play.rust-lang.org
+/// names them.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct OptionFields {
+    edition: Option<String>,
+    mode: Option<String>,
+    crate_type: Option<String>,
+    #[serde(default)]
+    tests: bool,
+}
+
+fn compile_options(fields: &OptionFields) -> Result<CompileOptions, ApiError> {
+    let bad = ApiError::bad_request;
+    let kind = match (fields.tests, fields.crate_type.as_deref()) {
         (true, _) => CrateKind::Tests,
         (false, None | Some("bin")) => CrateKind::Program,
         (false, Some("lib" | "rlib" | "dylib" | "cdylib" | "staticlib" | "proc-macro")) => {
@@ -144,24 +171,97 @@ fn parse_execute(headers: &HeaderMap, body: &[u8]) -> Result<ExecuteRequest, Api
             )));
         }
     };
-    Ok(ExecuteRequest {
-        kind,
-        args: parsed.args,
-        code: parsed.code.unwrap_or_default(),
-        edition: parsed
+    Ok(CompileOptions {
+        edition: fields
             .edition
-            .map(|e| e.parse())
+            .as_deref()
+            .map(str::parse)
             .transpose()
             .map_err(bad)?
             .unwrap_or_default(),
-        mode: parsed
+        mode: fields
             .mode
-            .map(|m| m.parse())
+            .as_deref()
+            .map(str::parse)
             .transpose()
             .map_err(bad)?
             .unwrap_or_default(),
-        stdin: parsed.stdin.unwrap_or_default(),
+        kind,
+        emit: Emit::Link,
     })
+}
+
+/// The request of `/format`, `/clippy` and `/compile`.
+#[derive(Deserialize)]
+struct ToolBody {
+    code: String,
+    channel: Option<String>,
+    /// `/compile` only.
+    target: Option<String>,
+    #[serde(flatten)]
+    options: OptionFields,
+}
+
+/// Parses a JSON tool request; the channel is checked here.
+fn parse_tool(body: Result<Bytes, BytesRejection>) -> Result<(ToolBody, CompileOptions), ApiError> {
+    let body = body.map_err(ApiError::from_rejection)?;
+    let parsed: ToolBody = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
+    check_channel(parsed.channel.as_deref())?;
+    let opts = compile_options(&parsed.options)?;
+    Ok((parsed, opts))
+}
+
+async fn format(
+    State(playground): State<Arc<Playground>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<ToolOutput>, ApiError> {
+    let (req, opts) = parse_tool(body)?;
+    Ok(Json(playground.format(&req.code, opts.edition).await?))
+}
+
+async fn clippy(
+    State(playground): State<Arc<Playground>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<ToolOutput>, ApiError> {
+    let (req, opts) = parse_tool(body)?;
+    Ok(Json(playground.clippy(&req.code, opts).await?))
+}
+
+async fn compile(
+    State(playground): State<Arc<Playground>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<ToolOutput>, ApiError> {
+    let (req, opts) = parse_tool(body)?;
+    let target: Target = req
+        .target
+        .as_deref()
+        .ok_or_else(|| ApiError::bad_request("`target` is missing"))?
+        .parse()
+        .map_err(ApiError::bad_request)?;
+    Ok(Json(playground.compile_to(&req.code, opts, target).await?))
+}
+
+/// `GET /meta/versions`, in play.rust-lang.org's shape (only the stable channel exists here).
+async fn versions(State(playground): State<Arc<Playground>>) -> Json<serde_json::Value> {
+    let toolchain = playground.compiler().toolchain();
+    let describe = |line: Option<&str>| {
+        line.map(|line| {
+            // "rustc 1.95.0 (59807616e 2026-04-14)"
+            let mut words = line.split_whitespace().skip(1);
+            let version = words.next().unwrap_or_default();
+            let hash = words.next().unwrap_or_default().trim_start_matches('(');
+            let date = words.next().unwrap_or_default().trim_end_matches(')');
+            serde_json::json!({ "version": version, "hash": hash, "date": date })
+        })
+    };
+    Json(serde_json::json!({
+        "stable": {
+            "rustc": describe(Some(&toolchain.version)),
+            "rustfmt": describe(toolchain.rustfmt_version.as_deref()),
+            "clippy": describe(toolchain.clippy_version.as_deref()),
+        }
+    }))
 }
 
 /// Only the stable toolchain is installed; say so instead of silently using it.

@@ -7,8 +7,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::admission::{Admission, Overloaded};
 use crate::compile::{
-    CompileError, CompileOptions, CompileSettings, Compiler, CrateKind, Diagnostic, Edition, Mode,
-    Toolchain,
+    BuildResult, CompileError, CompileOptions, CompileSettings, Compiler, CrateKind, Diagnostic,
+    Edition, Emit, Mode, Toolchain,
 };
 use crate::config::Config;
 use crate::harness;
@@ -52,6 +52,48 @@ pub struct Timings {
     pub queue_ms: f64,
     pub compile_ms: f64,
     pub run_ms: f64,
+}
+
+/// The answer of `/format`, `/clippy` and `/compile` (play.rust-lang.org's shape plus our
+/// structured diagnostics).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ToolOutput {
+    pub success: bool,
+    pub exit_detail: String,
+    /// The formatted code, or the requested compiler output; empty on failure.
+    pub code: String,
+    pub stdout: String,
+    /// The tool's diagnostics, as rendered text.
+    pub stderr: String,
+    pub diagnostics: Vec<Diagnostic>,
+    pub truncated: bool,
+}
+
+/// What `/compile` shows of a program.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// The module as WAT text.
+    Wasm,
+    Mir,
+    LlvmIr,
+    /// LLVM's WebAssembly assembly.
+    Asm,
+}
+
+impl std::str::FromStr for Target {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "wasm" => Ok(Target::Wasm),
+            "mir" => Ok(Target::Mir),
+            "llvm-ir" => Ok(Target::LlvmIr),
+            "asm" => Ok(Target::Asm),
+            _ => Err(format!(
+                "unknown target `{s}`, expected one of asm, llvm-ir, mir, wasm"
+            )),
+        }
+    }
 }
 
 /// Why a request could not be executed.
@@ -131,6 +173,7 @@ impl Playground {
             edition: req.edition,
             mode: req.mode,
             kind: req.kind,
+            emit: Emit::Link,
         };
         let slot = self.compiles.enter().await?;
         let mut queued = slot.waited;
@@ -199,19 +242,83 @@ impl Playground {
         })
     }
 
+    /// Formats `code` with rustfmt for `edition`.
+    pub async fn format(
+        &self,
+        code: &str,
+        edition: Edition,
+    ) -> Result<ToolOutput, PlaygroundError> {
+        self.validate_code(code)?;
+        let _slot = self.compiles.enter().await?;
+        let build = self.compiler.format(code, edition).await?;
+        let formatted = if build.success {
+            std::fs::read_to_string(&build.wasm).map_err(CompileError::Workspace)?
+        } else {
+            String::new()
+        };
+        Ok(tool_output(build, formatted, "Formatted", "rustfmt failed"))
+    }
+
+    /// Runs clippy's lints over `code`.
+    pub async fn clippy(
+        &self,
+        code: &str,
+        opts: CompileOptions,
+    ) -> Result<ToolOutput, PlaygroundError> {
+        self.validate_code(code)?;
+        let _slot = self.compiles.enter().await?;
+        let build = self.compiler.clippy(code, &opts).await?;
+        Ok(tool_output(
+            build,
+            String::new(),
+            "Checked",
+            "Clippy found errors",
+        ))
+    }
+
+    /// Compiles `code` and returns one of its intermediate or final forms as text.
+    pub async fn compile_to(
+        &self,
+        code: &str,
+        mut opts: CompileOptions,
+        target: Target,
+    ) -> Result<ToolOutput, PlaygroundError> {
+        self.validate_code(code)?;
+        opts.emit = match target {
+            Target::Wasm => Emit::Link,
+            Target::Mir => Emit::Mir,
+            Target::LlvmIr => Emit::LlvmIr,
+            Target::Asm => Emit::Asm,
+        };
+        if target == Target::Wasm && opts.kind == CrateKind::Program {
+            opts.kind = CrateKind::Binary;
+        }
+        let _slot = self.compiles.enter().await?;
+        let build = self.compiler.compile_input(code, &opts).await?;
+        let mut text = String::new();
+        if build.success {
+            let bytes = std::fs::read(&build.wasm).map_err(CompileError::Workspace)?;
+            text = match target {
+                Target::Wasm => wasmprinter::print_bytes(&bytes).map_err(|e| {
+                    CompileError::Workspace(std::io::Error::other(format!("printing WAT: {e}")))
+                })?,
+                _ => String::from_utf8_lossy(&bytes).into_owned(),
+            };
+        }
+        let mut out = tool_output(build, text, "Compiled", "Compilation failed");
+        if out.code.len() > self.config.output_limit {
+            let mut cut = self.config.output_limit;
+            while !out.code.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            out.code.truncate(cut);
+            out.truncated = true;
+        }
+        Ok(out)
+    }
+
     fn validate(&self, req: &ExecuteRequest) -> Result<(), PlaygroundError> {
-        if req.code.trim().is_empty() {
-            return Err(PlaygroundError::BadRequest(
-                "`code` is missing or empty".into(),
-            ));
-        }
-        if req.code.len() > self.config.code_limit {
-            return Err(PlaygroundError::TooLarge(format!(
-                "`code` is {} bytes; the limit is {} bytes",
-                req.code.len(),
-                self.config.code_limit
-            )));
-        }
+        self.validate_code(&req.code)?;
         if req.stdin.len() > self.config.stdin_limit {
             return Err(PlaygroundError::TooLarge(format!(
                 "`stdin` is {} bytes; the limit is {} bytes",
@@ -220,6 +327,34 @@ impl Playground {
             )));
         }
         Ok(())
+    }
+
+    fn validate_code(&self, code: &str) -> Result<(), PlaygroundError> {
+        if code.trim().is_empty() {
+            return Err(PlaygroundError::BadRequest(
+                "`code` is missing or empty".into(),
+            ));
+        }
+        if code.len() > self.config.code_limit {
+            return Err(PlaygroundError::TooLarge(format!(
+                "`code` is {} bytes; the limit is {} bytes",
+                code.len(),
+                self.config.code_limit
+            )));
+        }
+        Ok(())
+    }
+}
+
+fn tool_output(build: BuildResult, code: String, ok: &str, failed: &str) -> ToolOutput {
+    ToolOutput {
+        success: build.success,
+        exit_detail: if build.success { ok } else { failed }.into(),
+        code,
+        stdout: String::new(),
+        stderr: build.rendered,
+        diagnostics: build.diagnostics,
+        truncated: build.truncated,
     }
 }
 

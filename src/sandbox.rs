@@ -6,7 +6,7 @@
 //! and memory. Every `rustc` child is therefore started with, in its `pre_exec` hook:
 //!
 //! - a Landlock ruleset (built in the parent; the child only calls `restrict_self`): read and
-//!   execute of the toolchain files rustc needs and the system libraries it links, read of
+//!   execute of the toolchain files rustc (and rustfmt, clippy-driver) needs and the system libraries it links, read of
 //!   `/proc/sys/vm/overcommit_memory` (jemalloc's hint), read/write of the job dir, nothing else.
 //!   The ABI v1 filesystem rights are required; newer rights (truncate, TCP, scopes) are added
 //!   where the kernel has them;
@@ -108,6 +108,8 @@ impl Sandbox {
         let read_exec = read | AccessFs::Execute;
         let mut paths: Vec<(PathBuf, BitFlags<AccessFs>)> = vec![
             (sysroot.join("bin/rustc"), read_exec),
+            (sysroot.join("bin/rustfmt"), read_exec),
+            (sysroot.join("bin/clippy-driver"), read_exec),
             (sysroot.join("lib/rustlib/wasm32-wasip1/lib"), read),
             (PathBuf::from("/proc/sys/vm/overcommit_memory"), read),
         ];
@@ -134,6 +136,8 @@ impl Sandbox {
         }
         let rules = paths
             .into_iter()
+            // rustfmt and clippy are optional components.
+            .filter(|(path, _)| path.exists())
             .map(|(path, access)| {
                 // Files take only file rights; directories take them all.
                 let access = if path.is_dir() {
