@@ -10,6 +10,7 @@ use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
+use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, HeaderName, Request, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
@@ -40,6 +41,7 @@ pub fn app(playground: Arc<Playground>) -> Router {
         .route("/clippy", post(clippy))
         .route("/compile", post(compile))
         .route("/meta/versions", get(versions))
+        .route("/live", get(live))
         .fallback(not_found)
         .with_state(playground)
         .layer(DefaultBodyLimit::max(body_limit))
@@ -72,6 +74,11 @@ pub async fn serve(
 /// The playground page, embedded so the binary works offline and stays one file.
 async fn index() -> Html<&'static str> {
     Html(include_str!("../web/index.html"))
+}
+
+/// Upgrades to the WebSocket protocol of [`crate::live`].
+async fn live(ws: WebSocketUpgrade, State(playground): State<Arc<Playground>>) -> Response {
+    ws.on_upgrade(move |socket| crate::live::session(socket, playground))
 }
 
 async fn hello() -> &'static str {
@@ -131,7 +138,12 @@ fn parse_execute(headers: &HeaderMap, body: &[u8]) -> Result<ExecuteRequest, Api
     if body.is_empty() {
         return Err(ApiError::bad_request("the JSON body is empty"));
     }
-    let parsed: ExecuteBody = serde_json::from_slice(body)
+    execute_request_from_json(body)
+}
+
+/// Parses `/execute`'s JSON request (also the `run` message of `/live`).
+pub fn execute_request_from_json(body: impl AsRef<[u8]>) -> Result<ExecuteRequest, ApiError> {
+    let parsed: ExecuteBody = serde_json::from_slice(body.as_ref())
         .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
     check_channel(parsed.channel.as_deref())?;
     let opts = compile_options(&parsed.options)?;
@@ -391,6 +403,12 @@ impl From<PlaygroundError> for ApiError {
                 Self::new(StatusCode::INTERNAL_SERVER_ERROR, internal.to_string())
             }
         }
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
     }
 }
 

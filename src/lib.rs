@@ -14,6 +14,7 @@
 //! - [`admission`]: bounded slots and queues for compiles and runs (503 when saturated).
 //! - [`harness`]: `#[test]`s run one instance each, reported like `cargo test`.
 //! - [`playground`]: request validation and the response shape.
+//! - [`live`]: the `/live` WebSocket: streamed output, interactive stdin, kill.
 //! - [`http`]: the router (`app()`), JSON errors, CORS, request ids.
 //! - [`cli`]: `serve` and `run`.
 
@@ -24,6 +25,7 @@ pub mod compile;
 pub mod config;
 pub mod harness;
 pub mod http;
+pub mod live;
 pub mod playground;
 pub mod runner;
 pub mod sandbox;

@@ -12,7 +12,8 @@ use crate::compile::{
 };
 use crate::config::Config;
 use crate::harness;
-use crate::runner::{RunError, RunOptions, Runner, Status};
+use crate::live::{LiveEvent, LiveSink, LiveStdin};
+use crate::runner::{Input, RunError, RunOptions, Runner, Status};
 use crate::sandbox::{ProcessLimits, Sandbox};
 
 /// One program to compile and run.
@@ -168,6 +169,26 @@ impl Playground {
     }
 
     pub async fn execute(&self, req: ExecuteRequest) -> Result<ExecutionOutput, PlaygroundError> {
+        let stdin = Input::Bytes(req.stdin.clone().into_bytes());
+        self.execute_with(req, stdin, None).await
+    }
+
+    /// [`Self::execute`], reporting to `sink` as it goes, with stdin fed while the program runs.
+    pub async fn execute_live(
+        &self,
+        req: ExecuteRequest,
+        sink: LiveSink,
+        stdin: LiveStdin,
+    ) -> Result<ExecutionOutput, PlaygroundError> {
+        self.execute_with(req, Input::Live(stdin), Some(sink)).await
+    }
+
+    async fn execute_with(
+        &self,
+        req: ExecuteRequest,
+        stdin: Input,
+        sink: Option<LiveSink>,
+    ) -> Result<ExecutionOutput, PlaygroundError> {
         self.validate(&req)?;
         let opts = CompileOptions {
             edition: req.edition,
@@ -198,6 +219,13 @@ impl Playground {
                 run_ms: 0.0,
             },
         };
+        if let Some(sink) = &sink {
+            sink.send(LiveEvent::Compiled {
+                success: build.success,
+                compiler_output: build.rendered.clone(),
+                diagnostics: build.diagnostics.clone(),
+            });
+        }
         if !build.success {
             return Ok(not_run(Status::CompileError, "Compilation failed"));
         }
@@ -209,7 +237,8 @@ impl Playground {
         }
 
         let mut run_opts = RunOptions::from_config(&self.config);
-        run_opts.stdin = req.stdin.into_bytes();
+        run_opts.stdin = stdin;
+        run_opts.live = sink;
         run_opts.args = req.args;
         let slot = self.runs.enter().await?;
         queued += slot.waited;

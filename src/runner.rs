@@ -22,6 +22,7 @@ use wasmtime_wasi::p2::pipe::MemoryInputPipe;
 
 use crate::capture::{CaptureStream, OutputLimitExceeded};
 use crate::config::Config;
+use crate::live::{LiveSink, LiveStdin, StreamKind};
 
 /// `argv[0]` of every program.
 pub const PROGRAM_NAME: &str = "target/debug/playground";
@@ -41,7 +42,7 @@ pub enum Status {
 }
 
 /// Limits of a single run; normally all taken from [`Config`].
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct RunOptions {
     pub fuel: u64,
     /// Yield to the executor every N units of fuel; `None` relies on epoch ticks alone.
@@ -49,9 +50,20 @@ pub struct RunOptions {
     pub timeout: Duration,
     pub memory_limit: usize,
     pub output_limit: usize,
-    pub stdin: Vec<u8>,
+    pub stdin: Input,
     /// Arguments after the program name (`std::env::args().skip(1)`).
     pub args: Vec<String>,
+    /// Where output goes as it is written, besides the captured buffers.
+    pub live: Option<LiveSink>,
+}
+
+/// The program's stdin.
+#[derive(Clone)]
+pub enum Input {
+    /// All of it, known up front.
+    Bytes(Vec<u8>),
+    /// Fed while the program runs (`/live`).
+    Live(LiveStdin),
 }
 
 impl RunOptions {
@@ -63,8 +75,9 @@ impl RunOptions {
             timeout: config.run_timeout(),
             memory_limit: config.memory_limit,
             output_limit: config.output_limit,
-            stdin: Vec::new(),
+            stdin: Input::Bytes(Vec::new()),
             args: Vec::new(),
+            live: None,
         }
     }
 }
@@ -166,17 +179,22 @@ impl Runner {
         module: &Module,
         opts: &RunOptions,
     ) -> Result<RunOutput, RunError> {
-        let stdout = CaptureStream::new(opts.output_limit);
-        let stderr = CaptureStream::new(opts.output_limit);
+        let live = |stream| opts.live.clone().map(|sink| (sink, stream));
+        let stdout = CaptureStream::new(opts.output_limit, live(StreamKind::Stdout));
+        let stderr = CaptureStream::new(opts.output_limit, live(StreamKind::Stderr));
         // No env, no preopened directories, no sockets: stdio, clocks and randomness only. The
         // program name is what play.rust-lang.org shows.
-        let wasi = WasiCtxBuilder::new()
+        let mut wasi = WasiCtxBuilder::new();
+        match &opts.stdin {
+            Input::Bytes(bytes) => wasi.stdin(MemoryInputPipe::new(bytes.clone())),
+            Input::Live(live) => wasi.stdin(live.clone()),
+        };
+        let wasi = wasi
             .arg(PROGRAM_NAME)
             .args(&opts.args)
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false)
-            .stdin(MemoryInputPipe::new(opts.stdin.clone()))
             .stdout(stdout.clone())
             .stderr(stderr.clone())
             .build_p1();
