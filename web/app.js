@@ -4,6 +4,8 @@
 import { Editor } from './editor.js';
 
 const STORAGE_KEY = 'wasm-playground:v1';
+// The program a shared link replaced, so opening a link never loses one's own work.
+const REPLACED_KEY = 'wasm-playground:v1:replaced';
 const EDITIONS = ['2015', '2018', '2021', '2024'];
 const MODES = ['debug', 'release'];
 
@@ -184,6 +186,7 @@ const ui = {
   notice: $('notice'),
   noticeText: $('notice-text'),
   retry: $('retry'),
+  restore: $('restore'),
   explain: $('explain'),
   outStdout: $('out-stdout'),
   stdout: $('stdout'),
@@ -419,26 +422,30 @@ function setMeta(parts) {
 }
 
 function resetOutput() {
-  for (const el of [ui.notice, ui.explain, ui.outStdout, ui.outStderr, ui.outCompiler, ui.retry]) el.hidden = true;
+  for (const el of [ui.notice, ui.explain, ui.outStdout, ui.outStderr, ui.outCompiler, ui.retry, ui.restore]) {
+    el.hidden = true;
+  }
   ui.empty.hidden = true;
   ui.output.classList.remove('compile-failed');
   ui.outStderr.classList.remove('panicked');
   clearInterval(retryTimer);
 }
 
-function showNotice(text, { retryAfter = 0, info = false } = {}) {
+/** A message above the output; `retry` adds a Try again button, disabled for `retryAfter` s. */
+function showNotice(text, { retry = false, retryAfter = 0, info = false } = {}) {
   ui.noticeText.textContent = text;
   ui.notice.classList.toggle('info', info);
   ui.notice.hidden = false;
-  if (info) return;
-  ui.retry.hidden = false;
+  ui.empty.hidden = true;
+  clearInterval(retryTimer);
+  ui.retry.hidden = !retry;
+  if (!retry) return;
   let left = Math.ceil(retryAfter);
   const tick = () => {
     ui.retry.disabled = left > 0;
     ui.retry.textContent = left > 0 ? `Try again (${left} s)` : 'Try again';
     if (left-- <= 0) clearInterval(retryTimer);
   };
-  clearInterval(retryTimer);
   tick();
   if (retryAfter > 0) retryTimer = setInterval(tick, 1000);
 }
@@ -501,6 +508,7 @@ async function run() {
       const target = new URL('execute', location.href).href;
       showNotice(
         `The request to ${target} failed before any answer came back: the server may be stopped or restarting, or the network is down. Your code is kept in this browser; try again once the server is back.`,
+        { retry: true },
       );
     }
     countRun();
@@ -521,8 +529,15 @@ async function run() {
   }
 }
 
-/** Counts finished runs on `<html data-runs>`, so tests (and curious people) can wait for one. */
+/**
+ * Ends a run: brings the outcome into view when it is below the screen (phones stack the output
+ * under the editor), and counts finished runs on `<html data-runs>` so tests can wait for one.
+ */
 function countRun() {
+  const summary = ui.badge.parentElement;
+  if (summary.getBoundingClientRect().top > window.innerHeight - 80) {
+    summary.scrollIntoView({ block: 'start', behavior: 'smooth' });
+  }
   const root = document.documentElement;
   root.dataset.runs = String((Number(root.dataset.runs) || 0) + 1);
 }
@@ -560,7 +575,7 @@ function showHttpError(response, data, text) {
     showNotice(
       'The server is running as many programs as it can right now, so it did not take this one. Your program is unchanged.' +
         (message ? ` (Server: ${message})` : ''),
-      { retryAfter: wait },
+      { retry: true, retryAfter: wait },
     );
     return;
   }
@@ -578,7 +593,7 @@ function showHttpError(response, data, text) {
     ui.detail.textContent = `The server failed (HTTP ${status}).`;
   }
   const shown = message ?? (text.trim() ? `The answer was not the playground's JSON: ${text.trim().slice(0, 300)}` : 'The answer was empty.');
-  showNotice(`HTTP ${status}: ${shown}`, { retryAfter: 0 });
+  showNotice(`HTTP ${status}: ${shown}`, { retry: status >= 500 });
 }
 
 /** Diagnostics without a line that only count others ("aborting due to…", "2 warnings emitted"). */
@@ -755,6 +770,7 @@ function toast(text) {
 ui.run.addEventListener('click', run);
 ui.cancel.addEventListener('click', cancelRun);
 ui.retry.addEventListener('click', run);
+ui.restore.addEventListener('click', restoreReplaced);
 ui.share.addEventListener('click', openShare);
 ui.copyLink.addEventListener('click', copyLink);
 ui.shareClose.addEventListener('click', closeShare);
@@ -788,13 +804,9 @@ window.addEventListener('hashchange', () => loadFromHash());
 
 async function loadFromHash() {
   if (!location.hash || location.hash === '#') return false;
+  let shared;
   try {
-    const shared = await decodeShare(location.hash);
-    if (!shared) return false;
-    applyProgram(shared);
-    setStdinOpen(shared.stdin.length > 0);
-    save();
-    return true;
+    shared = await decodeShare(location.hash);
   } catch {
     resetOutput();
     setBadge('Broken link', 'error');
@@ -802,6 +814,39 @@ async function loadFromHash() {
     showNotice('The program in this link could not be decoded; it may have been cut short when it was copied. Your last program is shown instead.', { info: true });
     return false;
   }
+  if (!shared) return false;
+  const mine = currentProgram();
+  applyProgram(shared);
+  setStdinOpen(shared.stdin.length > 0);
+  save();
+  if (mine.code.trim() && mine.code !== shared.code && !EXAMPLES.some((e) => e.code === mine.code)) {
+    try {
+      localStorage.setItem(REPLACED_KEY, JSON.stringify(mine));
+    } catch {
+      // Without storage there is nothing to bring back later.
+    }
+    resetOutput();
+    showNotice('You opened a shared program. The program you had before is kept in this browser.', { info: true });
+    ui.restore.hidden = false;
+  }
+  return true;
+}
+
+function restoreReplaced() {
+  let previous = null;
+  try {
+    previous = JSON.parse(localStorage.getItem(REPLACED_KEY) || 'null');
+  } catch {
+    previous = null;
+  }
+  ui.notice.hidden = true;
+  ui.restore.hidden = true;
+  if (!previous) return;
+  applyProgram(previous, { undoable: true });
+  setStdinOpen(Boolean(previous.stdin));
+  programChanged();
+  editor.focus();
+  toast('Your program is back. Ctrl+Z in the editor returns to the shared one.');
 }
 
 async function init() {

@@ -341,7 +341,12 @@ export class Editor {
       this.textarea.scrollLeft = 0;
     });
     document.addEventListener('selectionchange', () => {
-      if (document.activeElement === this.textarea) this.updateCurrentLine();
+      if (document.activeElement !== this.textarea) return;
+      this.updateCurrentLine();
+      // The browser reveals the caret but not the padding above the first line.
+      if (this.currentLineNumber === 1 && this.scroller.scrollTop < 3 * this.metrics().lineHeight) {
+        this.scroller.scrollTop = 0;
+      }
     });
     this.textarea.addEventListener('focus', () => this.updateCurrentLine());
     this.render();

@@ -165,7 +165,7 @@ describe('the playground page', { timeout: 5 * TIMEOUT }, () => {
     await page.waitForSelector('#share-panel:not([hidden])');
     const link = await page.inputValue('#share-url');
     assert.ok(link.startsWith(server.url + '#z='), link);
-    assert.equal(page.url(), link);
+    assert.equal(await page.evaluate(() => location.href), link);
     await page.click('#copy-link');
     assert.equal(await text(page, '#share-status'), `Link copied (${link.length} characters).`);
     assert.equal(await page.evaluate(() => navigator.clipboard.readText()), link);
@@ -182,8 +182,30 @@ describe('the playground page', { timeout: 5 * TIMEOUT }, () => {
     // Editing forgets the now stale link in the address bar.
     await other.click('#code');
     await other.keyboard.type('// edited\n');
-    assert.equal(other.url(), server.url);
+    assert.equal(await other.evaluate(() => location.href), server.url);
     await other.context().close();
+    await page.context().close();
+  });
+
+  test('opening a link keeps the program it replaces', async () => {
+    const page = await openPage(browser, server.url);
+    await setCode(page, 'fn main() {\n    println!("shared");\n}\n');
+    await page.click('#share');
+    await page.waitForSelector('#share-panel:not([hidden])');
+    const link = await page.inputValue('#share-url');
+    await page.click('#share-close');
+    await setCode(page, 'fn main() {\n    println!("mine");\n}\n');
+    assert.equal(await page.evaluate(() => location.href), server.url);
+    // Same page, new fragment: the page follows the link.
+    await page.goto(link);
+    await page.waitForFunction(() => document.getElementById('code').value.includes('shared'));
+    assert.equal(
+      await text(page, '#notice-text'),
+      'You opened a shared program. The program you had before is kept in this browser.',
+    );
+    await page.click('#restore');
+    assert.equal(await page.inputValue('#code'), 'fn main() {\n    println!("mine");\n}\n');
+    assert.equal(await page.isHidden('#notice'), true);
     await page.context().close();
   });
 
@@ -331,6 +353,7 @@ describe('the playground page', { timeout: 5 * TIMEOUT }, () => {
     assert.equal(await text(page, '#badge'), 'Too large');
     assert.equal(await text(page, '#detail'), 'The program or its input is over the size limit.');
     assert.match(await text(page, '#notice-text'), /^HTTP 413: `code` is \d+ bytes; the limit is \d+ bytes$/);
+    assert.equal(await page.isHidden('#retry'), true);
     await page.context().close();
   });
 
