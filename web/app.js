@@ -14,7 +14,10 @@ const DEFAULT_CODE = `fn main() {
 }
 `;
 
-/** The examples menu. `stdin`, when present, is put in the stdin panel, which opens. */
+/**
+ * The examples menu. `stdin`, when present, is put in the stdin panel, which opens; `mode`, when
+ * present, is selected.
+ */
 const EXAMPLES = [
   { group: 'Basics', id: 'hello', title: 'Hello, world', code: DEFAULT_CODE },
   {
@@ -103,8 +106,11 @@ fn main() {
     group: 'When things go wrong',
     id: 'fuel',
     title: 'Out of fuel (a long loop)',
+    mode: 'release',
     code: `// Every run has a budget of "fuel", about one unit per WebAssembly
 // instruction. This loop needs far more than that, so it is stopped.
+// (Release mode spends the fuel quickly; in Debug mode the time limit
+// may come first.)
 fn main() {
     let mut x: u64 = 1;
     for i in 0..u64::MAX {
@@ -522,7 +528,7 @@ async function run() {
     data = null;
   }
   try {
-    if (response.ok && data && typeof data.status === 'string') showResult(data, started);
+    if (response.ok && data && typeof data.status === 'string') showResult(data, started, program.code);
     else showHttpError(response, data, text);
   } finally {
     countRun();
@@ -601,7 +607,7 @@ function isSummary(d) {
   return d.line == null && /^(aborting due to|\d+ warnings? emitted|.*previous errors?; \d+ warnings? emitted)/.test(d.message);
 }
 
-function showResult(r, started) {
+function showResult(r, started, source) {
   resetOutput();
   const info = STATUS[r.status] ?? { label: r.status, kind: 'error' };
   const panicked = r.status === 'runtimeError' && r.exitCode === 101;
@@ -636,7 +642,7 @@ function showResult(r, started) {
   }
 
   const diagnostics = Array.isArray(r.diagnostics) ? r.diagnostics : [];
-  editor.setDiagnostics(diagnostics);
+  editor.setDiagnostics(diagnostics, source);
   renderDiagnostics(diagnostics);
   renderCompilerOutput(r.compilerOutput ?? '');
   const hasCompilerOutput = Boolean(r.compilerOutput) || ui.diagnostics.children.length > 0;
@@ -740,11 +746,12 @@ function fillExamples() {
 function loadExample(id) {
   const ex = EXAMPLES.find((e) => e.id === id);
   if (!ex) return;
-  applyProgram({ code: ex.code, stdin: ex.stdin ?? '' }, { undoable: true });
+  applyProgram({ code: ex.code, stdin: ex.stdin ?? '', mode: ex.mode }, { undoable: true });
   if (ex.stdin) setStdinOpen(true);
   programChanged();
   editor.focus();
-  toast(`Loaded “${ex.title}”. Ctrl+Z in the editor brings back your previous code.`);
+  const mode = ex.mode ? ` Mode: ${ui.mode.selectedOptions[0].text}.` : '';
+  toast(`Loaded “${ex.title}”.${mode} Ctrl+Z in the editor brings back your previous code.`);
 }
 
 let toastTimer = null;
@@ -859,7 +866,8 @@ async function init() {
     applyProgram({ code: DEFAULT_CODE });
   }
   await loadFromHash();
-  editor.focus();
+  // Ready to type on computers; on touch screens the keyboard would pop up uninvited.
+  if (matchMedia('(pointer: fine)').matches) editor.focus();
   document.documentElement.dataset.ready = 'true';
 }
 

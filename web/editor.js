@@ -32,6 +32,7 @@ const RE_NUMBER =
 const RE_CHAR = /b?'(?:[^'\\\n]|\\(?:x[0-9a-fA-F]{2}|u\{[0-9a-fA-F_]{1,8}\}|.))'/uy;
 const RE_LIFETIME = /'[\p{XID_Start}_][\p{XID_Continue}]*/uy;
 const RE_RAW_STRING_START = /(?:b|c)?r(#*)"/y;
+const RE_STRING_PART = /\\(?:x[0-9a-fA-F]{2}|u\{[0-9a-fA-F_]{1,8}\}|\n\s*|.)|\{\{|\}\}|\{[^{}"]*\}/g;
 
 /**
  * Splits Rust source into highlighted tokens `[start, end, class]`; text between tokens is plain.
@@ -89,7 +90,7 @@ export function tokenize(src) {
     // Raw strings r"..", r#".."#, br"..", cr"..".
     m = match(RE_RAW_STRING_START);
     if (m) {
-      const hashes = m.length - m.indexOf('"') - 1;
+      const hashes = m.length - m.indexOf('r') - 2;
       const close = '"' + '#'.repeat(hashes);
       let end = src.indexOf(close, i + m.length);
       end = end < 0 ? n : end + close.length;
@@ -99,12 +100,25 @@ export function tokenize(src) {
       continue;
     }
 
-    // Strings "..", b"..", c"..".
+    // Strings "..", b"..", c"..", with escapes and, right after a macro such as `println!(`,
+    // format arguments `{name:>5}` picked out.
     if (c === '"' || ((c === 'b' || c === 'c') && next === '"')) {
       let j = c === '"' ? i + 1 : i + 2;
       while (j < n && src[j] !== '"') j += src[j] === '\\' ? 2 : 1;
       const end = Math.min(j + 1, n);
-      push(i, end, 'str');
+      const last = tokens[tokens.length - 1];
+      const isFormat = last && last[2] === 'mac' && /^\s*\(\s*$/.test(src.slice(last[1], i));
+      RE_STRING_PART.lastIndex = 0;
+      const body = src.slice(i, end);
+      let from = 0;
+      for (let p; (p = RE_STRING_PART.exec(body)); ) {
+        const isEscape = p[0][0] === '\\';
+        if (!isEscape && (!isFormat || p[0] === '{{' || p[0] === '}}')) continue;
+        if (p.index > from) push(i + from, i + p.index, 'str');
+        push(i + p.index, i + p.index + p[0].length, isEscape ? 'esc' : 'fmt');
+        from = p.index + p[0].length;
+      }
+      if (from < body.length) push(i + from, end, 'str');
       i = end;
       prevWord = '';
       continue;
@@ -194,7 +208,7 @@ export function tokenize(src) {
       i += len;
       continue;
     }
-    if (c !== ':' && c !== '<' && c !== '&' && c !== '\'') prevWord = '';
+    if (c !== ':' && c !== '<' && c !== '&' && c !== '!') prevWord = '';
     i += 1;
   }
   return tokens;
@@ -376,10 +390,11 @@ export class Editor {
   /**
    * Shows compiler diagnostics: underlines, gutter markers and end-of-line messages. Each is
    * `{level, message, line, column, endLine, endColumn}` as the API sends them; ones without a
-   * line are ignored. Markers follow the text as it is edited until the next call.
+   * line are ignored. Markers follow the text as it is edited until the next call. `source` is
+   * the text the diagnostics are about, when it may differ from the editor's by now.
    */
-  setDiagnostics(diagnostics) {
-    const src = this.textarea.value;
+  setDiagnostics(diagnostics, source = this.textarea.value) {
+    const src = source;
     const starts = lineStarts(src);
     this.marks = [];
     diagnostics.forEach((d, id) => {
@@ -397,6 +412,8 @@ export class Editor {
       const level = d.level === 'error' ? 'error' : d.level === 'warning' ? 'warning' : 'note';
       this.marks.push({ id, start, end, level, message: d.message, code: d.code });
     });
+    // Edited while the program was compiling: carry the marks over to the text as it is now.
+    this.shiftMarks(source, this.textarea.value);
     this.render();
   }
 

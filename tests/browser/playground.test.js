@@ -66,6 +66,50 @@ describe('the playground page', { timeout: 5 * TIMEOUT }, () => {
     await page.context().close();
   });
 
+  test('highlights Rust', async () => {
+    const page = await openPage(browser, server.url);
+    const tokens = await page.evaluate(async () => {
+      const { tokenize } = await import('./static/editor.js');
+      const src =
+        "#[derive(Debug)]\n/// Docs\nstruct Foo<'a> { s: &'a str }\n" +
+        'fn main() { let r = r#"say "hi""#; let c = \'\\n\'; let n = 1_000u64 + 0xff; ' +
+        'println!("{n}"); let e = "\\t"; /* a /* nested */ comment */ let x = Some(2)?; }';
+      return tokenize(src).map(([s, e, cls]) => `${cls} ${src.slice(s, e)}`);
+    });
+    assert.deepEqual(tokens, [
+      'attr #[derive(Debug)]',
+      'doc /// Docs',
+      'kw struct',
+      'ty Foo',
+      "life 'a",
+      "life 'a",
+      'ty str',
+      'kw fn',
+      'fnd main',
+      'kw let',
+      'str r#"say "hi""#',
+      'kw let',
+      "chr '\\n'",
+      'kw let',
+      'num 1_000u64',
+      'num 0xff',
+      'mac println!',
+      'str "',
+      'fmt {n}',
+      'str "',
+      'kw let',
+      'str "',
+      'esc \\t',
+      'str "',
+      'com /* a /* nested */ comment */',
+      'kw let',
+      'ty Some',
+      'num 2',
+      'op ?',
+    ]);
+    await page.context().close();
+  });
+
   test('runs a program typed in the editor and shows its output', async () => {
     const page = await openPage(browser, server.url);
     await page.click('#code');
@@ -167,6 +211,7 @@ describe('the playground page', { timeout: 5 * TIMEOUT }, () => {
     assert.ok(link.startsWith(server.url + '#z='), link);
     assert.equal(await page.evaluate(() => location.href), link);
     await page.click('#copy-link');
+    await page.waitForSelector('#share-status:not(:empty)');
     assert.equal(await text(page, '#share-status'), `Link copied (${link.length} characters).`);
     assert.equal(await page.evaluate(() => navigator.clipboard.readText()), link);
 
@@ -251,7 +296,7 @@ describe('the playground page', { timeout: 5 * TIMEOUT }, () => {
     assert.match(await text(page, '#stderr'), /^thread 'main' panicked at src\/main\.rs:6:27:\nindex out of bounds: the len is 3 but the index is 5\n/);
 
     await page.selectOption('#examples', 'fuel');
-    await page.selectOption('#mode', 'release');
+    assert.equal(await page.inputValue('#mode'), 'release');
     await runAndWait(page);
     assert.equal(await text(page, '#badge'), 'Out of fuel');
     assert.match(await text(page, '#detail'), /^Ran out of fuel after \d+ units$/);

@@ -37,6 +37,7 @@ try {
   await page.click('#diagnostics button');
   await page.locator('#summary').click();
   await page.evaluate(() => document.activeElement.blur());
+  await page.waitForTimeout(1500); // the jump's highlight fades out
   await page.screenshot({ path: out });
   console.log(`wrote ${out}`);
 } finally {
