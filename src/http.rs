@@ -34,6 +34,9 @@ pub fn app(playground: Arc<Playground>) -> Router {
     let body_limit = playground.config().body_limit;
     Router::new()
         .route("/", get(index))
+        .route("/static/style.css", get(style))
+        .route("/static/editor.js", get(editor_js))
+        .route("/static/app.js", get(app_js))
         .route("/hello", get(hello))
         .route("/execute", post(execute))
         .route("/evaluate.json", post(evaluate))
@@ -79,6 +82,26 @@ async fn index() -> Html<&'static str> {
 /// Upgrades to the WebSocket protocol of [`crate::live`].
 async fn live(ws: WebSocketUpgrade, State(playground): State<Arc<Playground>>) -> Response {
     ws.on_upgrade(move |socket| crate::live::session(socket, playground))
+}
+
+const CSS: &str = "text/css; charset=utf-8";
+const JAVASCRIPT: &str = "text/javascript; charset=utf-8";
+
+async fn style() -> Response {
+    asset(CSS, include_str!("../web/style.css"))
+}
+
+async fn editor_js() -> Response {
+    asset(JAVASCRIPT, include_str!("../web/editor.js"))
+}
+
+async fn app_js() -> Response {
+    asset(JAVASCRIPT, include_str!("../web/app.js"))
+}
+
+/// One embedded file of the page, with its content type.
+fn asset(content_type: &'static str, body: &'static str) -> Response {
+    ([(header::CONTENT_TYPE, content_type)], body).into_response()
 }
 
 async fn hello() -> &'static str {
