@@ -44,6 +44,7 @@ pub fn app(playground: Arc<Playground>) -> Router {
         .route("/clippy", post(clippy))
         .route("/compile", post(compile))
         .route("/meta/versions", get(versions))
+        .route("/meta/crates", get(crates))
         .route("/live", get(live))
         .fallback(not_found)
         .with_state(playground)
@@ -275,6 +276,12 @@ async fn compile(
         .parse()
         .map_err(ApiError::bad_request)?;
     Ok(Json(playground.compile_to(&req.code, opts, target).await?))
+}
+
+/// `GET /meta/crates`: the crates a program may use. None are offered yet (programs get `std`
+/// only); mdBook asks for this list before it shows Run buttons.
+async fn crates() -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "crates": [] }))
 }
 
 /// `GET /meta/versions`, in play.rust-lang.org's shape (only the stable channel exists here).
