@@ -89,8 +89,8 @@ async fn serve(playground: Arc<Playground>, args: ServeArgs) -> anyhow::Result<i
         .with_context(|| format!("could not listen on {}", args.addr))?;
     tracing::info!(
         addr = %listener.local_addr()?,
-        rustc = playground.compiler().toolchain().version,
-        sandboxed = playground.compiler().sandbox_enforced(),
+        channels = ?playground.compilers().map(|(c, _)| c.as_str()).collect::<Vec<_>>(),
+        sandboxed = playground.compilers().all(|(_, c)| c.sandbox_enforced()),
         "listening"
     );
     crate::http::serve(listener, playground, shutdown_signal()).await?;

@@ -137,6 +137,7 @@ pub enum Emit {
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub struct CompileOptions {
+    pub channel: Channel,
     pub edition: Edition,
     pub mode: Mode,
     pub kind: CrateKind,
@@ -221,9 +222,45 @@ pub enum ToolchainError {
     #[error("`{rustc} --print sysroot` failed: {stderr}")]
     SysrootFailed { rustc: String, stderr: String },
     #[error(
-        "the wasm32-wasip1 target is not installed in {sysroot}; install it with `rustup target add wasm32-wasip1`"
+        "the wasm32-wasip1 target is not installed in {sysroot}; install it with `rustup target add wasm32-wasip1{toolchain_flag}`"
     )]
-    TargetMissing { sysroot: String },
+    TargetMissing {
+        sysroot: String,
+        /// ` --toolchain nightly` for a channel other than the default one.
+        toolchain_flag: String,
+    },
+}
+
+/// A release channel of Rust. The default toolchain serves `stable`; others are used when
+/// rustup has them installed with the wasm target.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Channel {
+    #[default]
+    Stable,
+    Beta,
+    Nightly,
+}
+
+impl Channel {
+    pub const ALL: [Channel; 3] = [Channel::Stable, Channel::Beta, Channel::Nightly];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Channel::Stable => "stable",
+            Channel::Beta => "beta",
+            Channel::Nightly => "nightly",
+        }
+    }
+}
+
+impl FromStr for Channel {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Channel::ALL
+            .into_iter()
+            .find(|c| c.as_str() == s)
+            .ok_or_else(|| format!("unknown channel `{s}`, expected stable, beta or nightly"))
+    }
 }
 
 /// The first line of `program --version`, if it runs.
@@ -269,17 +306,30 @@ impl Toolchain {
     /// Resolves the real `rustc` from `rustc --print sysroot` (the rustup proxy is slower and
     /// obeys a `rust-toolchain.toml` in the working directory) and checks the wasm target.
     pub fn detect(rustc: &str) -> Result<Self, ToolchainError> {
-        let output = std::process::Command::new(rustc)
+        Self::detect_with(&[rustc], "")
+    }
+
+    /// The toolchain rustup has for `channel` (via `rustup run CHANNEL rustc`).
+    pub fn detect_channel(channel: Channel) -> Result<Self, ToolchainError> {
+        let flag = format!(" --toolchain {}", channel.as_str());
+        Self::detect_with(&["rustup", "run", channel.as_str(), "rustc"], &flag)
+    }
+
+    /// Asks `command --print sysroot` for the sysroot.
+    fn detect_with(command: &[&str], toolchain_flag: &str) -> Result<Self, ToolchainError> {
+        let rustc = command.join(" ");
+        let output = std::process::Command::new(command[0])
+            .args(&command[1..])
             .args(["--print", "sysroot"])
             .stdin(Stdio::null())
             .output()
             .map_err(|source| ToolchainError::RustcMissing {
-                rustc: rustc.to_string(),
+                rustc: rustc.clone(),
                 source,
             })?;
         if !output.status.success() {
             return Err(ToolchainError::SysrootFailed {
-                rustc: rustc.to_string(),
+                rustc,
                 stderr: String::from_utf8_lossy(&output.stderr).trim().to_string(),
             });
         }
@@ -287,6 +337,7 @@ impl Toolchain {
         if !sysroot.join("lib/rustlib/wasm32-wasip1/lib").is_dir() {
             return Err(ToolchainError::TargetMissing {
                 sysroot: sysroot.display().to_string(),
+                toolchain_flag: toolchain_flag.to_string(),
             });
         }
         let real_rustc = sysroot.join("bin/rustc");

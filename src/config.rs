@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use clap::Args;
 
+use crate::compile::Channel;
+
 /// Limits and settings shared by the HTTP server and the `run` subcommand.
 #[derive(Debug, Clone, Args)]
 pub struct Config {
@@ -189,6 +191,16 @@ pub struct Config {
     /// Directory for per-compile temp dirs (default: the system temp dir).
     #[arg(long, env = "WASM_PLAYGROUND_WORK_DIR", global = true)]
     pub work_dir: Option<PathBuf>,
+
+    /// Channels to serve besides stable, when rustup has them with the wasm32-wasip1 target.
+    #[arg(
+        long,
+        env = "WASM_PLAYGROUND_CHANNELS",
+        value_delimiter = ',',
+        default_value = "stable,beta,nightly",
+        global = true
+    )]
+    pub channels: Vec<Channel>,
 
     /// The `rustc` used to find the toolchain's sysroot (the real compiler inside it is used).
     #[arg(

@@ -120,7 +120,6 @@ async fn not_found() -> ApiError {
 struct ExecuteBody {
     code: Option<String>,
     stdin: Option<String>,
-    channel: Option<String>,
     #[serde(default)]
     args: Vec<String>,
     #[serde(flatten)]
@@ -169,10 +168,10 @@ fn parse_execute(headers: &HeaderMap, body: &[u8]) -> Result<ExecuteRequest, Api
 pub fn execute_request_from_json(body: impl AsRef<[u8]>) -> Result<ExecuteRequest, ApiError> {
     let parsed: ExecuteBody = serde_json::from_slice(body.as_ref())
         .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
-    check_channel(parsed.channel.as_deref())?;
     let opts = compile_options(&parsed.options)?;
     Ok(ExecuteRequest {
         code: parsed.code.unwrap_or_default(),
+        channel: opts.channel,
         edition: opts.edition,
         mode: opts.mode,
         kind: opts.kind,
@@ -186,6 +185,7 @@ pub fn execute_request_from_json(body: impl AsRef<[u8]>) -> Result<ExecuteReques
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct OptionFields {
+    channel: Option<String>,
     edition: Option<String>,
     mode: Option<String>,
     crate_type: Option<String>,
@@ -208,6 +208,13 @@ fn compile_options(fields: &OptionFields) -> Result<CompileOptions, ApiError> {
         }
     };
     Ok(CompileOptions {
+        channel: fields
+            .channel
+            .as_deref()
+            .map(str::parse)
+            .transpose()
+            .map_err(bad)?
+            .unwrap_or_default(),
         edition: fields
             .edition
             .as_deref()
@@ -231,19 +238,17 @@ fn compile_options(fields: &OptionFields) -> Result<CompileOptions, ApiError> {
 #[derive(Deserialize)]
 struct ToolBody {
     code: String,
-    channel: Option<String>,
     /// `/compile` only.
     target: Option<String>,
     #[serde(flatten)]
     options: OptionFields,
 }
 
-/// Parses a JSON tool request; the channel is checked here.
+/// Parses a JSON tool request.
 fn parse_tool(body: Result<Bytes, BytesRejection>) -> Result<(ToolBody, CompileOptions), ApiError> {
     let body = body.map_err(ApiError::from_rejection)?;
     let parsed: ToolBody = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
-    check_channel(parsed.channel.as_deref())?;
     let opts = compile_options(&parsed.options)?;
     Ok((parsed, opts))
 }
@@ -253,7 +258,7 @@ async fn format(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<ToolOutput>, ApiError> {
     let (req, opts) = parse_tool(body)?;
-    Ok(Json(playground.format(&req.code, opts.edition).await?))
+    Ok(Json(playground.format(&req.code, opts).await?))
 }
 
 async fn clippy(
@@ -284,9 +289,8 @@ async fn crates() -> Json<serde_json::Value> {
     Json(serde_json::json!({ "crates": [] }))
 }
 
-/// `GET /meta/versions`, in play.rust-lang.org's shape (only the stable channel exists here).
+/// `GET /meta/versions`, in play.rust-lang.org's shape, for each available channel.
 async fn versions(State(playground): State<Arc<Playground>>) -> Json<serde_json::Value> {
-    let toolchain = playground.compiler().toolchain();
     let describe = |line: Option<&str>| {
         line.map(|line| {
             // "rustc 1.95.0 (59807616e 2026-04-14)"
@@ -297,26 +301,19 @@ async fn versions(State(playground): State<Arc<Playground>>) -> Json<serde_json:
             serde_json::json!({ "version": version, "hash": hash, "date": date })
         })
     };
-    Json(serde_json::json!({
-        "stable": {
-            "rustc": describe(Some(&toolchain.version)),
-            "rustfmt": describe(toolchain.rustfmt_version.as_deref()),
-            "clippy": describe(toolchain.clippy_version.as_deref()),
-        }
-    }))
-}
-
-/// Only the stable toolchain is installed; say so instead of silently using it.
-fn check_channel(channel: Option<&str>) -> Result<(), ApiError> {
-    match channel {
-        None | Some("stable") => Ok(()),
-        Some(other @ ("beta" | "nightly")) => Err(ApiError::bad_request(format!(
-            "the `{other}` channel is not installed on this server; use `stable`"
-        ))),
-        Some(other) => Err(ApiError::bad_request(format!(
-            "unknown channel `{other}`, expected stable"
-        ))),
+    let mut versions = serde_json::Map::new();
+    for (channel, compiler) in playground.compilers() {
+        let toolchain = compiler.toolchain();
+        versions.insert(
+            channel.as_str().into(),
+            serde_json::json!({
+                "rustc": describe(Some(&toolchain.version)),
+                "rustfmt": describe(toolchain.rustfmt_version.as_deref()),
+                "clippy": describe(toolchain.clippy_version.as_deref()),
+            }),
+        );
     }
+    Json(versions.into())
 }
 
 /// play.rust-lang.org's legacy request, still sent by mdBook's Run buttons.
@@ -348,7 +345,13 @@ async fn evaluate(
     let body = body.map_err(ApiError::from_rejection)?;
     let parsed: EvaluateBody = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
-    check_channel(parsed.version.as_deref())?;
+    let channel = parsed
+        .version
+        .as_deref()
+        .map(str::parse)
+        .transpose()
+        .map_err(ApiError::bad_request)?
+        .unwrap_or_default();
     let edition = match parsed.edition.as_deref() {
         None | Some("") => Edition::E2015,
         Some(e) => e.parse().map_err(ApiError::bad_request)?,
@@ -359,6 +362,7 @@ async fn evaluate(
     };
     let request = ExecuteRequest {
         code: parsed.code,
+        channel,
         edition,
         mode,
         kind: if parsed.tests {

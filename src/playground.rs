@@ -7,8 +7,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::admission::{Admission, Overloaded};
 use crate::compile::{
-    BuildResult, CompileError, CompileOptions, CompileSettings, Compiler, CrateKind, Diagnostic,
-    Edition, Emit, Mode, Toolchain,
+    BuildResult, Channel, CompileError, CompileOptions, CompileSettings, Compiler, CrateKind,
+    Diagnostic, Edition, Emit, Mode, Toolchain, ToolchainError,
 };
 use crate::config::Config;
 use crate::harness;
@@ -20,6 +20,7 @@ use crate::sandbox::{ProcessLimits, Sandbox};
 #[derive(Debug, Clone, Default)]
 pub struct ExecuteRequest {
     pub code: String,
+    pub channel: Channel,
     pub edition: Edition,
     pub mode: Mode,
     /// Run `main`, run the `#[test]`s, or only compile a library.
@@ -117,7 +118,10 @@ pub enum PlaygroundError {
 
 /// The compiler, the runner and the limits they share.
 pub struct Playground {
-    compiler: Compiler,
+    /// One compiler per available channel; `stable` is always there.
+    compilers: Vec<(Channel, Compiler)>,
+    /// Why each other channel is not available, for the 400 that asks for it.
+    unavailable: Vec<(Channel, String)>,
     runner: Runner,
     compiles: Admission,
     runs: Admission,
@@ -127,23 +131,50 @@ pub struct Playground {
 impl Playground {
     /// Checks the toolchain and sets up Wasmtime; fails with an actionable message.
     pub fn new(config: Config) -> anyhow::Result<Self> {
-        let toolchain = Toolchain::detect(&config.rustc)?;
-        let sandbox = Sandbox::new(
-            &toolchain.sysroot,
-            ProcessLimits {
-                cpu_seconds: config.compile_cpu_seconds,
-                data_bytes: config.compile_memory_limit,
-                file_bytes: config.compile_file_limit,
-                open_files: 1024,
-            },
-            config.insecure_unsandboxed_compile,
-        )?;
+        let limits = ProcessLimits {
+            cpu_seconds: config.compile_cpu_seconds,
+            data_bytes: config.compile_memory_limit,
+            file_bytes: config.compile_file_limit,
+            open_files: 1024,
+        };
         let settings = CompileSettings {
             work_dir: config.work_dir.clone().unwrap_or_else(std::env::temp_dir),
             timeout: config.compile_timeout(),
             diagnostics_bytes: config.diagnostics_limit,
         };
-        let compiler = Compiler::new(toolchain, sandbox, settings);
+        let compiler = |toolchain: Toolchain| -> anyhow::Result<Compiler> {
+            let sandbox = Sandbox::new(
+                &toolchain.sysroot,
+                limits,
+                config.insecure_unsandboxed_compile,
+            )?;
+            Ok(Compiler::new(toolchain, sandbox, settings.clone()))
+        };
+        let mut compilers = vec![(
+            Channel::Stable,
+            compiler(Toolchain::detect(&config.rustc)?)?,
+        )];
+        let mut unavailable = Vec::new();
+        for channel in [Channel::Beta, Channel::Nightly] {
+            if !config.channels.contains(&channel) {
+                unavailable.push((channel, "not enabled on this server".to_string()));
+                continue;
+            }
+            match Toolchain::detect_channel(channel) {
+                Ok(toolchain) => compilers.push((channel, compiler(toolchain)?)),
+                Err(why) => {
+                    tracing::info!(channel = channel.as_str(), %why, "channel unavailable");
+                    // The full reason names host paths: clients get the gist.
+                    let gist = match why {
+                        ToolchainError::TargetMissing { .. } => {
+                            "its toolchain lacks the wasm32-wasip1 target"
+                        }
+                        _ => "its toolchain is not installed",
+                    };
+                    unavailable.push((channel, gist.to_string()));
+                }
+            }
+        }
         let runner = Runner::new(&config)?;
         let compiles = Admission::new(
             config.max_compiles,
@@ -152,7 +183,8 @@ impl Playground {
         );
         let runs = Admission::new(config.max_runs, config.queue_limit, config.queue_timeout());
         Ok(Self {
-            compiler,
+            compilers,
+            unavailable,
             runner,
             compiles,
             runs,
@@ -164,8 +196,25 @@ impl Playground {
         &self.config
     }
 
-    pub fn compiler(&self) -> &Compiler {
-        &self.compiler
+    /// The compilers of the available channels, `stable` first.
+    pub fn compilers(&self) -> impl Iterator<Item = (Channel, &Compiler)> {
+        self.compilers.iter().map(|(c, compiler)| (*c, compiler))
+    }
+
+    /// The compiler of `channel`, or a 400 that says why it is not available.
+    fn compiler(&self, channel: Channel) -> Result<&Compiler, PlaygroundError> {
+        if let Some((_, compiler)) = self.compilers.iter().find(|(c, _)| *c == channel) {
+            return Ok(compiler);
+        }
+        let why = self
+            .unavailable
+            .iter()
+            .find(|(c, _)| *c == channel)
+            .map_or("not installed", |(_, why)| why.as_str());
+        Err(PlaygroundError::BadRequest(format!(
+            "the `{}` channel is not available on this server ({why})",
+            channel.as_str()
+        )))
     }
 
     pub async fn execute(&self, req: ExecuteRequest) -> Result<ExecutionOutput, PlaygroundError> {
@@ -190,7 +239,9 @@ impl Playground {
         sink: Option<LiveSink>,
     ) -> Result<ExecutionOutput, PlaygroundError> {
         self.validate(&req)?;
+        let compiler = self.compiler(req.channel)?;
         let opts = CompileOptions {
+            channel: req.channel,
             edition: req.edition,
             mode: req.mode,
             kind: req.kind,
@@ -199,7 +250,7 @@ impl Playground {
         let slot = self.compiles.enter().await?;
         let mut queued = slot.waited;
         let started = Instant::now();
-        let build = self.compiler.compile_input(&req.code, &opts).await?;
+        let build = compiler.compile_input(&req.code, &opts).await?;
         let compile_ms = millis(started.elapsed());
         drop(slot);
         let not_run = |status, detail: &str| ExecutionOutput {
@@ -271,15 +322,16 @@ impl Playground {
         })
     }
 
-    /// Formats `code` with rustfmt for `edition`.
+    /// Formats `code` with rustfmt for the channel and edition of `opts`.
     pub async fn format(
         &self,
         code: &str,
-        edition: Edition,
+        opts: CompileOptions,
     ) -> Result<ToolOutput, PlaygroundError> {
         self.validate_code(code)?;
+        let compiler = self.compiler(opts.channel)?;
         let _slot = self.compiles.enter().await?;
-        let build = self.compiler.format(code, edition).await?;
+        let build = compiler.format(code, opts.edition).await?;
         let formatted = if build.success {
             std::fs::read_to_string(&build.wasm).map_err(CompileError::Workspace)?
         } else {
@@ -295,8 +347,9 @@ impl Playground {
         opts: CompileOptions,
     ) -> Result<ToolOutput, PlaygroundError> {
         self.validate_code(code)?;
+        let compiler = self.compiler(opts.channel)?;
         let _slot = self.compiles.enter().await?;
-        let build = self.compiler.clippy(code, &opts).await?;
+        let build = compiler.clippy(code, &opts).await?;
         Ok(tool_output(
             build,
             String::new(),
@@ -322,8 +375,9 @@ impl Playground {
         if target == Target::Wasm && opts.kind == CrateKind::Program {
             opts.kind = CrateKind::Binary;
         }
+        let compiler = self.compiler(opts.channel)?;
         let _slot = self.compiles.enter().await?;
-        let build = self.compiler.compile_input(code, &opts).await?;
+        let build = compiler.compile_input(code, &opts).await?;
         let mut text = String::new();
         if build.success {
             let bytes = std::fs::read(&build.wasm).map_err(CompileError::Workspace)?;

@@ -77,12 +77,76 @@ async fn arguments_reach_the_program() {
 }
 
 #[tokio::test]
+async fn channels_that_are_not_enabled_get_400() {
+    let srv = common::start(wasm_playground::config::Config {
+        channels: vec![wasm_playground::compile::Channel::Stable],
+        ..Default::default()
+    });
+    for channel in ["beta", "nightly"] {
+        let (status, v) =
+            post_json(&srv, json!({"code": "fn main() {}", "channel": channel})).await;
+        assert_eq!(status, 400);
+        assert_eq!(
+            v["error"],
+            format!(
+                "the `{channel}` channel is not available on this server (not enabled on this server)"
+            )
+        );
+    }
+    let v = run_on(
+        &srv,
+        json!({"code": "fn main() { print!(\"s\"); }", "channel": "stable"}),
+    )
+    .await;
+    assert_eq!(v["stdout"], "s");
+}
+
+/// Runs only where rustup has nightly with the wasm target (it is not part of the set-up).
+#[tokio::test]
+async fn nightly_is_used_when_installed() {
+    let sysroot = std::process::Command::new("rustup")
+        .args(["run", "nightly", "rustc", "--print", "sysroot"])
+        .output();
+    let installed = sysroot.is_ok_and(|o| {
+        o.status.success()
+            && std::path::Path::new(String::from_utf8_lossy(&o.stdout).trim())
+                .join("lib/rustlib/wasm32-wasip1/lib")
+                .is_dir()
+    });
+    if !installed {
+        eprintln!("skipped: no nightly toolchain with the wasm32-wasip1 target");
+        return;
+    }
+    // A feature gate compiles on nightly only.
+    let code =
+        "#![feature(never_type)]\nfn main() { let _x: Option<!> = None; println!(\"nightly\"); }";
+    let v = run_on(server(), json!({"code": code, "channel": "nightly"})).await;
+    assert_eq!(
+        (v["status"].as_str(), v["stdout"].as_str()),
+        (Some("ok"), Some("nightly\n")),
+        "{v}"
+    );
+    let v = run_on(server(), json!({"code": code, "channel": "stable"})).await;
+    assert_eq!(v["status"], "compileError");
+    let versions: Value = client()
+        .get(format!("{}/meta/versions", server().url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        versions["nightly"]["rustc"]["version"]
+            .as_str()
+            .unwrap()
+            .contains("nightly")
+    );
+}
+
+#[tokio::test]
 async fn bad_compat_values_get_400() {
     for (body, message) in [
-        (
-            json!({"code": "fn main() {}", "channel": "nightly"}),
-            "the `nightly` channel is not installed on this server; use `stable`",
-        ),
         (
             json!({"code": "fn main() {}", "channel": "gold"}),
             "unknown channel `gold`, expected stable",
@@ -168,8 +232,10 @@ async fn evaluate_json_like_mdbook() {
         "{v}"
     );
 
-    let (status, v) =
-        evaluate(r#"{"version":"nightly","optimize":"0","code":"fn main() {}"}"#).await;
+    let (status, v) = evaluate(r#"{"version":"gold","optimize":"0","code":"fn main() {}"}"#).await;
     assert_eq!(status, 400);
-    assert!(v["error"].as_str().unwrap().contains("`nightly` channel"));
+    assert_eq!(
+        v["error"],
+        "unknown channel `gold`, expected stable, beta or nightly"
+    );
 }

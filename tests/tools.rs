@@ -145,8 +145,8 @@ async fn tool_requests_are_validated() {
         ),
         (
             "/clippy",
-            json!({"code": "fn main() {}", "channel": "beta"}),
-            "the `beta` channel is not installed",
+            json!({"code": "fn main() {}", "channel": "alpha"}),
+            "unknown channel `alpha`, expected stable, beta or nightly",
         ),
         ("/format", json!({"code": ""}), "`code` is missing or empty"),
         ("/format", json!({"edition": "2021"}), "invalid JSON body"),
