@@ -702,10 +702,10 @@ fn parse_diagnostics(stderr: &[u8], stub_line: u32) -> (String, Vec<Diagnostic>)
     let mut diagnostics = Vec::new();
     for line in String::from_utf8_lossy(stderr).lines() {
         let Ok(mut raw) = serde_json::from_str::<RawDiagnostic>(line) else {
-            // A line cut by the cap, or plain text from a crashing compiler (minus its
-            // backtrace, which shows nothing useful and host addresses).
+            // A line cut by the cap, plain text from rustfmt or from a crashing compiler (minus
+            // its backtrace, which shows nothing useful and host addresses).
             if !line.trim_start().starts_with('{') && !is_backtrace_line(line) {
-                rendered.push_str(line);
+                rendered.push_str(&redact_text_line(line));
                 rendered.push('\n');
             }
             continue;
@@ -768,6 +768,18 @@ fn redact_file_errors(raw: &mut RawDiagnostic) {
     if let Some(rendered) = &mut raw.rendered {
         let rest = rendered.split_once('\n').map_or("", |(_, rest)| rest);
         *rendered = format!("{}: {FILE_DENIED}\n{rest}", raw.level);
+    }
+}
+
+/// [`redact_file_errors`] for plain-text tools (rustfmt): its messages about files it could not
+/// read or resolve tell whether a host path exists.
+fn redact_text_line(line: &str) -> std::borrow::Cow<'_, str> {
+    if line.starts_with("error: couldn't read `")
+        || line.starts_with("Error writing files: failed to resolve mod")
+    {
+        format!("error: {FILE_DENIED}").into()
+    } else {
+        line.into()
     }
 }
 

@@ -186,6 +186,48 @@ async fn compile_time_attacks_are_contained() {
 }
 
 #[tokio::test]
+async fn rustfmt_and_clippy_are_confined_too() {
+    let h = start();
+    let secret = &h.secret_file;
+    for (path, code) in [
+        (
+            "/format",
+            format!("#[path = \"{secret}\"]\nmod m;\nfn main() {{}}\n"),
+        ),
+        (
+            "/clippy",
+            format!("fn main() {{ println!(\"{{}}\", include_str!(\"{secret}\")); }}"),
+        ),
+        (
+            "/compile",
+            format!("fn main() {{ println!(\"{{}}\", include_str!(\"{secret}\")); }}"),
+        ),
+    ] {
+        let resp = client()
+            .post(format!("{}{path}", h.server.server.url))
+            .json(&json!({"code": code, "target": "mir"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "{path}");
+        let text = resp.text().await.unwrap();
+        assert!(!text.contains(MARKER), "{path} leaked the secret: {text}");
+        let v: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["success"], false, "{path}: {v}");
+        let stderr = v["stderr"].as_str().unwrap();
+        assert!(
+            stderr.contains("error: cannot read files outside the program"),
+            "{path}: {v}"
+        );
+        assert!(
+            !stderr.contains("Permission denied") && !stderr.contains("exist"),
+            "{path}: {v}"
+        );
+    }
+    assert_eq!(common::leftovers(&h.server.server), 0);
+}
+
+#[tokio::test]
 async fn run_time_attacks_are_contained() {
     let mut h = start();
     let cases = [
