@@ -21,7 +21,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use wasm_playground::compile::{CompileOptions, CompileSettings, Compiler, rustc_args};
+use wasm_playground::compile::{CompileOptions, Toolchain, rustc_args, source_file};
 
 const HELLO: &str = include_str!("../tests/fixtures/bench/hello.rs");
 const MEDIUM: &str = include_str!("../tests/fixtures/bench/medium.rs");
@@ -67,10 +67,12 @@ fn main() {
     // The child: this same executable, serving.
     if std::env::var_os("WP_BENCH_CHILD").is_some() {
         let rt = tokio::runtime::Runtime::new().unwrap();
-        let code = rt.block_on(wasm_playground::cli::main()).unwrap_or_else(|e| {
-            eprintln!("error: {e:#}");
-            2
-        });
+        let code = rt
+            .block_on(wasm_playground::cli::main())
+            .unwrap_or_else(|e| {
+                eprintln!("error: {e:#}");
+                2
+            });
         std::process::exit(code);
     }
     let args = parse_args();
@@ -205,11 +207,11 @@ fn unique(code: &str, tag: &str, i: usize) -> String {
 fn bare_rustc(rustc: &Path, code: &str) -> f64 {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("src")).unwrap();
-    let (source, _) = wasm_playground::compile::source_with_stub(code);
+    let source = source_file(code, true);
     std::fs::write(dir.path().join("src/main.rs"), source).unwrap();
     let started = Instant::now();
     let status = Command::new(rustc)
-        .args(rustc_args(&CompileOptions::default(), dir.path()))
+        .args(rustc_args(&CompileOptions::default(), dir.path()).0)
         .current_dir(dir.path())
         .env_clear()
         .stdin(Stdio::null())
@@ -304,16 +306,9 @@ fn spinners(
 
 async fn bench(args: Args) {
     let bench_started = Instant::now();
-    let compiler = Compiler::detect(
-        "rustc",
-        CompileSettings {
-            work_dir: std::env::temp_dir(),
-            timeout: Duration::from_secs(60),
-            diagnostics_bytes: 1 << 20,
-        },
-    )
-    .expect("a Rust toolchain with the wasm32-wasip1 target");
-    let rustc = compiler.rustc().to_path_buf();
+    let toolchain =
+        Toolchain::detect("rustc").expect("a Rust toolchain with the wasm32-wasip1 target");
+    let rustc = toolchain.rustc.clone();
     let server = Server::start(&args);
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(64)
@@ -322,7 +317,7 @@ async fn bench(args: Args) {
     server.wait_ready(&client).await;
     let url = server.url.clone();
     let mut rows = Vec::new();
-    eprintln!("server {} ({})", url, compiler.version());
+    eprintln!("server {} ({})", url, toolchain.version);
 
     // 1. Cold: unique programs, each timed against bare rustc of the same file, interleaved so
     //    both see the same machine load.
@@ -470,7 +465,7 @@ async fn bench(args: Args) {
 
     println!(
         "\n{} on {} cores, {}; server: {}{}\n",
-        compiler.version(),
+        toolchain.version,
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         load_average(),
         args.server
@@ -484,7 +479,10 @@ async fn bench(args: Args) {
     println!("| measurement | result | target | |");
     println!("|---|---|---|---|");
     for r in &rows {
-        println!("| {} | {} | {} | {} |", r.what, r.value, r.target, r.verdict);
+        println!(
+            "| {} | {} | {} | {} |",
+            r.what, r.value, r.target, r.verdict
+        );
     }
     println!(
         "\nbenchmark time: {:.0} s",

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use wasm_playground::compile::{CompileOptions, CompileSettings, Compiler, Mode};
+use wasm_playground::compile::{CompileOptions, Mode, Toolchain, rustc_args, source_file};
 use wasmtime::{CacheStore, Engine, Module, OptLevel, Strategy};
 
 const HELLO: &str = include_str!("../tests/fixtures/bench/hello.rs");
@@ -95,15 +95,29 @@ fn variant(code: &str, i: usize) -> String {
     )
 }
 
-fn build(compiler: &Compiler, rt: &tokio::runtime::Runtime, code: &str, mode: Mode) -> Vec<u8> {
+/// Builds `code` with the service's `rustc` command line (without its sandbox).
+fn build(rustc: &std::path::Path, code: &str, mode: Mode) -> Vec<u8> {
     let opts = CompileOptions {
         mode,
         ..Default::default()
     };
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("src")).unwrap();
+    std::fs::write(dir.path().join("src/main.rs"), source_file(code, true)).unwrap();
     let started = Instant::now();
-    let build = rt.block_on(compiler.compile_input(code, &opts)).unwrap();
-    assert!(build.success, "{}", build.rendered);
-    let bytes = std::fs::read(&build.wasm).unwrap();
+    let (args, output) = rustc_args(&opts, dir.path());
+    let out = std::process::Command::new(rustc)
+        .args(args)
+        .current_dir(dir.path())
+        .env_clear()
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bytes = std::fs::read(dir.path().join(output)).unwrap();
     eprintln!("  rustc {:.0} ms, {} bytes", ms(started), bytes.len());
     bytes
 }
@@ -126,23 +140,13 @@ fn run_entry(engine: &Engine, module: &Module) -> f64 {
 }
 
 fn main() {
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let sysroot_rustc = "rustc";
-    let compiler = Compiler::detect(
-        sysroot_rustc,
-        CompileSettings {
-            work_dir: std::env::temp_dir(),
-            timeout: std::time::Duration::from_secs(60),
-            diagnostics_bytes: 1 << 20,
-        },
-    )
-    .unwrap();
+    let rustc = Toolchain::detect("rustc").unwrap().rustc;
     let n = 7;
     let mut rows = Vec::new();
     for (name, code) in [("hello", HELLO), ("medium", MEDIUM)] {
         eprintln!("building {n} variants of {name}");
         let wasms: Vec<Vec<u8>> = (0..n)
-            .map(|i| build(&compiler, &rt, &variant(code, i), Mode::Debug))
+            .map(|i| build(&rustc, &variant(code, i), Mode::Debug))
             .collect();
         for strategy in [
             "cranelift",
@@ -222,7 +226,7 @@ fn main() {
             ),
         ));
         let other = if name == "hello" { MEDIUM } else { HELLO };
-        let other_wasm = build(&compiler, &rt, &variant(other, 99), Mode::Debug);
+        let other_wasm = build(&rustc, &variant(other, 99), Mode::Debug);
         let times = wasms
             .iter()
             .map(|w| {
@@ -279,7 +283,7 @@ fn main() {
     println!("\n| CPU-bound program | strategy | run ms (median of 3) |");
     println!("|---|---|---|");
     for mode in [Mode::Debug, Mode::Release] {
-        let wasm = build(&compiler, &rt, SPIN, mode);
+        let wasm = build(&rustc, SPIN, mode);
         for strategy in ["cranelift", "cranelift-O0", "winch"] {
             let e = engine(strategy, None);
             let module = Module::new(&e, &wasm).unwrap();

@@ -1,7 +1,8 @@
 //! The content-addressed artifact cache: what a build of (code, edition, mode) produced, so the
 //! same request never runs `rustc` or a Wasmtime compiler twice.
 //!
-//! - The key is SHA-256 over the code, the edition, the mode, the toolchain's `rustc --version`,
+//! - The key is SHA-256 over the code, the channel, the edition, the mode, the crate kind (program,
+//!   tests, library), the channel's `rustc --version`,
 //!   [`compile::STUB_VERSION`](crate::compile::STUB_VERSION) (the stub and the flags) and the
 //!   diagnostics cap (which shapes the cached text).
 //! - In memory: an LRU, bounded by entry count, of ready [`Program`]s (an `InstancePre` each) plus
@@ -57,13 +58,18 @@ impl CacheKey {
         let mut h = Sha256::new();
         h.update(b"wasm-playground artifact\0");
         h.update(STUB_VERSION.to_le_bytes());
+        let kind = format!("{:?}", opts.kind);
+        let emit = format!("{:?}", opts.emit);
         for part in [
             rustc_version,
+            opts.channel.as_str(),
             opts.edition.as_str(),
             match opts.mode {
                 Mode::Debug => "debug",
                 Mode::Release => "release",
             },
+            &kind,
+            &emit,
         ] {
             h.update((part.len() as u64).to_le_bytes());
             h.update(part.as_bytes());
@@ -90,9 +96,10 @@ impl CacheKey {
     }
 }
 
-/// The compiler's say on a program; the same whether or not it compiled.
+/// The compiler's say on a program, whether or not it compiled.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct Diagnostics {
+pub struct Report {
+    pub success: bool,
     pub rendered: String,
     pub diagnostics: Vec<Diagnostic>,
     pub truncated: bool,
@@ -100,8 +107,8 @@ pub struct Diagnostics {
 
 /// What one build produced.
 pub struct Artifact {
-    pub diagnostics: Diagnostics,
-    /// `None` when the program did not compile.
+    pub report: Report,
+    /// `None` when the program did not compile, or was a library (nothing to run).
     pub program: Option<Arc<Program>>,
 }
 
@@ -254,7 +261,7 @@ impl ArtifactCache {
         let loaded = tokio::task::spawn_blocking(move || {
             let file = disk.read(&key)?;
             let program = match file.kind {
-                Kind::CompileError => None,
+                Kind::NoModule => None,
                 Kind::Module(tier) => {
                     let wasm = (!file.wasm.is_empty()).then(|| Arc::<[u8]>::from(file.wasm));
                     // SAFETY: `disk.read` returned these bytes only after checking the file's
@@ -271,10 +278,10 @@ impl ArtifactCache {
                 }
             };
             if let Some(program) = &program {
-                watch_upgrade(&disk, key, program, &file.diagnostics);
+                watch_upgrade(&disk, key, program, &file.report);
             }
             Some(Arc::new(Artifact {
-                diagnostics: file.diagnostics,
+                report: file.report,
                 program,
             }))
         })
@@ -290,7 +297,7 @@ impl ArtifactCache {
         let artifact = artifact.clone();
         tokio::task::spawn_blocking(move || {
             let (kind, module, wasm) = match &artifact.program {
-                None => (Kind::CompileError, Vec::new(), None),
+                None => (Kind::NoModule, Vec::new(), None),
                 Some(program) => match program.serialize() {
                     Ok(s) => (Kind::Module(s.tier), s.module, s.wasm),
                     Err(err) => {
@@ -300,11 +307,11 @@ impl ArtifactCache {
                 },
             };
             let wasm = wasm.as_deref().unwrap_or_default();
-            if let Err(err) = disk.write(&key, kind, &artifact.diagnostics, wasm, &module) {
+            if let Err(err) = disk.write(&key, kind, &artifact.report, wasm, &module) {
                 tracing::warn!(error = %err, "could not write to the disk cache");
             }
             if let Some(program) = &artifact.program {
-                watch_upgrade(&disk, key, program, &artifact.diagnostics);
+                watch_upgrade(&disk, key, program, &artifact.report);
             }
         });
     }
@@ -320,16 +327,16 @@ impl ArtifactCache {
 }
 
 /// When a Winch program is recompiled with Cranelift, its disk entry is replaced.
-fn watch_upgrade(disk: &Arc<DiskStore>, key: CacheKey, program: &Program, diags: &Diagnostics) {
+fn watch_upgrade(disk: &Arc<DiskStore>, key: CacheKey, program: &Program, report: &Report) {
     if program.tier() != Tier::Winch {
         return;
     }
     let disk = disk.clone();
-    let diagnostics = diags.clone();
+    let report = report.clone();
     program.on_upgrade(move |module| match module.serialize() {
         Ok(bytes) => {
             let kind = Kind::Module(Tier::Cranelift);
-            if let Err(err) = disk.write(&key, kind, &diagnostics, &[], &bytes) {
+            if let Err(err) = disk.write(&key, kind, &report, &[], &bytes) {
                 tracing::warn!(error = %err, "could not write to the disk cache");
             }
         }
@@ -339,14 +346,15 @@ fn watch_upgrade(disk: &Arc<DiskStore>, key: CacheKey, program: &Program, diags:
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
-    CompileError,
+    /// A compile error or a library: the report alone.
+    NoModule,
     Module(Tier),
 }
 
 impl Kind {
     fn byte(self) -> u8 {
         match self {
-            Kind::CompileError => 0,
+            Kind::NoModule => 0,
             Kind::Module(Tier::Winch) => 1,
             Kind::Module(Tier::Cranelift) => 2,
         }
@@ -354,7 +362,7 @@ impl Kind {
 
     fn from_byte(b: u8) -> Option<Self> {
         Some(match b {
-            0 => Kind::CompileError,
+            0 => Kind::NoModule,
             1 => Kind::Module(Tier::Winch),
             2 => Kind::Module(Tier::Cranelift),
             _ => return None,
@@ -365,7 +373,7 @@ impl Kind {
 /// A checked cache file.
 struct CacheFile {
     kind: Kind,
-    diagnostics: Diagnostics,
+    report: Report,
     wasm: Vec<u8>,
     module: Vec<u8>,
 }
@@ -486,11 +494,11 @@ impl DiskStore {
         &self,
         key: &CacheKey,
         kind: Kind,
-        diagnostics: &Diagnostics,
+        report: &Report,
         wasm: &[u8],
         module: &[u8],
     ) -> std::io::Result<()> {
-        let meta = serde_json::to_vec(diagnostics).map_err(std::io::Error::other)?;
+        let meta = serde_json::to_vec(report).map_err(std::io::Error::other)?;
         let len32 =
             |n: usize| u32::try_from(n).map_err(|_| std::io::Error::other("cache entry too large"));
         let mut body = Vec::with_capacity(HEADER - 40 + meta.len() + wasm.len() + module.len());
@@ -596,13 +604,13 @@ fn parse(bytes: &[u8], key: &CacheKey) -> Option<CacheFile> {
     if meta_len.checked_add(wasm_len)?.checked_add(module_len)? != rest.len() {
         return None;
     }
-    if kind == Kind::CompileError && wasm_len + module_len != 0 {
+    if kind == Kind::NoModule && wasm_len + module_len != 0 {
         return None;
     }
-    let diagnostics = serde_json::from_slice(&rest[..meta_len]).ok()?;
+    let report = serde_json::from_slice(&rest[..meta_len]).ok()?;
     Some(CacheFile {
         kind,
-        diagnostics,
+        report,
         wasm: rest[meta_len..meta_len + wasm_len].to_vec(),
         module: rest[meta_len + wasm_len..].to_vec(),
     })
@@ -632,6 +640,23 @@ mod tests {
             base,
             CacheKey::new("fn main() {}", &release, "rustc 1", 100)
         );
+        let others = [
+            CompileOptions {
+                edition: crate::compile::Edition::E2021,
+                ..opts
+            },
+            CompileOptions {
+                channel: crate::compile::Channel::Nightly,
+                ..opts
+            },
+            CompileOptions {
+                kind: crate::compile::CrateKind::Tests,
+                ..opts
+            },
+        ];
+        for other in others {
+            assert_ne!(base, CacheKey::new("fn main() {}", &other, "rustc 1", 100));
+        }
         assert_eq!(CacheKey::from_hex(&base.hex()), Some(base));
     }
 
@@ -639,7 +664,8 @@ mod tests {
     fn files_round_trip_and_any_damage_is_rejected() {
         let dir = tempfile::tempdir().unwrap();
         let store = DiskStore::open(dir.path(), 1 << 20).unwrap();
-        let diags = Diagnostics {
+        let diags = Report {
+            success: true,
             rendered: "warning: x\n".into(),
             diagnostics: Vec::new(),
             truncated: false,
@@ -659,7 +685,7 @@ mod tests {
             (&file.wasm[..], &file.module[..]),
             (&b"wasm"[..], &b"module"[..])
         );
-        assert_eq!(file.diagnostics.rendered, "warning: x\n");
+        assert_eq!(file.report.rendered, "warning: x\n");
 
         let bytes = std::fs::read(store.path(&key(1))).unwrap();
         assert!(parse(&bytes, &key(2)).is_none(), "another key's file");
@@ -680,7 +706,7 @@ mod tests {
     #[test]
     fn disk_store_evicts_least_recently_used_files_over_budget() {
         let dir = tempfile::tempdir().unwrap();
-        let diags = Diagnostics::default();
+        let diags = Report::default();
         let module = vec![7u8; 1000];
         // Room for two entries of ~1.1 KB.
         let store = DiskStore::open(dir.path(), 2500).unwrap();

@@ -14,6 +14,8 @@ use tokio::io::AsyncWrite;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError};
 
+use crate::live::{LiveEvent, LiveSink, StreamKind};
+
 /// The error a write past the cap traps with; the runner looks for it to classify the run.
 #[derive(Debug, thiserror::Error)]
 #[error("output limit of {limit} bytes exceeded")]
@@ -32,13 +34,16 @@ struct Buffer {
 pub struct CaptureStream {
     buffer: Arc<Mutex<Buffer>>,
     limit: usize,
+    /// Also sends what is kept to a live session as it is written.
+    live: Option<(LiveSink, StreamKind)>,
 }
 
 impl CaptureStream {
-    pub fn new(limit: usize) -> Self {
+    pub fn new(limit: usize, live: Option<(LiveSink, StreamKind)>) -> Self {
         Self {
             buffer: Arc::default(),
             limit,
+            live,
         }
     }
 
@@ -53,6 +58,14 @@ impl CaptureStream {
         let room = self.limit.saturating_sub(buffer.bytes.len());
         let take = room.min(bytes.len());
         buffer.bytes.extend_from_slice(&bytes[..take]);
+        if let Some((sink, stream)) = &self.live
+            && take > 0
+        {
+            sink.send(LiveEvent::Output {
+                stream: *stream,
+                bytes: bytes[..take].to_vec(),
+            });
+        }
         if take < bytes.len() {
             buffer.truncated = true;
         }
@@ -149,7 +162,7 @@ mod tests {
 
     #[test]
     fn keeps_first_bytes_and_marks_truncation() {
-        let mut stream = CaptureStream::new(5);
+        let mut stream = CaptureStream::new(5, None);
         assert!(OutputStream::write(&mut stream, "abc".into()).is_ok());
         let err = OutputStream::write(&mut stream, "defg".into()).unwrap_err();
         assert!(matches!(err, StreamError::Trap(_)));
@@ -158,7 +171,7 @@ mod tests {
 
     #[test]
     fn multibyte_character_split_across_writes_decodes_once() {
-        let mut stream = CaptureStream::new(100);
+        let mut stream = CaptureStream::new(100, None);
         let crab = "🦀".as_bytes();
         OutputStream::write(&mut stream, bytes::Bytes::copy_from_slice(&crab[..2])).unwrap();
         OutputStream::write(&mut stream, bytes::Bytes::copy_from_slice(&crab[2..])).unwrap();

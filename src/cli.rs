@@ -7,6 +7,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
+use crate::compile::CrateKind;
 use crate::config::{Config, ServeArgs};
 use crate::playground::{ExecuteRequest, Playground};
 
@@ -35,6 +36,12 @@ enum Command {
         edition: crate::compile::Edition,
         #[arg(long, default_value = "debug")]
         mode: crate::compile::Mode,
+        /// Run the program's `#[test]`s instead of `main`.
+        #[arg(long)]
+        test: bool,
+        /// Arguments for the program (after `--`).
+        #[arg(last = true)]
+        args: Vec<String>,
     },
 }
 
@@ -47,6 +54,7 @@ pub async fn main() -> anyhow::Result<i32> {
                 .unwrap_or_else(|_| "wasm_playground=info,tower_http=info".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let playground = Arc::new(Playground::new(cli.config)?);
     match cli.command {
@@ -55,7 +63,23 @@ pub async fn main() -> anyhow::Result<i32> {
             file,
             edition,
             mode,
-        }) => run(&playground, file, edition, mode).await,
+            test,
+            args,
+        }) => {
+            let kind = if test {
+                CrateKind::Tests
+            } else {
+                CrateKind::Program
+            };
+            let request = ExecuteRequest {
+                edition,
+                mode,
+                kind,
+                args,
+                ..Default::default()
+            };
+            run(&playground, file, request).await
+        }
     }
 }
 
@@ -65,7 +89,8 @@ async fn serve(playground: Arc<Playground>, args: ServeArgs) -> anyhow::Result<i
         .with_context(|| format!("could not listen on {}", args.addr))?;
     tracing::info!(
         addr = %listener.local_addr()?,
-        rustc = playground.compiler().version(),
+        channels = ?playground.compilers().map(|(c, _)| c.as_str()).collect::<Vec<_>>(),
+        sandboxed = playground.compilers().all(|(_, c)| c.sandbox_enforced()),
         "listening"
     );
     crate::http::serve(listener, playground, shutdown_signal()).await?;
@@ -88,11 +113,11 @@ async fn shutdown_signal() {
     }
 }
 
+/// Compiles and runs `file` (or stdin) with the options in `request`.
 async fn run(
     playground: &Playground,
     file: Option<PathBuf>,
-    edition: crate::compile::Edition,
-    mode: crate::compile::Mode,
+    request: ExecuteRequest,
 ) -> anyhow::Result<i32> {
     let mut stdin = std::io::stdin();
     let (code, program_stdin) = match file {
@@ -119,9 +144,8 @@ async fn run(
     let output = playground
         .execute(ExecuteRequest {
             code,
-            edition,
-            mode,
             stdin: program_stdin,
+            ..request
         })
         .await?;
     eprint!("{}", output.compiler_output);

@@ -19,6 +19,8 @@ use tempfile::TempDir;
 use tokio::io::AsyncReadExt;
 use tokio::process::Command;
 
+use crate::sandbox::{ProcessLimits, Sandbox, SandboxError};
+
 /// Appended (after a newline) to every sample; it must stay on one line so that it adds exactly
 /// one line after the user's code, which [`Compiler`] recognises in diagnostics.
 ///
@@ -42,54 +44,6 @@ const ENTRY_STUB: &str = concat!(
 /// Bumped whenever [`ENTRY_STUB`], the flags or the processing of diagnostics change, so caches
 /// keyed on it (the artifact cache, on disk across upgrades) stay correct.
 pub const STUB_VERSION: u32 = 2;
-
-/// The code generation flags of a build, besides target, crate type, name and edition.
-///
-/// `strip=symbols` drops the name section: nothing shows guest symbol names (panic messages
-/// come from the stub's hook), and it makes modules ~25% smaller (hello world 78 -> 61 KB)
-/// at no cost in compile time (BENCHMARKS.md).
-pub fn codegen_flags(mode: Mode) -> [&'static str; 6] {
-    let opt = match mode {
-        Mode::Debug => "opt-level=0",
-        Mode::Release => "opt-level=3",
-    };
-    ["-C", "debuginfo=0", "-C", "strip=symbols", "-C", opt]
-}
-
-/// The arguments of a build run in `dir` (its working directory), from `src/main.rs` to
-/// `main.wasm`. Public so that benchmarks time the very same command.
-pub fn rustc_args(opts: &CompileOptions, dir: &Path) -> Vec<String> {
-    let mut args: Vec<String> = [
-        "--target",
-        "wasm32-wasip1",
-        "--crate-type",
-        "cdylib",
-        "--crate-name",
-        "playground",
-        "--edition",
-        opts.edition.as_str(),
-    ]
-    .map(String::from)
-    .to_vec();
-    args.extend(codegen_flags(opts.mode).map(String::from));
-    args.push("--error-format=json".into());
-    args.push(format!("--remap-path-prefix={}/=", dir.display()));
-    args.extend(["-o", "main.wasm", "src/main.rs"].map(String::from));
-    args
-}
-
-/// The source file a build compiles: `sample`, a newline if it lacks one, and the entry stub.
-/// Also returns the stub's line number.
-pub fn source_with_stub(sample: &str) -> (String, u32) {
-    let mut source = String::with_capacity(sample.len() + ENTRY_STUB.len() + 1);
-    source.push_str(sample);
-    if !sample.ends_with('\n') {
-        source.push('\n');
-    }
-    let stub_line = source.lines().count() as u32 + 1;
-    source.push_str(ENTRY_STUB);
-    (source, stub_line)
-}
 
 /// The Rust edition a sample is compiled with.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -157,10 +111,38 @@ impl FromStr for Mode {
     }
 }
 
+/// What to build from the sample.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum CrateKind {
+    /// A program: a `cdylib` whose `__entry` export runs `main` (the entry stub is appended).
+    #[default]
+    Program,
+    /// The test harness (`rustc --test`): a WASI command module that takes libtest's arguments.
+    Tests,
+    /// A library that is only compiled, never run.
+    Library,
+    /// A plain binary (`--crate-type bin`), for inspecting its intermediate forms.
+    Binary,
+}
+
+/// What rustc writes: the linked artifact, or one of its intermediate forms as text.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum Emit {
+    #[default]
+    Link,
+    Mir,
+    LlvmIr,
+    /// LLVM's WebAssembly assembly.
+    Asm,
+}
+
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub struct CompileOptions {
+    pub channel: Channel,
     pub edition: Edition,
     pub mode: Mode,
+    pub kind: CrateKind,
+    pub emit: Emit,
 }
 
 /// One structured compiler message, for editors to mark the line.
@@ -179,6 +161,21 @@ pub struct Diagnostic {
     pub end_column: Option<u32>,
 }
 
+impl Diagnostic {
+    /// An error with no location, for failures rustc itself could not describe.
+    pub fn error(message: String) -> Self {
+        Self {
+            level: "error".into(),
+            code: None,
+            message,
+            line: None,
+            column: None,
+            end_line: None,
+            end_column: None,
+        }
+    }
+}
+
 /// What came out of one `rustc` run. The wasm file lives in `dir` and goes away with it.
 #[derive(Debug)]
 pub struct BuildResult {
@@ -190,8 +187,8 @@ pub struct BuildResult {
     pub diagnostics: Vec<Diagnostic>,
     /// The diagnostics were cut at the configured cap.
     pub truncated: bool,
-    /// rustc itself decided the outcome (it was not stopped by a limit or a signal), so the
-    /// same input always gives the same result and the result may be cached.
+    /// The tool itself decided the outcome (it was not stopped by a time, CPU, memory or file
+    /// limit), so the same input always gives the same result and the result may be cached.
     pub cacheable: bool,
     dir: TempDir,
 }
@@ -212,6 +209,8 @@ pub enum CompileError {
     Spawn(#[source] std::io::Error),
     #[error("waiting for rustc failed: {0}")]
     Wait(#[source] std::io::Error),
+    #[error(transparent)]
+    Sandbox(#[from] SandboxError),
 }
 
 /// Problems found at start-up, each with the command that fixes it.
@@ -227,9 +226,58 @@ pub enum ToolchainError {
     #[error("`{rustc} --print sysroot` failed: {stderr}")]
     SysrootFailed { rustc: String, stderr: String },
     #[error(
-        "the wasm32-wasip1 target is not installed in {sysroot}; install it with `rustup target add wasm32-wasip1`"
+        "the wasm32-wasip1 target is not installed in {sysroot}; install it with `rustup target add wasm32-wasip1{toolchain_flag}`"
     )]
-    TargetMissing { sysroot: String },
+    TargetMissing {
+        sysroot: String,
+        /// ` --toolchain nightly` for a channel other than the default one.
+        toolchain_flag: String,
+    },
+}
+
+/// A release channel of Rust. The default toolchain serves `stable`; others are used when
+/// rustup has them installed with the wasm target.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Channel {
+    #[default]
+    Stable,
+    Beta,
+    Nightly,
+}
+
+impl Channel {
+    pub const ALL: [Channel; 3] = [Channel::Stable, Channel::Beta, Channel::Nightly];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Channel::Stable => "stable",
+            Channel::Beta => "beta",
+            Channel::Nightly => "nightly",
+        }
+    }
+}
+
+impl FromStr for Channel {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Channel::ALL
+            .into_iter()
+            .find(|c| c.as_str() == s)
+            .ok_or_else(|| format!("unknown channel `{s}`, expected stable, beta or nightly"))
+    }
+}
+
+/// The first line of `program --version`, if it runs.
+fn tool_version(program: &Path) -> Option<String> {
+    let output = std::process::Command::new(program)
+        .arg("--version")
+        .env_clear()
+        .stdin(Stdio::null())
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    let line = text.lines().next()?.trim();
+    (output.status.success() && !line.is_empty()).then(|| line.to_string())
 }
 
 /// Where and under which limits compiles run.
@@ -241,70 +289,100 @@ pub struct CompileSettings {
     pub diagnostics_bytes: usize,
 }
 
-/// The resolved toolchain plus the limits; one per process.
+/// The real compiler behind the rustup proxy, found once at start-up.
 #[derive(Debug, Clone)]
-pub struct Compiler {
-    rustc: PathBuf,
-    sysroot: PathBuf,
-    version: String,
-    settings: CompileSettings,
+pub struct Toolchain {
+    pub rustc: PathBuf,
+    pub sysroot: PathBuf,
+    /// `rustc --version`.
+    pub version: String,
+    /// `rustfmt --version` and `clippy-driver --version`, when those components are installed.
+    pub rustfmt_version: Option<String>,
+    pub clippy_version: Option<String>,
 }
 
-impl Compiler {
-    /// Resolves the real `rustc` behind the rustup proxy and checks the wasm target is installed.
-    pub fn detect(rustc: &str, settings: CompileSettings) -> Result<Self, ToolchainError> {
-        let output = std::process::Command::new(rustc)
+impl Toolchain {
+    /// Another binary of the toolchain, e.g. `rustfmt` or `clippy-driver`.
+    pub fn tool(&self, name: &str) -> PathBuf {
+        self.sysroot.join("bin").join(name)
+    }
+
+    /// Resolves the real `rustc` from `rustc --print sysroot` (the rustup proxy is slower and
+    /// obeys a `rust-toolchain.toml` in the working directory) and checks the wasm target.
+    pub fn detect(rustc: &str) -> Result<Self, ToolchainError> {
+        Self::detect_with(&[rustc], "")
+    }
+
+    /// The toolchain rustup has for `channel` (via `rustup run CHANNEL rustc`).
+    pub fn detect_channel(channel: Channel) -> Result<Self, ToolchainError> {
+        let flag = format!(" --toolchain {}", channel.as_str());
+        Self::detect_with(&["rustup", "run", channel.as_str(), "rustc"], &flag)
+    }
+
+    /// Asks `command --print sysroot` for the sysroot.
+    fn detect_with(command: &[&str], toolchain_flag: &str) -> Result<Self, ToolchainError> {
+        let rustc = command.join(" ");
+        let output = std::process::Command::new(command[0])
+            .args(&command[1..])
             .args(["--print", "sysroot"])
             .stdin(Stdio::null())
             .output()
             .map_err(|source| ToolchainError::RustcMissing {
-                rustc: rustc.to_string(),
+                rustc: rustc.clone(),
                 source,
             })?;
         if !output.status.success() {
             return Err(ToolchainError::SysrootFailed {
-                rustc: rustc.to_string(),
+                rustc,
                 stderr: String::from_utf8_lossy(&output.stderr).trim().to_string(),
             });
         }
         let sysroot = PathBuf::from(String::from_utf8_lossy(&output.stdout).trim());
-        let target_lib = sysroot.join("lib/rustlib/wasm32-wasip1/lib");
-        if !target_lib.is_dir() {
+        if !sysroot.join("lib/rustlib/wasm32-wasip1/lib").is_dir() {
             return Err(ToolchainError::TargetMissing {
                 sysroot: sysroot.display().to_string(),
+                toolchain_flag: toolchain_flag.to_string(),
             });
         }
         let real_rustc = sysroot.join("bin/rustc");
-        let version = std::process::Command::new(&real_rustc)
-            .arg("--version")
-            .env_clear()
-            .stdin(Stdio::null())
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-            .map_err(|source| ToolchainError::RustcMissing {
-                rustc: real_rustc.display().to_string(),
-                source,
-            })?;
+        let version = tool_version(&real_rustc).ok_or_else(|| ToolchainError::RustcMissing {
+            rustc: real_rustc.display().to_string(),
+            source: std::io::Error::other("`rustc --version` failed"),
+        })?;
+        let bin = sysroot.join("bin");
         Ok(Self {
+            rustfmt_version: tool_version(&bin.join("rustfmt")),
+            clippy_version: tool_version(&bin.join("clippy-driver")),
             rustc: real_rustc,
             sysroot,
             version,
-            settings,
         })
     }
+}
 
-    /// The real `rustc` binary that builds run.
-    pub fn rustc(&self) -> &Path {
-        &self.rustc
+/// The toolchain, the sandbox its processes run in, and the limits; one per process.
+pub struct Compiler {
+    toolchain: Toolchain,
+    sandbox: Sandbox,
+    settings: CompileSettings,
+}
+
+impl Compiler {
+    pub fn new(toolchain: Toolchain, sandbox: Sandbox, settings: CompileSettings) -> Self {
+        Self {
+            toolchain,
+            sandbox,
+            settings,
+        }
     }
 
-    /// `rustc --version` of the toolchain in use.
-    pub fn version(&self) -> &str {
-        &self.version
+    pub fn toolchain(&self) -> &Toolchain {
+        &self.toolchain
     }
 
-    pub fn sysroot(&self) -> &Path {
-        &self.sysroot
+    /// False only when started with `--insecure-unsandboxed-compile`.
+    pub fn sandbox_enforced(&self) -> bool {
+        self.sandbox.is_enforced()
     }
 
     /// Compiles `sample` in a fresh temp dir. Errors in the program are a successful call with
@@ -314,31 +392,79 @@ impl Compiler {
         sample: &str,
         opts: &CompileOptions,
     ) -> Result<BuildResult, CompileError> {
-        let dir = tempfile::Builder::new()
-            .prefix("wasm-playground-")
-            .tempdir_in(&self.settings.work_dir)
-            .map_err(CompileError::Workspace)?;
-        let src = dir.path().join("src");
-        std::fs::create_dir(&src).map_err(CompileError::Workspace)?;
-        let (source, stub_line) = source_with_stub(sample);
-        std::fs::write(src.join("main.rs"), source).map_err(CompileError::Workspace)?;
+        let job = Job::new(&self.settings.work_dir, sample, needs_stub(opts))?;
+        let (args, output) = rustc_args(opts, job.dir.path());
+        self.run_job(&self.toolchain.rustc, &args, job, output)
+            .await
+    }
 
-        let mut cmd = Command::new(&self.rustc);
-        cmd.args(rustc_args(opts, dir.path()))
+    /// Runs clippy on `sample` (a check build: no code is generated) and returns its lints.
+    pub async fn clippy(
+        &self,
+        sample: &str,
+        opts: &CompileOptions,
+    ) -> Result<BuildResult, CompileError> {
+        let job = Job::new(&self.settings.work_dir, sample, false)?;
+        let crate_type = if opts.kind == CrateKind::Library {
+            "lib"
+        } else {
+            "bin"
+        };
+        let mut args: Vec<String> = vec![
+            "--sysroot".into(),
+            self.toolchain.sysroot.display().to_string(),
+            "--target".into(),
+            "wasm32-wasip1".into(),
+            "--crate-type".into(),
+            crate_type.into(),
+        ];
+        args.extend(common_args(job.dir.path(), opts));
+        args.extend(["--emit=metadata".into(), "-o".into(), "main.rmeta".into()]);
+        args.push("src/main.rs".into());
+        let clippy = self.toolchain.tool("clippy-driver");
+        self.run_job(&clippy, &args, job, "main.rmeta").await
+    }
+
+    /// Formats `sample` with rustfmt; on success `BuildResult::wasm` is the formatted file.
+    pub async fn format(
+        &self,
+        sample: &str,
+        edition: Edition,
+    ) -> Result<BuildResult, CompileError> {
+        let job = Job::new(&self.settings.work_dir, sample, false)?;
+        let args = ["--edition", edition.as_str(), "src/main.rs"].map(String::from);
+        let rustfmt = self.toolchain.tool("rustfmt");
+        self.run_job(&rustfmt, &args, job, "src/main.rs").await
+    }
+
+    /// Runs one confined tool in the job dir and collects its diagnostics; `output` names the
+    /// file it produces, relative to the job dir.
+    async fn run_job(
+        &self,
+        program: &Path,
+        args: &[String],
+        job: Job,
+        output: &str,
+    ) -> Result<BuildResult, CompileError> {
+        let Job { dir, stub_line } = job;
+        let mut cmd = Command::new(program);
+        cmd.args(args)
             .current_dir(dir.path())
             .env_clear()
+            .env("TMPDIR", dir.path())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .process_group(0)
             .kill_on_drop(true);
+        self.sandbox.confine(&mut cmd, dir.path())?;
         let mut child = cmd.spawn().map_err(CompileError::Spawn)?;
         let pid = child.id();
         // Kills rustc and its linker if this future is dropped (client gone) or times out.
         let mut group = KillGroupOnDrop(pid);
 
         let mut stderr = child.stderr.take().ok_or_else(|| {
-            CompileError::Spawn(std::io::Error::other("rustc's stderr was not captured"))
+            CompileError::Spawn(std::io::Error::other("the tool's stderr was not captured"))
         })?;
         let cap = self.settings.diagnostics_bytes;
         let run = async {
@@ -349,7 +475,7 @@ impl Compiler {
         let (captured, truncated, status) =
             match tokio::time::timeout(self.settings.timeout, run).await {
                 Ok(result) => {
-                    // rustc has exited and waited for its linker: nothing left to kill.
+                    // The tool has exited and waited for its children: nothing left to kill.
                     group.0 = None;
                     result.map_err(CompileError::Wait)?
                 }
@@ -360,23 +486,151 @@ impl Compiler {
                 }
             };
 
-        let (rendered, diagnostics) = parse_diagnostics(&captured, stub_line);
+        let (mut rendered, mut diagnostics) = parse_diagnostics(&captured, stub_line);
+        // Tools that print absolute paths (rustfmt) must not show the job dir.
+        let prefix = format!("{}/", dir.path().display());
+        rendered = rendered.replace(&prefix, "");
+        for d in &mut diagnostics {
+            d.message = d.message.replace(&prefix, "");
+        }
+        // A signal means a CPU or memory limit (or a crash); "File too large", the file limit.
+        let cacheable = status.code().is_some() && !rendered.contains("File too large");
         let mut result = BuildResult {
             success: status.success(),
-            wasm: dir.path().join("main.wasm"),
+            wasm: dir.path().join(output),
             rendered,
             diagnostics,
             truncated,
-            cacheable: status.code().is_some(),
+            cacheable,
             dir,
         };
-        if !status.success() && result.diagnostics.iter().all(|d| d.level != "error") {
+        let explained = result.diagnostics.iter().any(|d| d.level == "error")
+            || result.rendered.lines().any(|l| l.starts_with("error"));
+        if !status.success() && !explained {
             // Killed by a signal or a limit before it could say why.
-            result
-                .rendered
-                .push_str(&format!("error: {}\n", describe_exit(status)));
+            let why = describe_exit(status, &result.rendered, self.sandbox.limits());
+            result.rendered.push_str(&format!("error: {why}\n"));
+            result.diagnostics.push(Diagnostic::error(why));
         }
         Ok(result)
+    }
+}
+
+/// Arguments shared by builds and clippy runs in `dir`.
+///
+/// Programs and tests are built with `strip=symbols`: nothing shows their symbol names (panic
+/// messages come from the stub's hook), and the modules are ~25% smaller (hello world 78 ->
+/// 61 KB) at no cost in compile time (BENCHMARKS.md). A plain binary keeps its names for
+/// `/compile`'s WAT.
+fn common_args(dir: &Path, opts: &CompileOptions) -> Vec<String> {
+    let strip = match build_kind(opts) {
+        CrateKind::Binary => "strip=debuginfo",
+        _ => "strip=symbols",
+    };
+    let opt_level = match opts.mode {
+        Mode::Debug => "opt-level=0",
+        Mode::Release => "opt-level=3",
+    };
+    [
+        "--crate-name",
+        "playground",
+        "--edition",
+        opts.edition.as_str(),
+        "-C",
+        "debuginfo=0",
+        "-C",
+        strip,
+        "-C",
+        opt_level,
+        "--error-format=json",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .chain([format!("--remap-path-prefix={}/=", dir.display())])
+    .collect()
+}
+
+/// What a build of `opts` compiles: the program kind, after text output (MIR, LLVM IR,
+/// assembly) is turned into a plain binary (the stub would only add noise).
+fn build_kind(opts: &CompileOptions) -> CrateKind {
+    match (opts.emit, opts.kind) {
+        (Emit::Link, kind) => kind,
+        (_, CrateKind::Library) => CrateKind::Library,
+        _ => CrateKind::Binary,
+    }
+}
+
+/// Whether `src/main.rs` gets the entry stub appended.
+pub fn needs_stub(opts: &CompileOptions) -> bool {
+    build_kind(opts) == CrateKind::Program
+}
+
+/// The `rustc` arguments of a build in `dir` (its working directory, holding `src/main.rs`)
+/// and the file it writes there. Public so that benchmarks can time the very same command.
+pub fn rustc_args(opts: &CompileOptions, dir: &Path) -> (Vec<String>, &'static str) {
+    let (crate_args, output): (&[&str], &str) = match build_kind(opts) {
+        CrateKind::Program => (&["--crate-type", "cdylib"], "main.wasm"),
+        CrateKind::Binary => (&["--crate-type", "bin"], "main.wasm"),
+        CrateKind::Tests => (&["--test"], "main.wasm"),
+        CrateKind::Library => (&["--crate-type", "lib"], "libplayground.rlib"),
+    };
+    let (emit, output) = match opts.emit {
+        Emit::Link => ("--emit=link", output),
+        Emit::Mir => ("--emit=mir", "main.mir"),
+        Emit::LlvmIr => ("--emit=llvm-ir", "main.ll"),
+        Emit::Asm => ("--emit=asm", "main.s"),
+    };
+    let mut args: Vec<String> = ["--target", "wasm32-wasip1"]
+        .iter()
+        .chain(crate_args)
+        .map(|s| s.to_string())
+        .collect();
+    args.extend(common_args(dir, opts));
+    args.extend([
+        emit.into(),
+        "-o".into(),
+        output.into(),
+        "src/main.rs".into(),
+    ]);
+    (args, output)
+}
+
+/// `sample` as the file a build compiles: with the entry stub appended when `with_stub`.
+pub fn source_file(sample: &str, with_stub: bool) -> String {
+    let mut source = String::with_capacity(sample.len() + ENTRY_STUB.len() + 1);
+    source.push_str(sample);
+    if with_stub {
+        if !sample.ends_with('\n') {
+            source.push('\n');
+        }
+        source.push_str(ENTRY_STUB);
+    }
+    source
+}
+
+/// A fresh temp dir holding `src/main.rs`.
+struct Job {
+    dir: TempDir,
+    /// The line of the entry stub; diagnostics at or after it are about the stub.
+    stub_line: u32,
+}
+
+impl Job {
+    fn new(work_dir: &Path, sample: &str, with_stub: bool) -> Result<Self, CompileError> {
+        let dir = tempfile::Builder::new()
+            .prefix("wasm-playground-")
+            .tempdir_in(work_dir)
+            .map_err(CompileError::Workspace)?;
+        let src = dir.path().join("src");
+        std::fs::create_dir(&src).map_err(CompileError::Workspace)?;
+        let source = source_file(sample, with_stub);
+        let stub_line = if with_stub {
+            source.lines().count() as u32
+        } else {
+            u32::MAX
+        };
+        std::fs::write(src.join("main.rs"), source).map_err(CompileError::Workspace)?;
+        Ok(Self { dir, stub_line })
     }
 }
 
@@ -385,25 +639,34 @@ fn failed_build(dir: TempDir, message: String) -> BuildResult {
         success: false,
         wasm: dir.path().join("main.wasm"),
         rendered: format!("error: {message}\n"),
-        diagnostics: vec![Diagnostic {
-            level: "error".into(),
-            code: None,
-            message,
-            line: None,
-            column: None,
-            end_line: None,
-            end_column: None,
-        }],
+        diagnostics: vec![Diagnostic::error(message)],
         truncated: false,
         cacheable: false,
         dir,
     }
 }
 
-fn describe_exit(status: ExitStatus) -> String {
+/// Why rustc stopped without an error of its own, in words for the user.
+fn describe_exit(status: ExitStatus, rendered: &str, limits: &ProcessLimits) -> String {
     use std::os::unix::process::ExitStatusExt;
     match status.signal() {
-        Some(signal) => format!("the compiler was stopped by signal {signal} (a resource limit)"),
+        Some(libc::SIGXCPU) | Some(libc::SIGKILL) => format!(
+            "the compiler used more than its {} s CPU limit",
+            limits.cpu_seconds
+        ),
+        Some(libc::SIGABRT)
+            if rendered.contains("memory allocation of") || rendered.contains("out of memory") =>
+        {
+            format!(
+                "the compiler ran out of memory (its limit is {} MiB)",
+                limits.data_bytes >> 20
+            )
+        }
+        Some(signal) => format!("the compiler crashed (signal {signal})"),
+        None if rendered.contains("File too large") => format!(
+            "the compiled program is larger than the {} MiB limit",
+            limits.file_bytes >> 20
+        ),
         None => format!("the compiler failed with {status}"),
     }
 }
@@ -475,14 +738,16 @@ fn parse_diagnostics(stderr: &[u8], stub_line: u32) -> (String, Vec<Diagnostic>)
     let mut rendered = String::new();
     let mut diagnostics = Vec::new();
     for line in String::from_utf8_lossy(stderr).lines() {
-        let Ok(raw) = serde_json::from_str::<RawDiagnostic>(line) else {
-            // A line cut by the cap, or plain text from a crashing compiler.
-            if !line.trim_start().starts_with('{') {
-                rendered.push_str(line);
+        let Ok(mut raw) = serde_json::from_str::<RawDiagnostic>(line) else {
+            // A line cut by the cap, plain text from rustfmt or from a crashing compiler (minus
+            // its backtrace, which shows nothing useful and host addresses).
+            if !line.trim_start().starts_with('{') && !is_backtrace_line(line) {
+                rendered.push_str(&redact_text_line(line));
                 rendered.push('\n');
             }
             continue;
         };
+        redact_file_errors(&mut raw);
         let primary = raw
             .spans
             .iter()
@@ -495,11 +760,7 @@ fn parse_diagnostics(stderr: &[u8], stub_line: u32) -> (String, Vec<Diagnostic>)
             diagnostics.push(Diagnostic {
                 level: raw.level,
                 code,
-                message,
-                line: None,
-                column: None,
-                end_line: None,
-                end_column: None,
+                ..Diagnostic::error(message)
             });
             continue;
         }
@@ -520,6 +781,43 @@ fn parse_diagnostics(stderr: &[u8], stub_line: u32) -> (String, Vec<Diagnostic>)
         });
     }
     (rendered, diagnostics)
+}
+
+fn is_backtrace_line(line: &str) -> bool {
+    let trimmed = line.trim_start();
+    trimmed.starts_with("stack backtrace:")
+        || trimmed.starts_with("at ")
+        || trimmed.split_once(": ").is_some_and(|(n, rest)| {
+            n.parse::<u32>().is_ok() && rest.trim_start().starts_with("0x")
+        })
+}
+
+/// The message for any file the program tried to read at compile time (`include_str!`,
+/// `#[path]`, ...): the sandbox denies everything outside the job dir, and the answer must not
+/// tell whether a host path exists.
+const FILE_DENIED: &str = "cannot read files outside the program";
+
+fn redact_file_errors(raw: &mut RawDiagnostic) {
+    if !raw.message.starts_with("couldn't read `") {
+        return;
+    }
+    raw.message = FILE_DENIED.to_string();
+    if let Some(rendered) = &mut raw.rendered {
+        let rest = rendered.split_once('\n').map_or("", |(_, rest)| rest);
+        *rendered = format!("{}: {FILE_DENIED}\n{rest}", raw.level);
+    }
+}
+
+/// [`redact_file_errors`] for plain-text tools (rustfmt): its messages about files it could not
+/// read or resolve tell whether a host path exists.
+fn redact_text_line(line: &str) -> std::borrow::Cow<'_, str> {
+    if line.starts_with("error: couldn't read `")
+        || line.starts_with("Error writing files: failed to resolve mod")
+    {
+        format!("error: {FILE_DENIED}").into()
+    } else {
+        line.into()
+    }
 }
 
 fn explain_stub_error(message: &str, code: Option<&str>, level: &str) -> (String, String) {
@@ -558,6 +856,18 @@ mod tests {
     #[test]
     fn stub_is_one_line() {
         assert_eq!(ENTRY_STUB.lines().count(), 1);
+    }
+
+    #[test]
+    fn file_errors_do_not_name_the_host_path() {
+        let line = r#"{"message":"couldn't read `/etc/x`: No such file or directory (os error 2)","code":null,"level":"error","spans":[{"file_name":"src/main.rs","line_start":1,"line_end":1,"column_start":1,"column_end":5,"is_primary":true}],"rendered":"error: couldn't read `/etc/x`: No such file or directory (os error 2)\n --> src/main.rs:1:1\n"}"#;
+        let (rendered, diags) = parse_diagnostics(line.as_bytes(), 9);
+        assert_eq!(
+            rendered,
+            "error: cannot read files outside the program\n --> src/main.rs:1:1\n"
+        );
+        assert_eq!(diags[0].message, FILE_DENIED);
+        assert_eq!(diags[0].line, Some(1));
     }
 
     #[test]

@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use clap::Args;
 
+use crate::compile::Channel;
+
 /// Limits and settings shared by the HTTP server and the `run` subcommand.
 #[derive(Debug, Clone, Args)]
 pub struct Config {
@@ -84,6 +86,41 @@ pub struct Config {
     )]
     pub compile_timeout_ms: u64,
 
+    /// CPU seconds one `rustc` process may use (SIGXCPU, then SIGKILL a second later).
+    #[arg(
+        long,
+        env = "WASM_PLAYGROUND_COMPILE_CPU_SECONDS",
+        default_value_t = 10,
+        global = true
+    )]
+    pub compile_cpu_seconds: u64,
+
+    /// Data-segment limit (RLIMIT_DATA) of one `rustc` process, in bytes.
+    #[arg(
+        long,
+        env = "WASM_PLAYGROUND_COMPILE_MEMORY_LIMIT",
+        default_value_t = 1 << 30,
+        global = true
+    )]
+    pub compile_memory_limit: u64,
+
+    /// Largest file one `rustc` process may write (RLIMIT_FSIZE), in bytes.
+    #[arg(
+        long,
+        env = "WASM_PLAYGROUND_COMPILE_FILE_LIMIT",
+        default_value_t = 32 << 20,
+        global = true
+    )]
+    pub compile_file_limit: u64,
+
+    /// Compile without the Landlock sandbox when the kernel lacks it (NOT for untrusted code).
+    #[arg(
+        long,
+        env = "WASM_PLAYGROUND_INSECURE_UNSANDBOXED_COMPILE",
+        global = true
+    )]
+    pub insecure_unsandboxed_compile: bool,
+
     /// Bytes of compiler diagnostics kept per compile.
     #[arg(
         long,
@@ -92,6 +129,37 @@ pub struct Config {
         global = true
     )]
     pub diagnostics_limit: usize,
+
+    /// Compiles allowed at once (default: the number of cores).
+    #[arg(long, env = "WASM_PLAYGROUND_MAX_COMPILES", default_value_t = cores(), global = true)]
+    pub max_compiles: usize,
+
+    /// Program runs allowed at once; they yield every epoch tick, so more than the cores is fine.
+    #[arg(
+        long,
+        env = "WASM_PLAYGROUND_MAX_RUNS",
+        default_value_t = 16,
+        global = true
+    )]
+    pub max_runs: usize,
+
+    /// Requests allowed to wait for a compile slot (and, separately, for a run slot).
+    #[arg(
+        long,
+        env = "WASM_PLAYGROUND_QUEUE_LIMIT",
+        default_value_t = 32,
+        global = true
+    )]
+    pub queue_limit: usize,
+
+    /// Longest wait for a slot before the request is refused with 503, in milliseconds.
+    #[arg(
+        long,
+        env = "WASM_PLAYGROUND_QUEUE_TIMEOUT_MS",
+        default_value_t = 10_000,
+        global = true
+    )]
+    pub queue_timeout_ms: u64,
 
     /// Largest accepted source program, in bytes.
     #[arg(
@@ -123,6 +191,16 @@ pub struct Config {
     /// Directory for per-compile temp dirs (default: the system temp dir).
     #[arg(long, env = "WASM_PLAYGROUND_WORK_DIR", global = true)]
     pub work_dir: Option<PathBuf>,
+
+    /// Channels to serve besides stable, when rustup has them with the wasm32-wasip1 target.
+    #[arg(
+        long,
+        env = "WASM_PLAYGROUND_CHANNELS",
+        value_delimiter = ',',
+        default_value = "stable,beta,nightly",
+        global = true
+    )]
+    pub channels: Vec<Channel>,
 
     /// Directory of the on-disk artifact cache (default: `$XDG_CACHE_HOME/wasm-playground`, else
     /// `~/.cache/wasm-playground`).
@@ -189,7 +267,15 @@ pub struct Config {
     pub rustc: String,
 }
 
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
+}
+
 impl Config {
+    pub fn queue_timeout(&self) -> Duration {
+        Duration::from_millis(self.queue_timeout_ms)
+    }
+
     pub fn run_timeout(&self) -> Duration {
         Duration::from_millis(self.run_timeout_ms)
     }

@@ -10,17 +10,22 @@ use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
+use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, HeaderName, Request, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tower_http::cors::CorsLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
-use crate::playground::{ExecuteRequest, ExecutionOutput, Playground, PlaygroundError};
+use crate::compile::{CompileOptions, CrateKind, Edition, Emit, Mode};
+use crate::playground::{
+    ExecuteRequest, ExecutionOutput, Playground, PlaygroundError, Target, ToolOutput,
+};
+use crate::runner::Status;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -29,8 +34,18 @@ pub fn app(playground: Arc<Playground>) -> Router {
     let body_limit = playground.config().body_limit;
     Router::new()
         .route("/", get(index))
+        .route("/static/style.css", get(style))
+        .route("/static/editor.js", get(editor_js))
+        .route("/static/app.js", get(app_js))
         .route("/hello", get(hello))
         .route("/execute", post(execute))
+        .route("/evaluate.json", post(evaluate))
+        .route("/format", post(format))
+        .route("/clippy", post(clippy))
+        .route("/compile", post(compile))
+        .route("/meta/versions", get(versions))
+        .route("/meta/crates", get(crates))
+        .route("/live", get(live))
         .fallback(not_found)
         .with_state(playground)
         .layer(DefaultBodyLimit::max(body_limit))
@@ -65,6 +80,31 @@ async fn index() -> Html<&'static str> {
     Html(include_str!("../web/index.html"))
 }
 
+/// Upgrades to the WebSocket protocol of [`crate::live`].
+async fn live(ws: WebSocketUpgrade, State(playground): State<Arc<Playground>>) -> Response {
+    ws.on_upgrade(move |socket| crate::live::session(socket, playground))
+}
+
+const CSS: &str = "text/css; charset=utf-8";
+const JAVASCRIPT: &str = "text/javascript; charset=utf-8";
+
+async fn style() -> Response {
+    asset(CSS, include_str!("../web/style.css"))
+}
+
+async fn editor_js() -> Response {
+    asset(JAVASCRIPT, include_str!("../web/editor.js"))
+}
+
+async fn app_js() -> Response {
+    asset(JAVASCRIPT, include_str!("../web/app.js"))
+}
+
+/// One embedded file of the page, with its content type.
+fn asset(content_type: &'static str, body: &'static str) -> Response {
+    ([(header::CONTENT_TYPE, content_type)], body).into_response()
+}
+
 async fn hello() -> &'static str {
     "Hello, world!\n"
 }
@@ -73,14 +113,17 @@ async fn not_found() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "no such endpoint")
 }
 
-/// The JSON form of `/execute`'s request. Unknown fields (play.rust-lang.org clients send
-/// `channel`, `crateType`, `tests`, `backtrace`) are ignored.
+/// The JSON form of `/execute`'s request, a superset of play.rust-lang.org's. Unknown fields
+/// (e.g. its `backtrace`) are ignored.
 #[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
 struct ExecuteBody {
     code: Option<String>,
-    edition: Option<String>,
-    mode: Option<String>,
     stdin: Option<String>,
+    #[serde(default)]
+    args: Vec<String>,
+    #[serde(flatten)]
+    options: OptionFields,
 }
 
 async fn execute(
@@ -118,25 +161,234 @@ fn parse_execute(headers: &HeaderMap, body: &[u8]) -> Result<ExecuteRequest, Api
     if body.is_empty() {
         return Err(ApiError::bad_request("the JSON body is empty"));
     }
-    let parsed: ExecuteBody = serde_json::from_slice(body)
+    execute_request_from_json(body)
+}
+
+/// Parses `/execute`'s JSON request (also the `run` message of `/live`).
+pub fn execute_request_from_json(body: impl AsRef<[u8]>) -> Result<ExecuteRequest, ApiError> {
+    let parsed: ExecuteBody = serde_json::from_slice(body.as_ref())
         .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
-    let bad = ApiError::bad_request;
+    let opts = compile_options(&parsed.options)?;
     Ok(ExecuteRequest {
         code: parsed.code.unwrap_or_default(),
-        edition: parsed
-            .edition
-            .map(|e| e.parse())
-            .transpose()
-            .map_err(bad)?
-            .unwrap_or_default(),
-        mode: parsed
-            .mode
-            .map(|m| m.parse())
-            .transpose()
-            .map_err(bad)?
-            .unwrap_or_default(),
+        channel: opts.channel,
+        edition: opts.edition,
+        mode: opts.mode,
+        kind: opts.kind,
+        args: parsed.args,
         stdin: parsed.stdin.unwrap_or_default(),
     })
+}
+
+/// Fields shared by `/execute`, `/compile`, `/clippy` and `/format`, as play.rust-lang.org
+/// names them.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct OptionFields {
+    channel: Option<String>,
+    edition: Option<String>,
+    mode: Option<String>,
+    crate_type: Option<String>,
+    #[serde(default)]
+    tests: bool,
+}
+
+fn compile_options(fields: &OptionFields) -> Result<CompileOptions, ApiError> {
+    let bad = ApiError::bad_request;
+    let kind = match (fields.tests, fields.crate_type.as_deref()) {
+        (true, _) => CrateKind::Tests,
+        (false, None | Some("bin")) => CrateKind::Program,
+        (false, Some("lib" | "rlib" | "dylib" | "cdylib" | "staticlib" | "proc-macro")) => {
+            CrateKind::Library
+        }
+        (false, Some(other)) => {
+            return Err(bad(format!(
+                "unknown crateType `{other}`, expected bin or lib"
+            )));
+        }
+    };
+    Ok(CompileOptions {
+        channel: fields
+            .channel
+            .as_deref()
+            .map(str::parse)
+            .transpose()
+            .map_err(bad)?
+            .unwrap_or_default(),
+        edition: fields
+            .edition
+            .as_deref()
+            .map(str::parse)
+            .transpose()
+            .map_err(bad)?
+            .unwrap_or_default(),
+        mode: fields
+            .mode
+            .as_deref()
+            .map(str::parse)
+            .transpose()
+            .map_err(bad)?
+            .unwrap_or_default(),
+        kind,
+        emit: Emit::Link,
+    })
+}
+
+/// The request of `/format`, `/clippy` and `/compile`.
+#[derive(Deserialize)]
+struct ToolBody {
+    code: String,
+    /// `/compile` only.
+    target: Option<String>,
+    #[serde(flatten)]
+    options: OptionFields,
+}
+
+/// Parses a JSON tool request.
+fn parse_tool(body: Result<Bytes, BytesRejection>) -> Result<(ToolBody, CompileOptions), ApiError> {
+    let body = body.map_err(ApiError::from_rejection)?;
+    let parsed: ToolBody = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
+    let opts = compile_options(&parsed.options)?;
+    Ok((parsed, opts))
+}
+
+async fn format(
+    State(playground): State<Arc<Playground>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<ToolOutput>, ApiError> {
+    let (req, opts) = parse_tool(body)?;
+    Ok(Json(playground.format(&req.code, opts).await?))
+}
+
+async fn clippy(
+    State(playground): State<Arc<Playground>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<ToolOutput>, ApiError> {
+    let (req, opts) = parse_tool(body)?;
+    Ok(Json(playground.clippy(&req.code, opts).await?))
+}
+
+async fn compile(
+    State(playground): State<Arc<Playground>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<ToolOutput>, ApiError> {
+    let (req, opts) = parse_tool(body)?;
+    let target: Target = req
+        .target
+        .as_deref()
+        .ok_or_else(|| ApiError::bad_request("`target` is missing"))?
+        .parse()
+        .map_err(ApiError::bad_request)?;
+    Ok(Json(playground.compile_to(&req.code, opts, target).await?))
+}
+
+/// `GET /meta/crates`: the crates a program may use. None are offered yet (programs get `std`
+/// only); mdBook asks for this list before it shows Run buttons.
+async fn crates() -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "crates": [] }))
+}
+
+/// `GET /meta/versions`, in play.rust-lang.org's shape, for each available channel.
+async fn versions(State(playground): State<Arc<Playground>>) -> Json<serde_json::Value> {
+    let describe = |line: Option<&str>| {
+        line.map(|line| {
+            // "rustc 1.95.0 (59807616e 2026-04-14)"
+            let mut words = line.split_whitespace().skip(1);
+            let version = words.next().unwrap_or_default();
+            let hash = words.next().unwrap_or_default().trim_start_matches('(');
+            let date = words.next().unwrap_or_default().trim_end_matches(')');
+            serde_json::json!({ "version": version, "hash": hash, "date": date })
+        })
+    };
+    let mut versions = serde_json::Map::new();
+    for (channel, compiler) in playground.compilers() {
+        let toolchain = compiler.toolchain();
+        versions.insert(
+            channel.as_str().into(),
+            serde_json::json!({
+                "rustc": describe(Some(&toolchain.version)),
+                "rustfmt": describe(toolchain.rustfmt_version.as_deref()),
+                "clippy": describe(toolchain.clippy_version.as_deref()),
+            }),
+        );
+    }
+    Json(versions.into())
+}
+
+/// play.rust-lang.org's legacy request, still sent by mdBook's Run buttons.
+#[derive(Deserialize)]
+struct EvaluateBody {
+    code: String,
+    /// The channel: `stable`.
+    version: Option<String>,
+    /// `"0"` is debug; anything else is release.
+    optimize: Option<String>,
+    /// Empty or missing means 2015, as on the old playground.
+    edition: Option<String>,
+    #[serde(default)]
+    tests: bool,
+}
+
+/// `result` is what the program printed (stdout, then stderr) or, when it did not compile, the
+/// compiler's output, which `error` also carries (it is `null` otherwise).
+#[derive(Serialize)]
+struct EvaluateResponse {
+    result: String,
+    error: Option<String>,
+}
+
+async fn evaluate(
+    State(playground): State<Arc<Playground>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<EvaluateResponse>, ApiError> {
+    let body = body.map_err(ApiError::from_rejection)?;
+    let parsed: EvaluateBody = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
+    let channel = parsed
+        .version
+        .as_deref()
+        .map(str::parse)
+        .transpose()
+        .map_err(ApiError::bad_request)?
+        .unwrap_or_default();
+    let edition = match parsed.edition.as_deref() {
+        None | Some("") => Edition::E2015,
+        Some(e) => e.parse().map_err(ApiError::bad_request)?,
+    };
+    let mode = match parsed.optimize.as_deref() {
+        None | Some("0") => Mode::Debug,
+        Some(_) => Mode::Release,
+    };
+    let request = ExecuteRequest {
+        code: parsed.code,
+        channel,
+        edition,
+        mode,
+        kind: if parsed.tests {
+            CrateKind::Tests
+        } else {
+            CrateKind::Program
+        },
+        ..Default::default()
+    };
+    let out = playground.execute(request).await?;
+    Ok(Json(if out.status == Status::CompileError {
+        EvaluateResponse {
+            result: out.compiler_output.clone(),
+            error: Some(out.compiler_output),
+        }
+    } else {
+        let mut result = out.stdout;
+        result.push_str(&out.stderr);
+        if out.exit_code.is_none() {
+            result.push_str(&format!("{}\n", out.exit_detail));
+        }
+        EvaluateResponse {
+            result,
+            error: None,
+        }
+    }))
 }
 
 /// An error answer: a status and a JSON `{"error": message}` body.
@@ -144,6 +396,8 @@ fn parse_execute(headers: &HeaderMap, body: &[u8]) -> Result<ExecuteRequest, Api
 pub struct ApiError {
     status: StatusCode,
     message: String,
+    /// Seconds for the `Retry-After` header of a 503.
+    retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -151,6 +405,7 @@ impl ApiError {
         Self {
             status,
             message: message.into(),
+            retry_after: None,
         }
     }
 
@@ -172,6 +427,11 @@ impl From<PlaygroundError> for ApiError {
         match err {
             PlaygroundError::BadRequest(message) => Self::bad_request(message),
             PlaygroundError::TooLarge(message) => Self::new(StatusCode::PAYLOAD_TOO_LARGE, message),
+            PlaygroundError::Overloaded(overloaded) => Self {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                message: overloaded.to_string(),
+                retry_after: Some(overloaded.retry_after.as_secs().max(1)),
+            },
             internal => {
                 tracing::error!(error = %internal, "internal failure");
                 Self::new(StatusCode::INTERNAL_SERVER_ERROR, internal.to_string())
@@ -180,9 +440,21 @@ impl From<PlaygroundError> for ApiError {
     }
 }
 
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = Json(serde_json::json!({ "error": self.message }));
-        (self.status, body).into_response()
+        let mut response = (self.status, body).into_response();
+        if let Some(secs) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from(secs));
+        }
+        response
     }
 }

@@ -9,18 +9,26 @@
 //! - [`config`]: every limit and setting, from flags and `WASM_PLAYGROUND_*` variables.
 //! - [`cache`]: the content-addressed artifact cache (memory LRU + disk store).
 //! - [`compile`]: toolchain detection, the `rustc` invocation, diagnostics.
+//! - [`sandbox`]: Landlock, rlimits and seccomp around every `rustc` process.
 //! - [`capture`]: the capped stdout/stderr buffers handed to the guest.
 //! - [`runner`]: the engines (Winch, Cranelift, tier-up), pooling allocator, epoch ticker,
 //!   background lane, one store per run, outcome statuses.
+//! - [`admission`]: bounded slots and queues for compiles and runs (503 when saturated).
+//! - [`harness`]: `#[test]`s run one instance each, reported like `cargo test`.
 //! - [`playground`]: request validation and the response shape.
+//! - [`live`]: the `/live` WebSocket: streamed output, interactive stdin, kill.
 //! - [`http`]: the router (`app()`), JSON errors, CORS, request ids.
 //! - [`cli`]: `serve` and `run`.
 
+pub mod admission;
 pub mod cache;
 pub mod capture;
 pub mod cli;
 pub mod compile;
 pub mod config;
+pub mod harness;
 pub mod http;
+pub mod live;
 pub mod playground;
 pub mod runner;
+pub mod sandbox;

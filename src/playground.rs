@@ -2,24 +2,34 @@
 //! result. The HTTP handlers and the `run` subcommand are thin wrappers around [`Playground`].
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::cache::{Artifact, ArtifactCache, CacheKey, Diagnostics};
+use crate::admission::{Admission, Overloaded};
+use crate::cache::{Artifact, ArtifactCache, CacheKey, Report};
 use crate::compile::{
-    CompileError, CompileOptions, CompileSettings, Compiler, Diagnostic, Edition, Mode,
+    BuildResult, Channel, CompileError, CompileOptions, CompileSettings, Compiler, CrateKind,
+    Diagnostic, Edition, Emit, Mode, Toolchain, ToolchainError,
 };
 use crate::config::Config;
-use crate::runner::{RunError, RunOptions, Runner, Status};
+use crate::harness;
+use crate::live::{LiveEvent, LiveSink, LiveStdin};
+use crate::runner::{Input, RunError, RunOptions, Runner, Status};
+use crate::sandbox::{ProcessLimits, Sandbox};
 
 /// One program to compile and run.
 #[derive(Debug, Clone, Default)]
 pub struct ExecuteRequest {
     pub code: String,
+    pub channel: Channel,
     pub edition: Edition,
     pub mode: Mode,
+    /// Run `main`, run the `#[test]`s, or only compile a library.
+    pub kind: CrateKind,
     pub stdin: String,
+    /// Arguments passed to the program after its name.
+    pub args: Vec<String>,
 }
 
 /// The answer to every finished execution, including compile errors and crashes.
@@ -42,12 +52,56 @@ pub struct ExecutionOutput {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Timings {
+    /// Time spent waiting for a compile slot and a run slot.
+    pub queue_ms: f64,
     /// Time to get the compiled program: `rustc` and Wasmtime's compile, or the cache lookup.
     pub compile_ms: f64,
     pub run_ms: f64,
     /// The compiled program (or compile error) came from the cache: no `rustc` ran for this
     /// request (it may have waited for an identical request's build).
     pub cached: bool,
+}
+
+/// The answer of `/format`, `/clippy` and `/compile` (play.rust-lang.org's shape plus our
+/// structured diagnostics).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ToolOutput {
+    pub success: bool,
+    pub exit_detail: String,
+    /// The formatted code, or the requested compiler output; empty on failure.
+    pub code: String,
+    pub stdout: String,
+    /// The tool's diagnostics, as rendered text.
+    pub stderr: String,
+    pub diagnostics: Vec<Diagnostic>,
+    pub truncated: bool,
+}
+
+/// What `/compile` shows of a program.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// The module as WAT text.
+    Wasm,
+    Mir,
+    LlvmIr,
+    /// LLVM's WebAssembly assembly.
+    Asm,
+}
+
+impl std::str::FromStr for Target {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "wasm" => Ok(Target::Wasm),
+            "mir" => Ok(Target::Mir),
+            "llvm-ir" => Ok(Target::LlvmIr),
+            "asm" => Ok(Target::Asm),
+            _ => Err(format!(
+                "unknown target `{s}`, expected one of asm, llvm-ir, mir, wasm"
+            )),
+        }
+    }
 }
 
 /// Why a request could not be executed.
@@ -59,6 +113,9 @@ pub enum PlaygroundError {
     /// The code or stdin is over its configured size limit (HTTP 413).
     #[error("{0}")]
     TooLarge(String),
+    /// No slot free and the queue full or too slow (HTTP 503 with `Retry-After`).
+    #[error(transparent)]
+    Overloaded(#[from] Overloaded),
     #[error(transparent)]
     Compile(#[from] CompileError),
     #[error(transparent)]
@@ -67,23 +124,64 @@ pub enum PlaygroundError {
 
 /// The compiler, the runner and the limits they share.
 pub struct Playground {
-    compiler: Compiler,
+    /// One compiler per available channel; `stable` is always there.
+    compilers: Vec<(Channel, Compiler)>,
+    /// Why each other channel is not available, for the 400 that asks for it.
+    unavailable: Vec<(Channel, String)>,
     runner: Arc<Runner>,
     cache: ArtifactCache,
+    compiles: Admission,
+    runs: Admission,
     config: Config,
 }
 
 impl Playground {
     /// Checks the toolchain and sets up Wasmtime; fails with an actionable message.
     pub fn new(config: Config) -> anyhow::Result<Self> {
-        let compiler = Compiler::detect(
-            &config.rustc,
-            CompileSettings {
-                work_dir: config.work_dir.clone().unwrap_or_else(std::env::temp_dir),
-                timeout: config.compile_timeout(),
-                diagnostics_bytes: config.diagnostics_limit,
-            },
-        )?;
+        let limits = ProcessLimits {
+            cpu_seconds: config.compile_cpu_seconds,
+            data_bytes: config.compile_memory_limit,
+            file_bytes: config.compile_file_limit,
+            open_files: 1024,
+        };
+        let settings = CompileSettings {
+            work_dir: config.work_dir.clone().unwrap_or_else(std::env::temp_dir),
+            timeout: config.compile_timeout(),
+            diagnostics_bytes: config.diagnostics_limit,
+        };
+        let compiler = |toolchain: Toolchain| -> anyhow::Result<Compiler> {
+            let sandbox = Sandbox::new(
+                &toolchain.sysroot,
+                limits,
+                config.insecure_unsandboxed_compile,
+            )?;
+            Ok(Compiler::new(toolchain, sandbox, settings.clone()))
+        };
+        let mut compilers = vec![(
+            Channel::Stable,
+            compiler(Toolchain::detect(&config.rustc)?)?,
+        )];
+        let mut unavailable = Vec::new();
+        for channel in [Channel::Beta, Channel::Nightly] {
+            if !config.channels.contains(&channel) {
+                unavailable.push((channel, "not enabled on this server".to_string()));
+                continue;
+            }
+            match Toolchain::detect_channel(channel) {
+                Ok(toolchain) => compilers.push((channel, compiler(toolchain)?)),
+                Err(why) => {
+                    tracing::info!(channel = channel.as_str(), %why, "channel unavailable");
+                    // The full reason names host paths: clients get the gist.
+                    let gist = match why {
+                        ToolchainError::TargetMissing { .. } => {
+                            "its toolchain lacks the wasm32-wasip1 target"
+                        }
+                        _ => "its toolchain is not installed",
+                    };
+                    unavailable.push((channel, gist.to_string()));
+                }
+            }
+        }
         let runner = Arc::new(Runner::new(&config)?);
         let cache = ArtifactCache::new(
             config.cache_memory_entries,
@@ -91,10 +189,19 @@ impl Playground {
             config.cache_disk_bytes,
             runner.clone(),
         );
+        let compiles = Admission::new(
+            config.max_compiles,
+            config.queue_limit,
+            config.queue_timeout(),
+        );
+        let runs = Admission::new(config.max_runs, config.queue_limit, config.queue_timeout());
         Ok(Self {
-            compiler,
+            compilers,
+            unavailable,
             runner,
             cache,
+            compiles,
+            runs,
             config,
         })
     }
@@ -103,55 +210,124 @@ impl Playground {
         &self.config
     }
 
-    pub fn compiler(&self) -> &Compiler {
-        &self.compiler
+    /// The compilers of the available channels, `stable` first.
+    pub fn compilers(&self) -> impl Iterator<Item = (Channel, &Compiler)> {
+        self.compilers.iter().map(|(c, compiler)| (*c, compiler))
+    }
+
+    /// The compiler of `channel`, or a 400 that says why it is not available.
+    fn compiler(&self, channel: Channel) -> Result<&Compiler, PlaygroundError> {
+        if let Some((_, compiler)) = self.compilers.iter().find(|(c, _)| *c == channel) {
+            return Ok(compiler);
+        }
+        let why = self
+            .unavailable
+            .iter()
+            .find(|(c, _)| *c == channel)
+            .map_or("not installed", |(_, why)| why.as_str());
+        Err(PlaygroundError::BadRequest(format!(
+            "the `{}` channel is not available on this server ({why})",
+            channel.as_str()
+        )))
     }
 
     pub async fn execute(&self, req: ExecuteRequest) -> Result<ExecutionOutput, PlaygroundError> {
+        let stdin = Input::Bytes(req.stdin.clone().into_bytes());
+        self.execute_with(req, stdin, None).await
+    }
+
+    /// [`Self::execute`], reporting to `sink` as it goes, with stdin fed while the program runs.
+    pub async fn execute_live(
+        &self,
+        req: ExecuteRequest,
+        sink: LiveSink,
+        stdin: LiveStdin,
+    ) -> Result<ExecutionOutput, PlaygroundError> {
+        self.execute_with(req, Input::Live(stdin), Some(sink)).await
+    }
+
+    async fn execute_with(
+        &self,
+        req: ExecuteRequest,
+        stdin: Input,
+        sink: Option<LiveSink>,
+    ) -> Result<ExecutionOutput, PlaygroundError> {
         self.validate(&req)?;
+        let compiler = self.compiler(req.channel)?;
         let opts = CompileOptions {
+            channel: req.channel,
             edition: req.edition,
             mode: req.mode,
+            kind: req.kind,
+            emit: Emit::Link,
         };
-        let started = Instant::now();
         let key = CacheKey::new(
             &req.code,
             &opts,
-            self.compiler.version(),
+            &compiler.toolchain().version,
             self.config.diagnostics_limit,
         );
+        let mut queued = Duration::ZERO;
+        let started = Instant::now();
         let (artifact, source) = self
             .cache
-            .get_or_build(key, || self.build(&req.code, &opts))
+            .get_or_build(key, || self.build(compiler, &req.code, &opts, &mut queued))
             .await?;
-        let compile_ms = millis(started);
+        let compile_ms = millis(started.elapsed().saturating_sub(queued));
         let cached = source.cached();
-        let diags = &artifact.diagnostics;
-        let Some(program) = &artifact.program else {
-            return Ok(ExecutionOutput {
-                success: false,
-                status: Status::CompileError,
-                exit_code: None,
-                exit_detail: "Compilation failed".into(),
-                stdout: String::new(),
-                stderr: String::new(),
-                compiler_output: diags.rendered.clone(),
-                diagnostics: diags.diagnostics.clone(),
-                truncated: diags.truncated,
-                fuel_consumed: 0,
-                timings: Timings {
-                    compile_ms,
-                    run_ms: 0.0,
-                    cached,
-                },
+        let report = &artifact.report;
+        let not_run = |status, detail: &str| ExecutionOutput {
+            success: status == Status::Ok,
+            status,
+            exit_code: None,
+            exit_detail: detail.into(),
+            stdout: String::new(),
+            stderr: String::new(),
+            compiler_output: report.rendered.clone(),
+            diagnostics: report.diagnostics.clone(),
+            truncated: report.truncated,
+            fuel_consumed: 0,
+            timings: Timings {
+                queue_ms: millis(queued),
+                compile_ms,
+                run_ms: 0.0,
+                cached,
+            },
+        };
+        if let Some(sink) = &sink {
+            sink.send(LiveEvent::Compiled {
+                success: report.success,
+                compiler_output: report.rendered.clone(),
+                diagnostics: report.diagnostics.clone(),
             });
+        }
+        if !report.success {
+            return Ok(not_run(Status::CompileError, "Compilation failed"));
+        }
+        let Some(program) = artifact
+            .program
+            .as_ref()
+            .filter(|_| req.kind != CrateKind::Library)
+        else {
+            return Ok(not_run(
+                Status::Ok,
+                "Compiled the library (there is nothing to run)",
+            ));
         };
 
         let mut run_opts = RunOptions::from_config(&self.config);
-        run_opts.stdin = req.stdin.into_bytes();
+        run_opts.stdin = stdin;
+        run_opts.live = sink;
+        run_opts.args = req.args;
+        let slot = self.runs.enter().await?;
+        queued += slot.waited;
         let started = Instant::now();
-        let run = self.runner.execute(program, &run_opts).await?;
-        let run_ms = millis(started);
+        let run = match req.kind {
+            CrateKind::Tests => harness::run_tests(&self.runner, program, &run_opts).await?,
+            _ => self.runner.execute(program, &run_opts).await?,
+        };
+        let run_ms = millis(started.elapsed());
+        drop(slot);
         Ok(ExecutionOutput {
             success: run.status == Status::Ok,
             status: run.status,
@@ -159,11 +335,12 @@ impl Playground {
             exit_detail: run.exit_detail,
             stdout: run.stdout,
             stderr: run.stderr,
-            compiler_output: diags.rendered.clone(),
-            diagnostics: diags.diagnostics.clone(),
-            truncated: run.truncated || diags.truncated,
+            compiler_output: report.rendered.clone(),
+            diagnostics: report.diagnostics.clone(),
+            truncated: run.truncated || report.truncated,
             fuel_consumed: run.fuel_consumed,
             timings: Timings {
+                queue_ms: millis(queued),
                 compile_ms,
                 run_ms,
                 cached,
@@ -171,22 +348,28 @@ impl Playground {
         })
     }
 
-    /// Runs `rustc`, then Wasmtime's first-tier compile on a blocking thread. Returns the
-    /// artifact and whether it may be cached (`rustc` was not cut short by a limit).
+    /// Builds a program on a miss of the artifact cache: a compile slot, `rustc`, then
+    /// Wasmtime's first-tier compile on a blocking thread. Returns the artifact and whether it
+    /// may be cached (no limit cut the build short); adds the wait for the slot to `queued`.
     async fn build(
         &self,
+        compiler: &Compiler,
         code: &str,
         opts: &CompileOptions,
+        queued: &mut Duration,
     ) -> Result<(Artifact, bool), PlaygroundError> {
+        let slot = self.compiles.enter().await?;
+        *queued += slot.waited;
         let started = Instant::now();
-        let build = self.compiler.compile_input(code, opts).await?;
-        let rustc_ms = millis(started);
-        let diagnostics = Diagnostics {
+        let build = compiler.compile_input(code, opts).await?;
+        let rustc_ms = millis(started.elapsed());
+        let report = Report {
+            success: build.success,
             rendered: build.rendered.clone(),
             diagnostics: build.diagnostics.clone(),
             truncated: build.truncated,
         };
-        let program = if build.success {
+        let program = if build.success && opts.kind != CrateKind::Library {
             let wasm: Arc<[u8]> = std::fs::read(&build.wasm)
                 .map_err(|e| RunError::Load(format!("could not read the module: {e}")))?
                 .into();
@@ -195,33 +378,96 @@ impl Playground {
             let program = tokio::task::spawn_blocking(move || runner.compile(wasm))
                 .await
                 .map_err(|e| RunError::Load(format!("the compile task failed: {e}")))??;
-            tracing::debug!(rustc_ms, wasmtime_ms = millis(started), "built");
+            let wasmtime_ms = millis(started.elapsed());
+            tracing::debug!(rustc_ms, wasmtime_ms, "built");
             Some(Arc::new(program))
         } else {
             None
         };
-        Ok((
-            Artifact {
-                diagnostics,
-                program,
-            },
-            build.cacheable,
+        drop(slot);
+        Ok((Artifact { report, program }, build.cacheable))
+    }
+
+    /// Formats `code` with rustfmt for the channel and edition of `opts`.
+    pub async fn format(
+        &self,
+        code: &str,
+        opts: CompileOptions,
+    ) -> Result<ToolOutput, PlaygroundError> {
+        self.validate_code(code)?;
+        let compiler = self.compiler(opts.channel)?;
+        let _slot = self.compiles.enter().await?;
+        let build = compiler.format(code, opts.edition).await?;
+        let formatted = if build.success {
+            std::fs::read_to_string(&build.wasm).map_err(CompileError::Workspace)?
+        } else {
+            String::new()
+        };
+        Ok(tool_output(build, formatted, "Formatted", "rustfmt failed"))
+    }
+
+    /// Runs clippy's lints over `code`.
+    pub async fn clippy(
+        &self,
+        code: &str,
+        opts: CompileOptions,
+    ) -> Result<ToolOutput, PlaygroundError> {
+        self.validate_code(code)?;
+        let compiler = self.compiler(opts.channel)?;
+        let _slot = self.compiles.enter().await?;
+        let build = compiler.clippy(code, &opts).await?;
+        Ok(tool_output(
+            build,
+            String::new(),
+            "Checked",
+            "Clippy found errors",
         ))
     }
 
+    /// Compiles `code` and returns one of its intermediate or final forms as text.
+    pub async fn compile_to(
+        &self,
+        code: &str,
+        mut opts: CompileOptions,
+        target: Target,
+    ) -> Result<ToolOutput, PlaygroundError> {
+        self.validate_code(code)?;
+        opts.emit = match target {
+            Target::Wasm => Emit::Link,
+            Target::Mir => Emit::Mir,
+            Target::LlvmIr => Emit::LlvmIr,
+            Target::Asm => Emit::Asm,
+        };
+        if target == Target::Wasm && opts.kind == CrateKind::Program {
+            opts.kind = CrateKind::Binary;
+        }
+        let compiler = self.compiler(opts.channel)?;
+        let _slot = self.compiles.enter().await?;
+        let build = compiler.compile_input(code, &opts).await?;
+        let mut text = String::new();
+        if build.success {
+            let bytes = std::fs::read(&build.wasm).map_err(CompileError::Workspace)?;
+            text = match target {
+                Target::Wasm => wasmprinter::print_bytes(&bytes).map_err(|e| {
+                    CompileError::Workspace(std::io::Error::other(format!("printing WAT: {e}")))
+                })?,
+                _ => String::from_utf8_lossy(&bytes).into_owned(),
+            };
+        }
+        let mut out = tool_output(build, text, "Compiled", "Compilation failed");
+        if out.code.len() > self.config.output_limit {
+            let mut cut = self.config.output_limit;
+            while !out.code.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            out.code.truncate(cut);
+            out.truncated = true;
+        }
+        Ok(out)
+    }
+
     fn validate(&self, req: &ExecuteRequest) -> Result<(), PlaygroundError> {
-        if req.code.trim().is_empty() {
-            return Err(PlaygroundError::BadRequest(
-                "`code` is missing or empty".into(),
-            ));
-        }
-        if req.code.len() > self.config.code_limit {
-            return Err(PlaygroundError::TooLarge(format!(
-                "`code` is {} bytes; the limit is {} bytes",
-                req.code.len(),
-                self.config.code_limit
-            )));
-        }
+        self.validate_code(&req.code)?;
         if req.stdin.len() > self.config.stdin_limit {
             return Err(PlaygroundError::TooLarge(format!(
                 "`stdin` is {} bytes; the limit is {} bytes",
@@ -231,9 +477,37 @@ impl Playground {
         }
         Ok(())
     }
+
+    fn validate_code(&self, code: &str) -> Result<(), PlaygroundError> {
+        if code.trim().is_empty() {
+            return Err(PlaygroundError::BadRequest(
+                "`code` is missing or empty".into(),
+            ));
+        }
+        if code.len() > self.config.code_limit {
+            return Err(PlaygroundError::TooLarge(format!(
+                "`code` is {} bytes; the limit is {} bytes",
+                code.len(),
+                self.config.code_limit
+            )));
+        }
+        Ok(())
+    }
 }
 
-/// Milliseconds since `start`, rounded to hundredths.
-fn millis(start: Instant) -> f64 {
-    (start.elapsed().as_secs_f64() * 100_000.0).round() / 100.0
+fn tool_output(build: BuildResult, code: String, ok: &str, failed: &str) -> ToolOutput {
+    ToolOutput {
+        success: build.success,
+        exit_detail: if build.success { ok } else { failed }.into(),
+        code,
+        stdout: String::new(),
+        stderr: build.rendered,
+        diagnostics: build.diagnostics,
+        truncated: build.truncated,
+    }
+}
+
+/// Milliseconds, rounded to hundredths.
+fn millis(duration: Duration) -> f64 {
+    (duration.as_secs_f64() * 100_000.0).round() / 100.0
 }

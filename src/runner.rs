@@ -40,6 +40,10 @@ use wasmtime_wasi::p2::pipe::MemoryInputPipe;
 
 use crate::capture::{CaptureStream, OutputLimitExceeded};
 use crate::config::{CompilerStrategy, Config};
+use crate::live::{LiveSink, LiveStdin, StreamKind};
+
+/// `argv[0]` of every program.
+pub const PROGRAM_NAME: &str = "target/debug/playground";
 
 /// How an execution ended. `compileError` is produced by the caller, never by the runner.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -64,7 +68,7 @@ pub enum Tier {
 }
 
 /// Limits of a single run; normally all taken from [`Config`].
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct RunOptions {
     pub fuel: u64,
     /// Yield to the executor every N units of fuel; `None` relies on epoch ticks alone.
@@ -72,7 +76,28 @@ pub struct RunOptions {
     pub timeout: Duration,
     pub memory_limit: usize,
     pub output_limit: usize,
-    pub stdin: Vec<u8>,
+    pub stdin: Input,
+    /// Arguments after the program name (`std::env::args().skip(1)`).
+    pub args: Vec<String>,
+    /// Where output goes as it is written, besides the captured buffers.
+    pub live: Option<LiveSink>,
+}
+
+/// The program's stdin.
+#[derive(Clone)]
+pub enum Input {
+    /// All of it, known up front.
+    Bytes(Vec<u8>),
+    /// Fed while the program runs (`/live`).
+    Live(LiveStdin),
+}
+
+impl RunOptions {
+    /// A live run streams output and consumes stdin as it goes, so it can never be restarted
+    /// (on faster code) without the client seeing it.
+    fn restartable(&self) -> bool {
+        self.live.is_none() && matches!(self.stdin, Input::Bytes(_))
+    }
 }
 
 impl RunOptions {
@@ -84,7 +109,9 @@ impl RunOptions {
             timeout: config.run_timeout(),
             memory_limit: config.memory_limit,
             output_limit: config.output_limit,
-            stdin: Vec::new(),
+            stdin: Input::Bytes(Vec::new()),
+            args: Vec::new(),
+            live: None,
         }
     }
 }
@@ -105,7 +132,7 @@ pub struct RunOutput {
     pub tier: Tier,
     /// The native stack overflowed (as opposed to the program's own shadow stack): the limit
     /// depends on the compiler's frame sizes, so a Winch run is retried on Cranelift.
-    native_stack_overflow: bool,
+    pub native_stack_overflow: bool,
 }
 
 /// Failures of the service, not of the program.
@@ -537,8 +564,10 @@ impl Runner {
         Ok(Program::new(tier, pre, wasm.filter(|_| keep)))
     }
 
-    /// Runs `program`: `_initialize` (if exported), then `__entry`; on Winch code, tiers up to
-    /// Cranelift as described in the module docs.
+    /// Runs `program`: a program's `_initialize` (if exported) then `__entry`, or a command
+    /// module's `_start` (the test harness). On Winch code, tiers up to Cranelift as described
+    /// in the module docs; a live run is never restarted, but still starts the upgrade for the
+    /// next run.
     pub async fn execute(
         &self,
         program: &Arc<Program>,
@@ -550,6 +579,16 @@ impl Runner {
             _ => return self.run(tier, pre, opts, None).await,
         };
         let signals = Arc::new(RunSignals::default());
+        if !opts.restartable() {
+            let mut run = Box::pin(self.run(Tier::Winch, pre, opts, Some(signals.clone())));
+            return tokio::select! {
+                out = &mut run => out,
+                () = signals.hot_notify.notified() => {
+                    program.start_upgrade(&cranelift);
+                    run.await
+                }
+            };
+        }
         let mut first = Box::pin(self.run(Tier::Winch, pre, opts, Some(signals.clone())));
         let finished = tokio::select! {
             out = &mut first => Some(out?),
@@ -661,11 +700,22 @@ fn run_instance(
             .acquire_owned()
             .await
             .map_err(|e| RunError::Setup(e.to_string()))?;
-        let stdout = CaptureStream::new(opts.output_limit);
-        let stderr = CaptureStream::new(opts.output_limit);
-        // No args, no env, no preopened directories: stdio, clocks and randomness only.
-        let wasi = WasiCtxBuilder::new()
-            .stdin(MemoryInputPipe::new(opts.stdin.clone()))
+        let live = |stream| opts.live.clone().map(|sink| (sink, stream));
+        let stdout = CaptureStream::new(opts.output_limit, live(StreamKind::Stdout));
+        let stderr = CaptureStream::new(opts.output_limit, live(StreamKind::Stderr));
+        // No env, no preopened directories, no sockets: stdio, clocks and randomness only. The
+        // program name is what play.rust-lang.org shows.
+        let mut wasi = WasiCtxBuilder::new();
+        match &opts.stdin {
+            Input::Bytes(bytes) => wasi.stdin(MemoryInputPipe::new(bytes.clone())),
+            Input::Live(live) => wasi.stdin(live.clone()),
+        };
+        let wasi = wasi
+            .arg(PROGRAM_NAME)
+            .args(&opts.args)
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
             .stdout(stdout.clone())
             .stderr(stderr.clone())
             .build_p1();
@@ -708,11 +758,14 @@ fn run_instance(
 
         let run = async {
             let instance = pre.instantiate_async(&mut store).await?;
-            if let Ok(init) = instance.get_typed_func::<(), ()>(&mut store, "_initialize") {
-                init.call_async(&mut store, ()).await?;
+            if let Ok(entry) = instance.get_typed_func::<(), i32>(&mut store, "__entry") {
+                if let Ok(init) = instance.get_typed_func::<(), ()>(&mut store, "_initialize") {
+                    init.call_async(&mut store, ()).await?;
+                }
+                return entry.call_async(&mut store, ()).await;
             }
-            let entry = instance.get_typed_func::<(), i32>(&mut store, "__entry")?;
-            entry.call_async(&mut store, ()).await
+            let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
+            start.call_async(&mut store, ()).await.map(|()| 0)
         };
         // The epoch check cannot fire while the guest waits in a host call (e.g. a sleep); this
         // outer timeout covers that, one tick after the deadline.

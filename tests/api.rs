@@ -228,7 +228,7 @@ async fn guest_sees_no_args_env_or_files() {
     println!("dir={}", std::fs::read_dir(".").is_ok());
 }"#;
     let v = run(code).await;
-    assert_eq!(s(&v, "stdout"), "args=0\nvars=0\nfile=false\ndir=false\n");
+    assert_eq!(s(&v, "stdout"), "args=1\nvars=0\nfile=false\ndir=false\n");
 }
 
 #[tokio::test]

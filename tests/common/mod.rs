@@ -66,9 +66,13 @@ pub fn server() -> &'static TestServer {
     SERVER.get_or_init(|| start(Config::default()))
 }
 
+/// A client without connection reuse: every test has its own runtime, and a pooled connection
+/// from a finished test's runtime (or one the server closed after a 413) must not be reused.
 pub fn client() -> reqwest::Client {
-    static CLIENT: OnceLock<reqwest::Client> = OnceLock::new();
-    CLIENT.get_or_init(reqwest::Client::new).clone()
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .expect("HTTP client")
 }
 
 /// POSTs a JSON body to `/execute`; returns the status and the parsed JSON answer.
@@ -99,4 +103,85 @@ pub fn leftovers(server: &TestServer) -> usize {
     std::fs::read_dir(&server.work_dir)
         .map(|d| d.count())
         .unwrap_or(0)
+}
+
+/// The real binary serving on a loopback port, killed (and reaped) when dropped.
+pub struct ServerProcess {
+    child: std::process::Child,
+    pub server: TestServer,
+    pub log: Arc<std::sync::Mutex<String>>,
+}
+
+impl ServerProcess {
+    /// Starts `wasm-playground serve` with extra `args` and `envs`, on 127.0.0.1:0.
+    pub fn spawn(args: &[&str], envs: &[(&str, &str)]) -> Self {
+        use std::io::BufRead;
+        let work_dir = tempfile::Builder::new()
+            .prefix("wp-test-work-")
+            .tempdir()
+            .expect("work dir")
+            .keep();
+        let cache_dir = tempfile::Builder::new()
+            .prefix("wp-test-cache-")
+            .tempdir()
+            .expect("cache dir")
+            .keep();
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_wasm-playground"))
+            .args(["serve", "--addr", "127.0.0.1:0", "--work-dir"])
+            .arg(&work_dir)
+            .args(args)
+            .env("WASM_PLAYGROUND_CACHE_DIR", &cache_dir)
+            .envs(envs.iter().copied())
+            .env("RUST_LOG", "wasm_playground=info")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start the server binary");
+        let stderr = child.stderr.take().expect("stderr");
+        let log = Arc::new(std::sync::Mutex::new(String::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if let Some(addr) = line.split("addr=").nth(1) {
+                    let _ = tx.send(addr.split_whitespace().next().unwrap_or("").to_string());
+                }
+                let mut log = sink.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        let addr = rx
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .expect("the server did not report its address");
+        Self {
+            child,
+            server: TestServer {
+                url: format!("http://{addr}"),
+                work_dir,
+                cache_dir,
+            },
+            log,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Whether the process is still running.
+    pub fn is_alive(&mut self) -> bool {
+        self.child.try_wait().expect("try_wait").is_none()
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

@@ -1,0 +1,348 @@
+//! Confinement of the compiler process.
+//!
+//! The guest program runs inside Wasmtime with no capabilities, but `rustc` runs on the host, on
+//! attacker-chosen source: `include_str!("/etc/shadow")`, `#[path = "/proc/self/environ"] mod m;`
+//! and friends read host files at compile time, and constant evaluation or macros can burn CPU
+//! and memory. Every `rustc` child is therefore started with, in its `pre_exec` hook:
+//!
+//! - a Landlock ruleset (built in the parent; the child only calls `restrict_self`): read and
+//!   execute of the toolchain files rustc (and rustfmt, clippy-driver) needs and the system libraries it links, read of
+//!   `/proc/sys/vm/overcommit_memory` (jemalloc's hint), read/write of the job dir, nothing else.
+//!   The ABI v1 filesystem rights are required; newer rights (truncate, TCP, scopes) are added
+//!   where the kernel has them;
+//! - rlimits: CPU seconds, data segment, file size (SIGXFSZ ignored, so writes fail with EFBIG),
+//!   open files, no core dumps;
+//! - a seccomp filter that makes `socket()` fail (rustc itself only needs `socketpair`).
+//!
+//! Without Landlock the service refuses to start, unless it was explicitly started with
+//! `--insecure-unsandboxed-compile`; then rlimits and seccomp still apply and each compile logs a
+//! warning.
+
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+
+use landlock::{
+    ABI, Access, AccessFs, AccessNet, BitFlags, CompatLevel, Compatible, PathBeneath, PathFd,
+    Ruleset, RulesetAttr, RulesetCreated, RulesetCreatedAttr, RulesetStatus, Scope,
+};
+
+/// Resource limits of one compiler process.
+#[derive(Debug, Clone, Copy)]
+pub struct ProcessLimits {
+    pub cpu_seconds: u64,
+    pub data_bytes: u64,
+    pub file_bytes: u64,
+    pub open_files: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    #[error(
+        "Landlock is not available on this kernel ({0}); the compiler cannot be confined. \
+         Use a Linux 5.13+ kernel with Landlock enabled (lsm=landlock,...), or start with \
+         --insecure-unsandboxed-compile to compile without it (not for untrusted code)"
+    )]
+    Unavailable(String),
+    #[error("could not open {path} for the sandbox rules: {reason}")]
+    Path { path: PathBuf, reason: String },
+    #[error("could not build the sandbox rules: {0}")]
+    Ruleset(String),
+}
+
+/// A file or directory the compiler may use, opened once at start-up.
+struct Rule {
+    fd: PathFd,
+    access: BitFlags<AccessFs>,
+}
+
+/// How compiler processes are confined; one per process, shared by all compiles.
+pub struct Sandbox {
+    /// `None` when running with `--insecure-unsandboxed-compile`.
+    rules: Option<Vec<Rule>>,
+    limits: ProcessLimits,
+}
+
+/// The filesystem rights this service requires from Landlock.
+const REQUIRED_ABI: ABI = ABI::V1;
+/// The newest rights it uses where the kernel has them.
+const BEST_ABI: ABI = ABI::V6;
+
+/// Shared libraries the toolchain's binaries link (see `ldd rustc`, `ldd rust-lld`).
+const SYSTEM_LIBRARIES: &[&str] = &[
+    "ld-linux-x86-64.so.2",
+    "ld-linux-aarch64.so.1",
+    "libc.so.6",
+    "libm.so.6",
+    "libdl.so.2",
+    "librt.so.1",
+    "libpthread.so.0",
+    "libgcc_s.so.1",
+    "libz.so.1",
+];
+const LIBRARY_DIRS: &[&str] = &[
+    "/lib64",
+    "/lib/x86_64-linux-gnu",
+    "/usr/lib/x86_64-linux-gnu",
+    "/lib/aarch64-linux-gnu",
+    "/usr/lib/aarch64-linux-gnu",
+    "/lib",
+    "/usr/lib",
+];
+
+impl Sandbox {
+    /// Computes the rules for the toolchain in `sysroot` and checks that the kernel can enforce
+    /// them. With `insecure`, a missing Landlock is tolerated (and nothing is checked).
+    pub fn new(
+        sysroot: &Path,
+        limits: ProcessLimits,
+        insecure: bool,
+    ) -> Result<Self, SandboxError> {
+        if insecure {
+            return Ok(Self {
+                rules: None,
+                limits,
+            });
+        }
+        probe_landlock()?;
+        let read = AccessFs::from_read(BEST_ABI);
+        let read_exec = read | AccessFs::Execute;
+        let mut paths: Vec<(PathBuf, BitFlags<AccessFs>)> = vec![
+            (sysroot.join("bin/rustc"), read_exec),
+            (sysroot.join("bin/rustfmt"), read_exec),
+            (sysroot.join("bin/clippy-driver"), read_exec),
+            (sysroot.join("lib/rustlib/wasm32-wasip1/lib"), read),
+            (PathBuf::from("/proc/sys/vm/overcommit_memory"), read),
+        ];
+        for entry in read_dir(&sysroot.join("lib"))? {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with("librustc_driver-") || name.starts_with("libLLVM") {
+                paths.push((entry.path(), read_exec));
+            }
+        }
+        for entry in read_dir(&sysroot.join("lib/rustlib"))? {
+            let lld = entry.path().join("bin/rust-lld");
+            if lld.is_file() {
+                paths.push((lld, read_exec));
+            }
+        }
+        for name in SYSTEM_LIBRARIES {
+            if let Some(path) = LIBRARY_DIRS
+                .iter()
+                .map(|dir| Path::new(dir).join(name))
+                .find(|p| p.exists())
+            {
+                paths.push((path, read_exec));
+            }
+        }
+        let rules = paths
+            .into_iter()
+            // rustfmt and clippy are optional components.
+            .filter(|(path, _)| path.exists())
+            .map(|(path, access)| {
+                // Files take only file rights; directories take them all.
+                let access = if path.is_dir() {
+                    access
+                } else {
+                    access & AccessFs::from_file(BEST_ABI)
+                };
+                let fd = PathFd::new(&path).map_err(|e| SandboxError::Path {
+                    reason: e.to_string(),
+                    path,
+                })?;
+                Ok(Rule { fd, access })
+            })
+            .collect::<Result<Vec<_>, SandboxError>>()?;
+        Ok(Self {
+            rules: Some(rules),
+            limits,
+        })
+    }
+
+    pub fn limits(&self) -> &ProcessLimits {
+        &self.limits
+    }
+
+    /// Whether compiles run confined (false only with `--insecure-unsandboxed-compile`).
+    pub fn is_enforced(&self) -> bool {
+        self.rules.is_some()
+    }
+
+    /// Arranges for `cmd` to run confined to `job_dir`. The ruleset is built here, in the parent;
+    /// the child applies it, the rlimits and the seccomp filter just before `exec`, and refuses
+    /// to `exec` if Landlock does not enforce it.
+    pub fn confine(
+        &self,
+        cmd: &mut tokio::process::Command,
+        job_dir: &Path,
+    ) -> Result<(), SandboxError> {
+        let mut ruleset = match &self.rules {
+            Some(rules) => Some(self.ruleset(rules, job_dir)?),
+            None => {
+                tracing::warn!(
+                    "compiling WITHOUT the Landlock sandbox (--insecure-unsandboxed-compile)"
+                );
+                None
+            }
+        };
+        let limits = self.limits;
+        let pre_exec = move || -> std::io::Result<()> {
+            set_limits(&limits)?;
+            if let Some(ruleset) = ruleset.take() {
+                let status = ruleset
+                    .restrict_self()
+                    .map_err(|e| std::io::Error::other(e.to_string()))?;
+                if status.ruleset == RulesetStatus::NotEnforced {
+                    return Err(std::io::Error::other(
+                        "Landlock did not enforce the ruleset",
+                    ));
+                }
+            }
+            deny_sockets()
+        };
+        // SAFETY: the closure runs between fork and exec. It only makes system calls
+        // (setrlimit, signal, prctl, landlock_restrict_self); the ruleset and its fds were
+        // prepared in the parent.
+        unsafe {
+            cmd.as_std_mut().pre_exec(pre_exec);
+        }
+        Ok(())
+    }
+
+    fn ruleset(&self, rules: &[Rule], job_dir: &Path) -> Result<RulesetCreated, SandboxError> {
+        let err = |e: landlock::RulesetError| SandboxError::Ruleset(e.to_string());
+        let job = PathFd::new(job_dir).map_err(|e| SandboxError::Path {
+            path: job_dir.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        let ruleset = Ruleset::default()
+            .set_compatibility(CompatLevel::HardRequirement)
+            .handle_access(AccessFs::from_all(REQUIRED_ABI))
+            .map_err(err)?
+            .set_compatibility(CompatLevel::BestEffort)
+            .handle_access(AccessFs::from_all(BEST_ABI))
+            .map_err(err)?
+            .handle_access(AccessNet::from_all(BEST_ABI))
+            .map_err(err)?
+            .scope(Scope::from_all(BEST_ABI))
+            .map_err(err)?
+            .create()
+            .map_err(err)?;
+        ruleset
+            .add_rules(
+                rules
+                    .iter()
+                    .map(|r| Ok::<_, landlock::RulesetError>(PathBeneath::new(&r.fd, r.access))),
+            )
+            .map_err(err)?
+            .add_rule(PathBeneath::new(job, AccessFs::from_all(BEST_ABI)))
+            .map_err(err)
+    }
+}
+
+fn read_dir(dir: &Path) -> Result<Vec<std::fs::DirEntry>, SandboxError> {
+    let entries = std::fs::read_dir(dir).map_err(|e| SandboxError::Path {
+        path: dir.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    Ok(entries.filter_map(Result::ok).collect())
+}
+
+/// Fails unless the kernel supports at least the required Landlock ABI.
+fn probe_landlock() -> Result<(), SandboxError> {
+    Ruleset::default()
+        .set_compatibility(CompatLevel::HardRequirement)
+        .handle_access(AccessFs::from_all(REQUIRED_ABI))
+        .and_then(|r| r.create())
+        .map(drop)
+        .map_err(|e| SandboxError::Unavailable(e.to_string()))
+}
+
+fn set_limits(limits: &ProcessLimits) -> std::io::Result<()> {
+    let set = |resource, soft: u64, hard: u64| {
+        let limit = libc::rlimit {
+            rlim_cur: soft,
+            rlim_max: hard,
+        };
+        // SAFETY: setrlimit reads a valid rlimit struct.
+        if unsafe { libc::setrlimit(resource, &limit) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(())
+    };
+    // SIGXCPU at the soft limit, SIGKILL one second later.
+    set(libc::RLIMIT_CPU, limits.cpu_seconds, limits.cpu_seconds + 1)?;
+    set(libc::RLIMIT_DATA, limits.data_bytes, limits.data_bytes)?;
+    set(libc::RLIMIT_FSIZE, limits.file_bytes, limits.file_bytes)?;
+    set(libc::RLIMIT_NOFILE, limits.open_files, limits.open_files)?;
+    set(libc::RLIMIT_CORE, 0, 0)?;
+    // SAFETY: ignoring a signal is async-signal-safe; the disposition survives exec, so an
+    // oversized output file fails with EFBIG (a clear rustc error) instead of killing rustc.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
+    Ok(())
+}
+
+#[cfg(target_arch = "x86_64")]
+const AUDIT_ARCH: u32 = 0xC000_003E;
+#[cfg(target_arch = "aarch64")]
+const AUDIT_ARCH: u32 = 0xC000_00B7;
+
+/// Installs a seccomp filter under which `socket()` fails with EACCES. `socketpair()`, which
+/// rustc's jobserver uses, is a different system call and stays allowed.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+fn deny_sockets() -> std::io::Result<()> {
+    const X32_SYSCALL_BIT: u32 = 0x4000_0000;
+    let stmt = |code: u32, k: u32| libc::sock_filter {
+        code: code as u16,
+        jt: 0,
+        jf: 0,
+        k,
+    };
+    let jump = |code: u32, k: u32, jt: u8, jf: u8| libc::sock_filter {
+        code: code as u16,
+        jt,
+        jf,
+        k,
+    };
+    let ld = libc::BPF_LD | libc::BPF_W | libc::BPF_ABS;
+    let jeq = libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K;
+    let jge = libc::BPF_JMP | libc::BPF_JGE | libc::BPF_K;
+    let ret = libc::BPF_RET | libc::BPF_K;
+    let deny = libc::SECCOMP_RET_ERRNO | libc::EACCES as u32;
+    let filter = [
+        // seccomp_data.arch: anything but the native ABI is killed.
+        stmt(ld, 4),
+        jump(jeq, AUDIT_ARCH, 1, 0),
+        stmt(ret, libc::SECCOMP_RET_KILL_PROCESS),
+        // seccomp_data.nr: socket() and every x32 call are denied.
+        stmt(ld, 0),
+        jump(jeq, libc::SYS_socket as u32, 1, 0),
+        jump(jge, X32_SYSCALL_BIT, 0, 1),
+        stmt(ret, deny),
+        stmt(ret, libc::SECCOMP_RET_ALLOW),
+    ];
+    let prog = libc::sock_fprog {
+        len: filter.len() as u16,
+        filter: filter.as_ptr().cast_mut(),
+    };
+    // SAFETY: `prog` points at `filter`, which outlives the call; the kernel copies it. The
+    // process already has no_new_privs (set by Landlock, or below).
+    unsafe {
+        if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
+            || libc::prctl(
+                libc::PR_SET_SECCOMP,
+                libc::SECCOMP_MODE_FILTER,
+                &prog as *const libc::sock_fprog,
+            ) != 0
+        {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+fn deny_sockets() -> std::io::Result<()> {
+    Ok(())
+}

@@ -1,0 +1,118 @@
+// Shared set-up for the browser tests: the real server binary on a free port, and Debian's
+// Chromium driven by playwright-core (which never downloads a browser of its own).
+
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+export const REPO = path.resolve(here, '..', '..');
+export const BINARY =
+  process.env.WASM_PLAYGROUND_BIN ?? path.join(REPO, 'target', 'debug', 'wasm-playground');
+export const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
+
+/** Flags for a headless Chromium on a machine without internet access. */
+export const CHROMIUM_ARGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  '--disable-quic',
+];
+
+const live = new Set();
+// Whatever happens to the test process, it does not leave servers behind.
+process.on('exit', () => {
+  for (const child of live) child.kill('SIGKILL');
+});
+
+/** A TCP port that was free a moment ago. */
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.unref();
+    srv.on('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+/**
+ * Starts `wasm-playground serve` on a free loopback port and waits until `GET /hello` answers.
+ * Returns `{url, port, stop}`; `stop()` ends the process (and is safe to call twice).
+ */
+export async function startServer() {
+  if (!existsSync(BINARY)) {
+    throw new Error(`no server binary at ${BINARY}: run \`cargo build\` first`);
+  }
+  const port = await freePort();
+  const child = spawn(BINARY, ['serve', '--addr', `127.0.0.1:${port}`], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, NO_COLOR: '1' },
+  });
+  live.add(child);
+  const log = [];
+  const keep = (chunk) => {
+    log.push(...chunk.toString().split('\n').filter(Boolean));
+    if (log.length > 200) log.splice(0, log.length - 200);
+  };
+  child.stdout.on('data', keep);
+  child.stderr.on('data', keep);
+  const exited = new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+  exited.then(() => live.delete(child));
+
+  const url = `http://127.0.0.1:${port}/`;
+  const stop = async () => {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    child.kill('SIGTERM');
+    const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
+    await exited;
+    clearTimeout(timer);
+  };
+
+  const deadline = Date.now() + 60_000;
+  let exit = null;
+  exited.then((e) => (exit = e));
+  while (Date.now() < deadline) {
+    if (exit) {
+      throw new Error(`the server exited (${JSON.stringify(exit)}) before answering:\n${log.join('\n')}`);
+    }
+    try {
+      const res = await fetch(url + 'hello');
+      if (res.ok && (await res.text()) === 'Hello, world!\n') return { url, port, stop, log };
+    } catch {
+      // not listening yet
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  await stop();
+  throw new Error(`the server did not answer GET /hello within 60 s:\n${log.join('\n')}`);
+}
+
+/** Debian's Chromium, headless, with a fresh profile (playwright makes a temporary one). */
+export function launchBrowser() {
+  if (!existsSync(CHROMIUM)) {
+    throw new Error(`no Chromium at ${CHROMIUM}: install Debian's package with \`apt-get install chromium\``);
+  }
+  return chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS, headless: true });
+}
+
+/** Opens the page in a new context (its own empty localStorage) and waits until it is ready. */
+export async function openPage(browser, url, { viewport = { width: 1280, height: 800 }, colorScheme = 'light' } = {}) {
+  const context = await browser.newContext({ viewport, colorScheme });
+  const page = await context.newPage();
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+  page.pageErrors = errors;
+  await page.goto(url);
+  await page.waitForSelector('html[data-ready="true"]');
+  return page;
+}

@@ -1,0 +1,172 @@
+//! The `/live` WebSocket: output as it is written, interactive stdin, kill, errors.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use futures::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn connect() -> Socket {
+    let url = common::server().url.replace("http://", "ws://") + "/live";
+    tokio_tungstenite::connect_async(url)
+        .await
+        .expect("connect")
+        .0
+}
+
+async fn send(ws: &mut Socket, value: Value) {
+    ws.send(Message::Text(value.to_string().into()))
+        .await
+        .unwrap();
+}
+
+/// The next JSON message, with the time it arrived.
+async fn next(ws: &mut Socket) -> (Value, Instant) {
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(30), ws.next())
+            .await
+            .expect("no message within 30 s")
+            .expect("socket closed")
+            .unwrap();
+        if let Message::Text(text) = message {
+            return (serde_json::from_str(&text).unwrap(), Instant::now());
+        }
+    }
+}
+
+#[tokio::test]
+async fn output_arrives_while_the_program_runs() {
+    let mut ws = connect().await;
+    let code = "fn main() {\n    for i in 0..3 {\n        println!(\"tick {i}\");\n        std::thread::sleep(std::time::Duration::from_millis(300));\n    }\n}\n";
+    send(&mut ws, json!({"type": "run", "code": code})).await;
+    assert_eq!(next(&mut ws).await.0, json!({"type": "compiling"}));
+    let (compiled, _) = next(&mut ws).await;
+    assert_eq!(
+        (compiled["type"].as_str(), compiled["success"].as_bool()),
+        (Some("compiled"), Some(true))
+    );
+    let mut ticks = Vec::new();
+    for i in 0..3 {
+        let (v, at) = next(&mut ws).await;
+        assert_eq!(v, json!({"type": "stdout", "data": format!("tick {i}\n")}));
+        ticks.push(at);
+    }
+    // Printed 300 ms apart, so they arrived apart, not all at the end.
+    assert!(
+        ticks[2].duration_since(ticks[0]) >= Duration::from_millis(400),
+        "{ticks:?}"
+    );
+    let (done, _) = next(&mut ws).await;
+    assert_eq!(done["type"], "done");
+    assert_eq!(done["status"], "ok");
+    assert_eq!(done["stdout"], "tick 0\ntick 1\ntick 2\n");
+}
+
+#[tokio::test]
+async fn stdin_is_interactive() {
+    let mut ws = connect().await;
+    let code = "use std::io::BufRead;\nfn main() {\n    println!(\"name?\");\n    let mut line = String::new();\n    std::io::stdin().lock().read_line(&mut line).unwrap();\n    println!(\"hello, {}!\", line.trim());\n}\n";
+    send(&mut ws, json!({"type": "run", "code": code})).await;
+    loop {
+        let (v, _) = next(&mut ws).await;
+        if v["type"] == "stdout" {
+            assert_eq!(v["data"], "name?\n");
+            break;
+        }
+    }
+    send(&mut ws, json!({"type": "stdin", "data": "Ferris\n"})).await;
+    let (v, _) = next(&mut ws).await;
+    assert_eq!(v, json!({"type": "stdout", "data": "hello, Ferris!\n"}));
+    let (done, _) = next(&mut ws).await;
+    assert_eq!(
+        (done["type"].as_str(), done["status"].as_str()),
+        (Some("done"), Some("ok"))
+    );
+}
+
+#[tokio::test]
+async fn stdin_close_is_end_of_input() {
+    let mut ws = connect().await;
+    let code = "use std::io::Read;\nfn main() { let mut s = String::new(); std::io::stdin().read_to_string(&mut s).unwrap(); print!(\"{}|\", s.len()); }";
+    send(&mut ws, json!({"type": "run", "code": code, "stdin": "ab"})).await;
+    send(&mut ws, json!({"type": "stdin", "data": "cd"})).await;
+    send(&mut ws, json!({"type": "stdinClose"})).await;
+    let done = loop {
+        let (v, _) = next(&mut ws).await;
+        if v["type"] == "done" {
+            break v;
+        }
+    };
+    assert_eq!(done["stdout"], "4|");
+}
+
+#[tokio::test]
+async fn the_client_can_kill_the_run() {
+    let mut ws = connect().await;
+    send(
+        &mut ws,
+        json!({"type": "run", "code": "fn main() { println!(\"spinning\"); loop {} }"}),
+    )
+    .await;
+    loop {
+        let (v, _) = next(&mut ws).await;
+        if v["type"] == "stdout" {
+            break;
+        }
+    }
+    let started = Instant::now();
+    send(&mut ws, json!({"type": "kill"})).await;
+    assert_eq!(next(&mut ws).await.0, json!({"type": "killed"}));
+    assert!(started.elapsed() < Duration::from_secs(2));
+}
+
+#[tokio::test]
+async fn compile_errors_and_bad_requests() {
+    let mut ws = connect().await;
+    send(
+        &mut ws,
+        json!({"type": "run", "code": "fn main() { let x: u8 = \"a\"; }"}),
+    )
+    .await;
+    assert_eq!(next(&mut ws).await.0["type"], "compiling");
+    let (compiled, _) = next(&mut ws).await;
+    assert_eq!(compiled["success"], false);
+    assert!(
+        compiled["compilerOutput"]
+            .as_str()
+            .unwrap()
+            .contains("error[E0308]")
+    );
+    let (done, _) = next(&mut ws).await;
+    assert_eq!(
+        (done["type"].as_str(), done["status"].as_str()),
+        (Some("done"), Some("compileError"))
+    );
+
+    let mut ws = connect().await;
+    send(&mut ws, json!({"type": "stdin", "data": "x"})).await;
+    assert_eq!(
+        next(&mut ws).await.0,
+        json!({"type": "error", "error": "the first message must be {\"type\": \"run\", ...}"})
+    );
+
+    let mut ws = connect().await;
+    send(
+        &mut ws,
+        json!({"type": "run", "code": "fn main() {}", "edition": "1999"}),
+    )
+    .await;
+    let (v, _) = next(&mut ws).await;
+    assert_eq!(v["type"], "error");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("unknown edition `1999`")
+    );
+}

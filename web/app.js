@@ -1,0 +1,874 @@
+// The playground page: runs the editor's program through `POST execute` and shows the result.
+// Plain ES module, no dependencies; served from the binary (see src/http.rs).
+
+import { Editor } from './editor.js';
+
+const STORAGE_KEY = 'wasm-playground:v1';
+// The program a shared link replaced, so opening a link never loses one's own work.
+const REPLACED_KEY = 'wasm-playground:v1:replaced';
+const EDITIONS = ['2015', '2018', '2021', '2024'];
+const MODES = ['debug', 'release'];
+
+const DEFAULT_CODE = `fn main() {
+    println!("Hello, world!");
+}
+`;
+
+/**
+ * The examples menu. `stdin`, when present, is put in the stdin panel, which opens; `mode`, when
+ * present, is selected.
+ */
+const EXAMPLES = [
+  { group: 'Basics', id: 'hello', title: 'Hello, world', code: DEFAULT_CODE },
+  {
+    group: 'Basics',
+    id: 'iterators',
+    title: 'Iterators and closures',
+    code: `// Iterators are lazy: nothing happens until a consumer such as \`sum\` or
+// \`collect\` asks for the items.
+fn main() {
+    let words = ["ferris", "borrow", "lifetime", "trait", "closure", "iterator"];
+
+    // Filter, transform and collect in one pipeline.
+    let long: Vec<String> = words
+        .iter()
+        .filter(|w| w.len() > 6)
+        .map(|w| w.to_uppercase())
+        .collect();
+    println!("long words: {long:?}");
+
+    // The sum of the squares of the even numbers below 20.
+    let total: u32 = (1..20).filter(|n| n % 2 == 0).map(|n| n * n).sum();
+    println!("sum of even squares: {total}");
+
+    // Number the items, and find the longest.
+    for (i, word) in words.iter().enumerate() {
+        println!("{i}: {word:<10}{:>2} letters", word.len());
+    }
+    let longest = words.iter().max_by_key(|w| w.len()).unwrap();
+    println!("longest: {longest}");
+}
+`,
+  },
+  {
+    group: 'Basics',
+    id: 'stdin',
+    title: 'Reading stdin',
+    stdin: '3 4 5\n10 twenty 30\n',
+    code: `use std::io::{self, BufRead};
+
+// Reads numbers from standard input (the Stdin panel) and sums them.
+fn main() {
+    let mut numbers = Vec::new();
+    for line in io::stdin().lock().lines() {
+        let line = line.expect("stdin is readable");
+        for word in line.split_whitespace() {
+            match word.parse::<f64>() {
+                Ok(n) => numbers.push(n),
+                Err(_) => eprintln!("skipping {word:?}: not a number"),
+            }
+        }
+    }
+    let sum: f64 = numbers.iter().sum();
+    println!("read {} numbers", numbers.len());
+    println!("sum  = {sum}");
+    println!("mean = {:.2}", sum / numbers.len() as f64);
+}
+`,
+  },
+  {
+    group: 'When things go wrong',
+    id: 'compile-error',
+    title: 'A borrow error (compile error)',
+    code: `fn main() {
+    let mut names = vec![String::from("Ferris")];
+    let first = &names[0];
+    // \`first\` still borrows \`names\`, so it cannot be changed here.
+    names.push(String::from("Corro"));
+    println!("first: {first}");
+}
+`,
+  },
+  {
+    group: 'When things go wrong',
+    id: 'panic',
+    title: 'A panic',
+    code: `fn main() {
+    let numbers = vec![1, 2, 3];
+    let index = numbers.len() + 2;
+    println!("reading numbers[{index}]...");
+    // Indexing past the end panics: the program stops with exit status 101.
+    println!("{}", numbers[index]);
+}
+`,
+  },
+  {
+    group: 'When things go wrong',
+    id: 'fuel',
+    title: 'Out of fuel (a long loop)',
+    mode: 'release',
+    code: `// Every run has a budget of "fuel", about one unit per WebAssembly
+// instruction. This loop needs far more than that, so it is stopped.
+// (Release mode spends the fuel quickly; in Debug mode the time limit
+// may come first.)
+fn main() {
+    let mut x: u64 = 1;
+    for i in 0..u64::MAX {
+        x = x.wrapping_mul(6364136223846793005).wrapping_add(i);
+    }
+    println!("{x}");
+}
+`,
+  },
+  {
+    group: 'When things go wrong',
+    id: 'timeout',
+    title: 'Time limit (loop {})',
+    code: `// An empty loop burns almost no fuel, but it never ends:
+// the sandbox stops it at the time limit.
+fn main() {
+    println!("starting an endless loop...");
+    loop {}
+}
+`,
+  },
+  {
+    group: 'When things go wrong',
+    id: 'stack',
+    title: 'Stack overflow',
+    code: `// No base case: every call adds a stack frame until the stack runs out.
+fn depth(n: u64) -> u64 {
+    let frame = std::hint::black_box([n; 16]);
+    frame[0] + depth(n + 1)
+}
+
+fn main() {
+    println!("{}", depth(0));
+}
+`,
+  },
+  {
+    group: 'When things go wrong',
+    id: 'memory',
+    title: 'Out of memory',
+    code: `fn main() {
+    let mut chunks: Vec<Vec<u8>> = Vec::new();
+    loop {
+        // One MiB at a time, until the sandbox's memory limit is reached.
+        chunks.push(vec![1; 1 << 20]);
+        println!("{} MiB allocated", chunks.len());
+    }
+}
+`,
+  },
+];
+
+// -----------------------------------------------------------------------------------------------
+// Elements and state
+
+const $ = (id) => document.getElementById(id);
+const ui = {
+  app: document.querySelector('.app'),
+  run: $('run'),
+  runLabel: $('run-label'),
+  cancel: $('cancel'),
+  edition: $('edition'),
+  mode: $('mode'),
+  stdinToggle: $('stdin-toggle'),
+  stdinDot: $('stdin-dot'),
+  stdinPanel: $('stdin-panel'),
+  stdin: $('stdin'),
+  examples: $('examples'),
+  share: $('share'),
+  sharePanel: $('share-panel'),
+  shareUrl: $('share-url'),
+  copyLink: $('copy-link'),
+  shareStatus: $('share-status'),
+  shareClose: $('share-close'),
+  badge: $('badge'),
+  detail: $('detail'),
+  meta: $('meta'),
+  output: $('output'),
+  notice: $('notice'),
+  noticeText: $('notice-text'),
+  retry: $('retry'),
+  restore: $('restore'),
+  explain: $('explain'),
+  outStdout: $('out-stdout'),
+  stdout: $('stdout'),
+  outStderr: $('out-stderr'),
+  stderr: $('stderr'),
+  outCompiler: $('out-compiler'),
+  diagnostics: $('diagnostics'),
+  compilerDetails: $('compiler-details'),
+  compilerOutput: $('compiler-output'),
+  empty: $('empty'),
+};
+
+// While a program is put in the editor by the page itself (start-up, shared link), edits are not
+// the user's: they must not clear the link in the address bar.
+let loading = false;
+const editor = new Editor($('editor'), {
+  onChange: () => {
+    if (!loading) programChanged();
+  },
+});
+
+let running = null; // {controller, started, timer} while a request is in flight
+let retryTimer = null;
+
+// -----------------------------------------------------------------------------------------------
+// Persistence (localStorage) and sharing (URL fragment)
+
+function currentProgram() {
+  return {
+    code: editor.value,
+    edition: ui.edition.value,
+    mode: ui.mode.value,
+    stdin: ui.stdin.value,
+  };
+}
+
+function applyProgram(p, { undoable = false } = {}) {
+  loading = true;
+  try {
+    if (typeof p.code === 'string') editor.setValue(p.code, { undoable });
+  } finally {
+    loading = false;
+  }
+  if (EDITIONS.includes(p.edition)) ui.edition.value = p.edition;
+  if (MODES.includes(p.mode)) ui.mode.value = p.mode;
+  if (typeof p.stdin === 'string') ui.stdin.value = p.stdin;
+  editor.setDiagnostics([]);
+  updateStdinDot();
+}
+
+let saveTimer = null;
+function save() {
+  clearTimeout(saveTimer);
+  saveTimer = null;
+  try {
+    const state = { ...currentProgram(), stdinOpen: !ui.stdinPanel.hidden };
+    localStorage.setItem(STORAGE_KEY, JSON.stringify(state));
+  } catch {
+    // Private mode or a full quota: the page still works, it just forgets.
+  }
+}
+function saveSoon() {
+  clearTimeout(saveTimer);
+  saveTimer = setTimeout(save, 250);
+}
+
+function loadSaved() {
+  try {
+    return JSON.parse(localStorage.getItem(STORAGE_KEY) || 'null');
+  } catch {
+    return null;
+  }
+}
+
+function toBase64Url(bytes) {
+  let bin = '';
+  for (let i = 0; i < bytes.length; i += 0x8000) {
+    bin += String.fromCharCode.apply(null, bytes.subarray(i, i + 0x8000));
+  }
+  return btoa(bin).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+}
+
+function fromBase64Url(text) {
+  const bin = atob(text.replace(/-/g, '+').replace(/_/g, '/'));
+  const bytes = new Uint8Array(bin.length);
+  for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
+  return bytes;
+}
+
+async function pipeBytes(bytes, transform) {
+  const stream = new Blob([bytes]).stream().pipeThrough(transform);
+  return new Uint8Array(await new Response(stream).arrayBuffer());
+}
+
+/**
+ * The fragment for a program: `#z=` + base64url(deflate-raw(JSON)), or `#j=` + base64url(JSON)
+ * in browsers without CompressionStream. Nothing is stored on the server.
+ */
+async function encodeShare(program) {
+  const json = { c: program.code, e: program.edition, m: program.mode };
+  if (program.stdin) json.i = program.stdin;
+  const bytes = new TextEncoder().encode(JSON.stringify(json));
+  if (typeof CompressionStream === 'function') {
+    return 'z=' + toBase64Url(await pipeBytes(bytes, new CompressionStream('deflate-raw')));
+  }
+  return 'j=' + toBase64Url(bytes);
+}
+
+/** The program in a fragment made by `encodeShare`; null when there is none, throws when broken. */
+async function decodeShare(hash) {
+  const m = /^#?([zj])=([A-Za-z0-9_-]+)$/.exec(hash);
+  if (!m) return null;
+  let bytes = fromBase64Url(m[2]);
+  if (m[1] === 'z') bytes = await pipeBytes(bytes, new DecompressionStream('deflate-raw'));
+  const json = JSON.parse(new TextDecoder().decode(bytes));
+  return { code: String(json.c ?? ''), edition: json.e, mode: json.m, stdin: String(json.i ?? '') };
+}
+
+function shareLink(fragment) {
+  return location.origin + location.pathname + location.search + '#' + fragment;
+}
+
+async function openShare() {
+  const url = shareLink(await encodeShare(currentProgram()));
+  history.replaceState(null, '', url);
+  ui.shareUrl.value = url;
+  ui.shareStatus.textContent = '';
+  ui.sharePanel.hidden = false;
+  ui.copyLink.focus();
+  ui.shareUrl.scrollLeft = 0;
+}
+
+function closeShare() {
+  ui.sharePanel.hidden = true;
+  ui.share.focus();
+}
+
+async function copyLink() {
+  const url = ui.shareUrl.value;
+  let copied = false;
+  try {
+    await navigator.clipboard.writeText(url);
+    copied = true;
+  } catch {
+    ui.shareUrl.focus();
+    ui.shareUrl.select();
+    try {
+      copied = document.execCommand('copy');
+    } catch {
+      copied = false;
+    }
+  }
+  ui.shareStatus.textContent = copied
+    ? `Link copied (${url.length.toLocaleString('en-US')} characters).`
+    : 'Press Ctrl+C (⌘C) to copy the selected link.';
+  if (!copied) {
+    ui.shareUrl.focus();
+    ui.shareUrl.select();
+  }
+}
+
+// Updates the open share panel and forgets a stale link in the address bar when the program changes.
+let shareTimer = null;
+function programChanged() {
+  saveSoon();
+  if (location.hash) history.replaceState(null, '', location.pathname + location.search);
+  if (!ui.sharePanel.hidden) {
+    clearTimeout(shareTimer);
+    shareTimer = setTimeout(async () => {
+      ui.shareUrl.value = shareLink(await encodeShare(currentProgram()));
+      ui.shareStatus.textContent = 'Link updated to the current program.';
+    }, 300);
+  }
+}
+
+// -----------------------------------------------------------------------------------------------
+// Running
+
+const STATUS = {
+  ok: { label: 'Success', kind: 'ok' },
+  compileError: { label: 'Compile error', kind: 'error' },
+  runtimeError: { label: 'Runtime error', kind: 'error' },
+  outOfFuel: { label: 'Out of fuel', kind: 'limit' },
+  timeout: { label: 'Time limit', kind: 'limit' },
+  memoryLimit: { label: 'Memory limit', kind: 'limit' },
+  stackOverflow: { label: 'Stack overflow', kind: 'limit' },
+  outputLimit: { label: 'Output limit', kind: 'limit' },
+};
+
+/** One or two sentences that say what a status means and what to do about it. */
+function explanation(r) {
+  switch (r.status) {
+    case 'ok':
+      return null;
+    case 'compileError':
+      return 'rustc rejected the program, so it did not run. Each error is listed below and marked in the editor: click one to jump to its line.';
+    case 'runtimeError':
+      if (r.exitCode === 101) return 'The program panicked: the panic message and where it happened are in the standard error below.';
+      if (r.exitCode != null) return `The program ended with exit status ${r.exitCode} (for example through std::process::exit); status 0 means success.`;
+      return 'The program crashed inside the sandbox (a WebAssembly trap), so it was stopped.';
+    case 'outOfFuel':
+      return 'The program used up its fuel, the budget of instructions (about one unit per WebAssembly instruction) each run gets, and was stopped. Look for an endless or very long loop; Release mode needs fewer instructions for heavy work.';
+    case 'timeout':
+      return 'The program ran past the time limit and was stopped. It may be stuck in a loop, or waiting for input that never comes.';
+    case 'memoryLimit':
+      return 'The program tried to use more memory than the sandbox allows and was stopped.';
+    case 'stackOverflow':
+      return 'The program used more stack than the sandbox allows, usually through recursion that never ends, and was stopped.';
+    case 'outputLimit':
+      return 'The program printed more output than the sandbox keeps, so it was stopped; the output below is cut at the limit.';
+    default:
+      return null;
+  }
+}
+
+function formatMs(ms) {
+  return ms < 1000 ? `${Math.round(ms)} ms` : `${(ms / 1000).toFixed(2)} s`;
+}
+
+function setBadge(label, kind) {
+  ui.badge.textContent = label;
+  ui.badge.className = 'badge ' + kind;
+}
+
+function setMeta(parts) {
+  ui.meta.replaceChildren(
+    ...parts.map((text) => {
+      const span = document.createElement('span');
+      span.textContent = text;
+      return span;
+    }),
+  );
+}
+
+function resetOutput() {
+  for (const el of [ui.notice, ui.explain, ui.outStdout, ui.outStderr, ui.outCompiler, ui.retry, ui.restore]) {
+    el.hidden = true;
+  }
+  ui.empty.hidden = true;
+  ui.output.classList.remove('compile-failed');
+  ui.outStderr.classList.remove('panicked');
+  clearInterval(retryTimer);
+}
+
+/** A message above the output; `retry` adds a Try again button, disabled for `retryAfter` s. */
+function showNotice(text, { retry = false, retryAfter = 0, info = false } = {}) {
+  ui.noticeText.textContent = text;
+  ui.notice.classList.toggle('info', info);
+  ui.notice.hidden = false;
+  ui.empty.hidden = true;
+  clearInterval(retryTimer);
+  ui.retry.hidden = !retry;
+  if (!retry) return;
+  let left = Math.ceil(retryAfter);
+  const tick = () => {
+    ui.retry.disabled = left > 0;
+    ui.retry.textContent = left > 0 ? `Try again (${left} s)` : 'Try again';
+    if (left-- <= 0) clearInterval(retryTimer);
+  };
+  tick();
+  if (retryAfter > 0) retryTimer = setInterval(tick, 1000);
+}
+
+function setRunning(on) {
+  ui.app.classList.toggle('running', on);
+  ui.run.setAttribute('aria-disabled', String(on));
+  ui.cancel.hidden = !on;
+  ui.output.setAttribute('aria-busy', String(on));
+  if (!on) ui.runLabel.textContent = 'Run';
+}
+
+async function run() {
+  if (running) return;
+  const program = currentProgram();
+  if (!program.code.trim()) {
+    resetOutput();
+    setBadge('Nothing to run', 'idle');
+    ui.detail.textContent = 'The editor is empty.';
+    setMeta([]);
+    showNotice('Write a program in the editor, or pick one from the Examples menu.', { info: true });
+    return;
+  }
+  save();
+  const controller = new AbortController();
+  const started = performance.now();
+  const tick = () => {
+    const secs = ((performance.now() - started) / 1000).toFixed(1);
+    ui.runLabel.textContent = `Running ${secs} s`;
+  };
+  running = { controller, started, timer: setInterval(tick, 100) };
+  tick();
+  setRunning(true);
+  setBadge('Running', 'running');
+  ui.detail.textContent = 'Compiling and running…';
+  setMeta([]);
+
+  let response;
+  let text;
+  try {
+    response = await fetch('execute', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', accept: 'application/json' },
+      body: JSON.stringify(program),
+      signal: controller.signal,
+    });
+    text = await response.text();
+  } catch (err) {
+    const elapsed = performance.now() - started;
+    finishRun();
+    resetOutput();
+    setMeta([]);
+    if (err.name === 'AbortError') {
+      setBadge('Cancelled', 'idle');
+      ui.detail.textContent = `Stopped waiting after ${formatMs(elapsed)}.`;
+      showNotice('The run was cancelled; its result, if the server still produces one, is ignored.', { info: true });
+    } else {
+      setBadge('Server unreachable', 'error');
+      ui.detail.textContent = 'Could not reach the playground server.';
+      const target = new URL('execute', location.href).href;
+      showNotice(
+        `The request to ${target} failed before any answer came back: the server may be stopped or restarting, or the network is down. Your code is kept in this browser; try again once the server is back.`,
+        { retry: true },
+      );
+    }
+    countRun();
+    return;
+  }
+  finishRun();
+  let data = null;
+  try {
+    data = JSON.parse(text);
+  } catch {
+    data = null;
+  }
+  try {
+    if (response.ok && data && typeof data.status === 'string') showResult(data, started, program.code);
+    else showHttpError(response, data, text);
+  } finally {
+    countRun();
+  }
+}
+
+/**
+ * Ends a run: brings the outcome into view when it is below the screen (phones stack the output
+ * under the editor), and counts finished runs on `<html data-runs>` so tests can wait for one.
+ */
+function countRun() {
+  const summary = ui.badge.parentElement;
+  if (summary.getBoundingClientRect().top > window.innerHeight - 80) {
+    summary.scrollIntoView({ block: 'start', behavior: 'smooth' });
+  }
+  const root = document.documentElement;
+  root.dataset.runs = String((Number(root.dataset.runs) || 0) + 1);
+}
+
+function finishRun() {
+  if (!running) return;
+  clearInterval(running.timer);
+  running = null;
+  setRunning(false);
+}
+
+function cancelRun() {
+  running?.controller.abort();
+}
+
+function retryAfterSeconds(response) {
+  const value = response.headers.get('retry-after');
+  if (!value) return 0;
+  if (/^\d+$/.test(value.trim())) return Number(value.trim());
+  const date = Date.parse(value);
+  return Number.isNaN(date) ? 0 : Math.max(0, (date - Date.now()) / 1000);
+}
+
+function showHttpError(response, data, text) {
+  resetOutput();
+  setMeta([`HTTP ${response.status}`]);
+  const message = data && typeof data.error === 'string' ? data.error : null;
+  const status = response.status;
+  if (status === 503 || status === 429) {
+    const wait = retryAfterSeconds(response);
+    setBadge('Server busy', 'limit');
+    ui.detail.textContent = wait > 0
+      ? `The server is busy; it asks to try again in ${Math.ceil(wait)} s.`
+      : 'The server is busy; try again in a moment.';
+    showNotice(
+      'The server is running as many programs as it can right now, so it did not take this one. Your program is unchanged.' +
+        (message ? ` (Server: ${message})` : ''),
+      { retry: true, retryAfter: wait },
+    );
+    return;
+  }
+  if (status === 413) {
+    setBadge('Too large', 'error');
+    ui.detail.textContent = 'The program or its input is over the size limit.';
+  } else if (status === 404) {
+    setBadge('Not found', 'error');
+    ui.detail.textContent = 'This server has no playground API at this address.';
+  } else if (status >= 400 && status < 500) {
+    setBadge('Request rejected', 'error');
+    ui.detail.textContent = 'The server could not accept this request.';
+  } else {
+    setBadge('Server error', 'error');
+    ui.detail.textContent = `The server failed (HTTP ${status}).`;
+  }
+  const shown = message ?? (text.trim() ? `The answer was not the playground's JSON: ${text.trim().slice(0, 300)}` : 'The answer was empty.');
+  showNotice(`HTTP ${status}: ${shown}`, { retry: status >= 500 });
+}
+
+/** Diagnostics without a line that only count others ("aborting due to…", "2 warnings emitted"). */
+function isSummary(d) {
+  return d.line == null && /^(aborting due to|\d+ warnings? emitted|.*previous errors?; \d+ warnings? emitted)/.test(d.message);
+}
+
+function showResult(r, started, source) {
+  resetOutput();
+  const info = STATUS[r.status] ?? { label: r.status, kind: 'error' };
+  const panicked = r.status === 'runtimeError' && r.exitCode === 101;
+  setBadge(panicked ? 'Panicked' : info.label, info.kind);
+  ui.detail.textContent = r.exitDetail;
+  const timings = r.timings ?? {};
+  const compiled = r.status !== 'compileError';
+  const meta = [`Compile ${formatMs(timings.compileMs ?? 0)}`];
+  if (compiled) {
+    meta.push(`Run ${formatMs(timings.runMs ?? 0)}`);
+    meta.push(`Fuel ${Number(r.fuelConsumed ?? 0).toLocaleString('en-US')}`);
+  }
+  meta.push(`Total ${formatMs(performance.now() - started)}`);
+  setMeta(meta);
+
+  let explain = explanation(r);
+  if (r.truncated && r.status !== 'outputLimit') {
+    explain = (explain ? explain + ' ' : '') + 'Some output was cut at the size limit.';
+  }
+  if (explain) {
+    ui.explain.textContent = explain;
+    ui.explain.className = 'explain ' + info.kind;
+    ui.explain.hidden = false;
+  }
+
+  if (compiled) {
+    ui.stdout.textContent = r.stdout;
+    ui.outStdout.hidden = false;
+    ui.stderr.textContent = r.stderr;
+    ui.outStderr.hidden = !r.stderr;
+    ui.outStderr.classList.toggle('panicked', panicked);
+  }
+
+  const diagnostics = Array.isArray(r.diagnostics) ? r.diagnostics : [];
+  editor.setDiagnostics(diagnostics, source);
+  renderDiagnostics(diagnostics);
+  renderCompilerOutput(r.compilerOutput ?? '');
+  const hasCompilerOutput = Boolean(r.compilerOutput) || ui.diagnostics.children.length > 0;
+  ui.outCompiler.hidden = !hasCompilerOutput;
+  ui.compilerDetails.open = !compiled;
+  ui.output.classList.toggle('compile-failed', !compiled);
+  const errors = diagnostics.filter((d) => d.level === 'error' && !isSummary(d)).length;
+  const warnings = diagnostics.filter((d) => d.level === 'warning' && !isSummary(d)).length;
+  const counts = [];
+  if (errors) counts.push(`${errors} error${errors > 1 ? 's' : ''}`);
+  if (warnings) counts.push(`${warnings} warning${warnings > 1 ? 's' : ''}`);
+  $('compiler-heading').textContent = counts.length ? `Compiler · ${counts.join(', ')}` : 'Compiler';
+}
+
+function renderDiagnostics(diagnostics) {
+  const items = [];
+  diagnostics.forEach((d, id) => {
+    if (isSummary(d)) return;
+    const li = document.createElement('li');
+    const level = d.level === 'error' ? 'error' : d.level === 'warning' ? 'warning' : 'note';
+    const el = document.createElement(d.line != null ? 'button' : 'div');
+    el.className = 'd-' + level;
+    const lvl = document.createElement('span');
+    lvl.className = 'd-level';
+    lvl.textContent = d.code && /^E\d{4}$/.test(d.code) ? `${d.level}[${d.code}]` : d.level;
+    const msg = document.createElement('span');
+    msg.className = 'd-message';
+    msg.textContent = d.message;
+    el.append(lvl, msg);
+    if (d.line != null) {
+      el.type = 'button';
+      const loc = document.createElement('span');
+      loc.className = 'd-loc';
+      loc.textContent = `line ${d.line}${d.column != null ? ':' + d.column : ''}`;
+      el.append(loc);
+      el.title = 'Jump to this line in the editor';
+      el.addEventListener('click', () => editor.goToDiagnostic(id, d.line, d.column ?? 1));
+    }
+    li.append(el);
+    items.push(li);
+  });
+  ui.diagnostics.replaceChildren(...items);
+  ui.diagnostics.hidden = items.length === 0;
+}
+
+function renderCompilerOutput(text) {
+  const esc = (s) => s.replace(/[&<>]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;' })[c]);
+  const html = text
+    .split('\n')
+    .map((line) => {
+      let out = esc(line);
+      out = out.replace(/^(error(?:\[E\d+\])?)(?=:)/, '<span class="c-error">$1</span>');
+      out = out.replace(/^(warning)(?=:)/, '<span class="c-warning">$1</span>');
+      out = out.replace(/^(\s*= )?(note|help)(?=:)/, (m, pre, word) => `${pre ?? ''}<span class="c-note">${word}</span>`);
+      out = out.replace(
+        /(--&gt; )(src\/main\.rs:(\d+):(\d+))/,
+        '$1<span class="c-loc" role="link" tabindex="0" data-line="$3" data-column="$4">$2</span>',
+      );
+      return out;
+    })
+    .join('\n');
+  ui.compilerOutput.innerHTML = html;
+  ui.compilerDetails.hidden = !text;
+}
+
+function jumpFromCompilerOutput(e) {
+  const loc = e.target.closest('.c-loc');
+  if (!loc) return;
+  if (e.type === 'keydown' && e.key !== 'Enter' && e.key !== ' ') return;
+  e.preventDefault();
+  editor.goTo(Number(loc.dataset.line), Number(loc.dataset.column));
+}
+
+// -----------------------------------------------------------------------------------------------
+// Stdin, examples, toasts
+
+function updateStdinDot() {
+  ui.stdinDot.hidden = ui.stdin.value.length === 0;
+}
+
+function setStdinOpen(open, { focus = false } = {}) {
+  ui.stdinPanel.hidden = !open;
+  ui.stdinToggle.setAttribute('aria-expanded', String(open));
+  if (open && focus) ui.stdin.focus();
+  saveSoon();
+}
+
+function fillExamples() {
+  const groups = new Map();
+  for (const ex of EXAMPLES) {
+    if (!groups.has(ex.group)) {
+      const og = document.createElement('optgroup');
+      og.label = ex.group;
+      groups.set(ex.group, og);
+      ui.examples.append(og);
+    }
+    groups.get(ex.group).append(new Option(ex.title, ex.id));
+  }
+}
+
+function loadExample(id) {
+  const ex = EXAMPLES.find((e) => e.id === id);
+  if (!ex) return;
+  applyProgram({ code: ex.code, stdin: ex.stdin ?? '', mode: ex.mode }, { undoable: true });
+  if (ex.stdin) setStdinOpen(true);
+  programChanged();
+  editor.focus();
+  const mode = ex.mode ? ` Mode: ${ui.mode.selectedOptions[0].text}.` : '';
+  toast(`Loaded “${ex.title}”.${mode} Ctrl+Z in the editor brings back your previous code.`);
+}
+
+let toastTimer = null;
+function toast(text) {
+  let el = $('toast');
+  if (!el) {
+    el = document.createElement('div');
+    el.id = 'toast';
+    el.className = 'toast';
+    el.setAttribute('role', 'status');
+    el.setAttribute('aria-live', 'polite');
+    document.body.append(el);
+  }
+  el.textContent = text;
+  el.classList.add('show');
+  clearTimeout(toastTimer);
+  toastTimer = setTimeout(() => el.classList.remove('show'), 4000);
+}
+
+// -----------------------------------------------------------------------------------------------
+// Wiring
+
+ui.run.addEventListener('click', run);
+ui.cancel.addEventListener('click', cancelRun);
+ui.retry.addEventListener('click', run);
+ui.restore.addEventListener('click', restoreReplaced);
+ui.share.addEventListener('click', openShare);
+ui.copyLink.addEventListener('click', copyLink);
+ui.shareClose.addEventListener('click', closeShare);
+ui.sharePanel.addEventListener('keydown', (e) => {
+  if (e.key === 'Escape') closeShare();
+});
+ui.shareUrl.addEventListener('focus', () => ui.shareUrl.select());
+ui.stdinToggle.addEventListener('click', () => setStdinOpen(ui.stdinPanel.hidden, { focus: true }));
+ui.stdin.addEventListener('input', () => {
+  updateStdinDot();
+  programChanged();
+});
+ui.edition.addEventListener('change', programChanged);
+ui.mode.addEventListener('change', programChanged);
+ui.examples.addEventListener('change', () => {
+  const id = ui.examples.value;
+  ui.examples.value = '';
+  loadExample(id);
+});
+ui.compilerOutput.addEventListener('click', jumpFromCompilerOutput);
+ui.compilerOutput.addEventListener('keydown', jumpFromCompilerOutput);
+
+document.addEventListener('keydown', (e) => {
+  if (e.key === 'Enter' && (e.ctrlKey || e.metaKey) && !e.altKey) {
+    e.preventDefault();
+    run();
+  }
+});
+window.addEventListener('pagehide', save);
+window.addEventListener('hashchange', () => loadFromHash());
+
+async function loadFromHash() {
+  if (!location.hash || location.hash === '#') return false;
+  let shared;
+  try {
+    shared = await decodeShare(location.hash);
+  } catch {
+    resetOutput();
+    setBadge('Broken link', 'error');
+    ui.detail.textContent = 'The shared link could not be read.';
+    showNotice('The program in this link could not be decoded; it may have been cut short when it was copied. Your last program is shown instead.', { info: true });
+    return false;
+  }
+  if (!shared) return false;
+  const mine = currentProgram();
+  applyProgram(shared);
+  setStdinOpen(shared.stdin.length > 0);
+  save();
+  if (mine.code.trim() && mine.code !== shared.code && !EXAMPLES.some((e) => e.code === mine.code)) {
+    try {
+      localStorage.setItem(REPLACED_KEY, JSON.stringify(mine));
+    } catch {
+      // Without storage there is nothing to bring back later.
+    }
+    resetOutput();
+    showNotice('You opened a shared program. The program you had before is kept in this browser.', { info: true });
+    ui.restore.hidden = false;
+  }
+  return true;
+}
+
+function restoreReplaced() {
+  let previous = null;
+  try {
+    previous = JSON.parse(localStorage.getItem(REPLACED_KEY) || 'null');
+  } catch {
+    previous = null;
+  }
+  ui.notice.hidden = true;
+  ui.restore.hidden = true;
+  if (!previous) return;
+  applyProgram(previous, { undoable: true });
+  setStdinOpen(Boolean(previous.stdin));
+  programChanged();
+  editor.focus();
+  toast('Your program is back. Ctrl+Z in the editor returns to the shared one.');
+}
+
+async function init() {
+  fillExamples();
+  const saved = loadSaved();
+  if (saved) {
+    applyProgram(saved);
+    setStdinOpen(Boolean(saved.stdinOpen));
+  } else {
+    applyProgram({ code: DEFAULT_CODE });
+  }
+  await loadFromHash();
+  // Ready to type on computers; on touch screens the keyboard would pop up uninvited.
+  if (matchMedia('(pointer: fine)').matches) editor.focus();
+  document.documentElement.dataset.ready = 'true';
+}
+
+init();
