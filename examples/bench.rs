@@ -140,6 +140,11 @@ impl Server {
         panic!("the server did not come up");
     }
 
+    /// CPU time (user + system) the server has used so far, in ms.
+    fn cpu_ms(&self) -> f64 {
+        cpu_ms_of(&format!("/proc/{}/stat", self.child.id()))
+    }
+
     /// Peak resident set size so far, in MiB.
     fn peak_rss_mib(&self) -> f64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
@@ -402,7 +407,11 @@ async fn bench(args: Args) {
             Vec::new()
         };
         for connections in [1, 4, 16] {
+            let (server_cpu, client_cpu) = (server.cpu_ms(), cpu_ms_of("/proc/self/stat"));
             let (rate, latencies) = load(&client, &url, &hello, connections, args.seconds).await;
+            let requests = rate * args.seconds;
+            let server_us = (server.cpu_ms() - server_cpu) * 1000.0 / requests;
+            let client_us = (cpu_ms_of("/proc/self/stat") - client_cpu) * 1000.0 / requests;
             let p99 = percentile(&latencies, 99.0);
             let judged = background && connections == 16;
             rows.push(row(
@@ -416,8 +425,9 @@ async fn bench(args: Args) {
                     }
                 ),
                 format!(
-                    "{rate:.0} req/s, {:.2} / {p99:.2} ms",
-                    percentile(&latencies, 50.0)
+                    "{rate:.0} req/s, {:.2} / {p99:.2} ms; CPU per request: server {server_us:.0} µs{}, client {client_us:.0} µs",
+                    percentile(&latencies, 50.0),
+                    if background { " (with the program)" } else { "" },
                 ),
                 if judged {
                     ">= 5000 req/s, p99 < 20 ms"
@@ -489,6 +499,24 @@ async fn bench(args: Args) {
         bench_started.elapsed().as_secs_f64()
     );
     drop(server);
+}
+
+/// utime + stime of a process from its `/proc/.../stat`, in ms.
+fn cpu_ms_of(path: &str) -> f64 {
+    let stat = std::fs::read_to_string(path).unwrap_or_default();
+    // The fields after the command name, which is in parentheses and may contain spaces.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    (ticks(11) + ticks(12)) * 1000.0 / hz
 }
 
 fn load_average() -> String {

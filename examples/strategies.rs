@@ -53,6 +53,10 @@ fn engine(strategy: &str, store: Option<Arc<MemStore>>) -> Engine {
         "winch-noaddrmap" => {
             c.strategy(Strategy::Winch).generate_address_map(false);
         }
+        "winch-O0-trampolines" => {
+            c.strategy(Strategy::Winch)
+                .cranelift_opt_level(OptLevel::None);
+        }
         "winch-serial" => {
             c.strategy(Strategy::Winch).parallel_compilation(false);
         }
@@ -128,7 +132,7 @@ fn run_entry(engine: &Engine, module: &Module) -> f64 {
         .unwrap();
     let wasi = wasmtime_wasi::WasiCtxBuilder::new().build_p1();
     let mut store = wasmtime::Store::new(engine, wasi);
-    store.set_fuel(u64::MAX / 2).unwrap();
+    let _ = store.set_fuel(u64::MAX / 2); // an error when fuel is off
     store.set_epoch_deadline(u64::MAX / 2);
     let instance = linker.instantiate(&mut store, module).unwrap();
     let entry = instance
@@ -152,6 +156,7 @@ fn main() {
             "cranelift",
             "cranelift-O0",
             "winch",
+            "winch-O0-trampolines",
             "winch-noaddrmap",
             "winch-serial",
         ] {
@@ -277,6 +282,98 @@ fn main() {
     println!("|---|---|---|---|");
     for (name, strategy, t, note) in &rows {
         println!("| {name} | {strategy} | {t:.1} | {note} |");
+    }
+
+    // Instantiate + run hello world: on-demand allocation and `Linker::instantiate` against the
+    // pooling allocator and a prepared `InstancePre` (what the service does for a cached program).
+    println!("\n| hello world, instantiate + run | µs (median of 500) |");
+    println!("|---|---|");
+    let wasm = build(&rustc, HELLO, Mode::Debug);
+    for pooling in [false, true] {
+        let mut c = wasmtime::Config::new();
+        c.consume_fuel(true)
+            .epoch_interruption(true)
+            .max_wasm_stack(1 << 20);
+        c.strategy(Strategy::Winch);
+        if pooling {
+            let mut pool = wasmtime::PoolingAllocationConfig::new();
+            pool.total_core_instances(32)
+                .total_memories(32)
+                .total_tables(32)
+                .total_stacks(32)
+                .max_memory_size(10 << 20);
+            c.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
+        }
+        let e = Engine::new(&c).unwrap();
+        let module = Module::new(&e, &wasm).unwrap();
+        let mut linker = wasmtime::Linker::new(&e);
+        wasmtime_wasi::p1::add_to_linker_sync(
+            &mut linker,
+            |s: &mut wasmtime_wasi::p1::WasiP1Ctx| s,
+        )
+        .unwrap();
+        let pre = linker.instantiate_pre(&module).unwrap();
+        let times: Vec<f64> = (0..500)
+            .map(|_| {
+                let t = Instant::now();
+                let wasi = wasmtime_wasi::WasiCtxBuilder::new().build_p1();
+                let mut store = wasmtime::Store::new(&e, wasi);
+                store.set_fuel(1 << 40).unwrap();
+                store.set_epoch_deadline(1 << 40);
+                let instance = if pooling {
+                    pre.instantiate(&mut store).unwrap()
+                } else {
+                    linker.instantiate(&mut store, &module).unwrap()
+                };
+                let entry = instance
+                    .get_typed_func::<(), i32>(&mut store, "__entry")
+                    .unwrap();
+                entry.call(&mut store, ()).unwrap();
+                drop(store);
+                t.elapsed().as_secs_f64() * 1e6
+            })
+            .collect();
+        println!(
+            "| {} | {:.1} |",
+            if pooling {
+                "pooling allocator + InstancePre"
+            } else {
+                "on-demand allocator + Linker::instantiate"
+            },
+            median(times)
+        );
+    }
+
+    // What fuel metering and epoch interruption cost, per compiler (debug build of the
+    // CPU-bound program).
+    println!(
+        "\n| CPU-bound program, debug | compiler | fuel | epochs | run ms (median of 3) | vs none |"
+    );
+    println!("|---|---|---|---|---|---|");
+    let wasm = build(&rustc, SPIN, Mode::Debug);
+    for strategy in ["cranelift", "winch"] {
+        let mut base = 0.0;
+        for (fuel, epochs) in [(false, false), (false, true), (true, false), (true, true)] {
+            let mut c = wasmtime::Config::new();
+            c.consume_fuel(fuel)
+                .epoch_interruption(epochs)
+                .max_wasm_stack(1 << 20);
+            if strategy == "winch" {
+                c.strategy(Strategy::Winch);
+            }
+            let e = Engine::new(&c).unwrap();
+            let module = Module::new(&e, &wasm).unwrap();
+            let t = median((0..3).map(|_| run_entry(&e, &module)).collect());
+            if !fuel && !epochs {
+                base = t;
+            }
+            println!(
+                "| debug | {strategy} | {} | {} | {t:.0} | {:.2}x |",
+                if fuel { "on" } else { "off" },
+                if epochs { "on" } else { "off" },
+                t / base
+            );
+        }
     }
 
     // Speed of the generated code: a CPU-bound program, debug and release builds.

@@ -248,15 +248,6 @@ pub struct Config {
     )]
     pub tier_up_fuel: u64,
 
-    /// Programs that may run at once (slots of Wasmtime's pooling allocator); more wait.
-    #[arg(
-        long,
-        env = "WASM_PLAYGROUND_POOL_INSTANCES",
-        default_value_t = 128,
-        global = true
-    )]
-    pub pool_instances: u32,
-
     /// The `rustc` used to find the toolchain's sysroot (the real compiler inside it is used).
     #[arg(
         long,
@@ -286,6 +277,12 @@ impl Config {
 
     pub fn compile_timeout(&self) -> Duration {
         Duration::from_millis(self.compile_timeout_ms)
+    }
+
+    /// Slots of Wasmtime's pooling allocator (instances, memories, tables, stacks): twice the
+    /// runs allowed at once, since a run restarting on Cranelift briefly holds two.
+    pub fn pool_slots(&self) -> u32 {
+        u32::try_from(self.max_runs.saturating_mul(2).max(4)).unwrap_or(u32::MAX)
     }
 
     /// The on-disk cache's directory: the configured one, else the user's cache dir.

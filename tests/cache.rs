@@ -342,9 +342,10 @@ async fn moderate_recursion_succeeds_whatever_the_first_tier() {
 }
 
 #[tokio::test]
-async fn more_runs_than_pool_slots_wait_for_a_slot() {
+async fn many_concurrent_runs_on_a_small_pool_all_finish() {
+    // Two runs at once: a pool of four slots, eight requests.
     let srv = start(Config {
-        pool_instances: 2,
+        max_runs: 2,
         ..Config::default()
     });
     let code = "use std::io::Read;\nfn main() { let mut s = String::new(); std::io::stdin().read_to_string(&mut s).unwrap(); std::thread::sleep(std::time::Duration::from_millis(100)); println!(\"slot {s}\"); }";
