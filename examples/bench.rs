@@ -10,7 +10,7 @@
 //!   instead of this one;
 //! - `--env KEY=VALUE` (repeatable): extra environment for the server, e.g.
 //!   `--env WASM_PLAYGROUND_COMPILER=cranelift`;
-//! - `--cold N`: unique programs per kind for the cold rows (default 7);
+//! - `--cold N`: unique programs per kind for the cold rows (default 11);
 //! - `--seconds S`: length of each throughput / fairness phase (default 3).
 //!
 //! The server gets a fresh, empty cache directory, so "cold" means never seen. Every request
@@ -41,7 +41,7 @@ fn parse_args() -> Args {
     let mut args = Args {
         server: None,
         env: Vec::new(),
-        cold: 7,
+        cold: 11,
         seconds: 3.0,
     };
     let mut it = std::env::args().skip(1);
@@ -143,6 +143,14 @@ impl Server {
     /// CPU time (user + system) the server has used so far, in ms.
     fn cpu_ms(&self) -> f64 {
         cpu_ms_of(&format!("/proc/{}/stat", self.child.id()))
+    }
+
+    /// CPU time of the server and of its finished children (its `rustc`s), in ms.
+    fn cpu_with_children_ms(&self) -> f64 {
+        cpu_fields_ms(
+            &format!("/proc/{}/stat", self.child.id()),
+            &[11, 12, 13, 14],
+        )
     }
 
     /// Peak resident set size so far, in MiB.
@@ -332,6 +340,9 @@ async fn bench(args: Args) {
         bare_rustc(&rustc, &warmup);
         execute(&client, &url, &warmup).await;
         let (mut bare, mut http, mut server_compile, mut cached) = (vec![], vec![], vec![], 0);
+        // CPU totals over the loop: the server is idle while bare rustc runs, and the other way
+        // round, so each counter sees only its side.
+        let (bare_cpu0, server_cpu0) = (children_cpu_ms(), server.cpu_with_children_ms());
         for i in 0..args.cold {
             let program = unique(code, name, i);
             bare.push(bare_rustc(&rustc, &program));
@@ -344,10 +355,28 @@ async fn bench(args: Args) {
             server_compile.push(timing(&r.json, "compileMs"));
         }
         assert_eq!(cached, 0, "a cold request hit the cache");
+        // Let the disk write that follows the last answer finish, so it is counted.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let bare_cpu = children_cpu_ms() - bare_cpu0;
+        let server_cpu = server.cpu_with_children_ms() - server_cpu0;
         let ratio = median(&http) / median(&bare);
         rows.push(row(
             format!("cold {name}: bare rustc, median of {}", args.cold),
             format!("{:.0} ms", median(&bare)),
+            "",
+            None,
+        ));
+        rows.push(row(
+            format!(
+                "cold {name}: CPU, server with its rustc vs bare rustc (sum of {})",
+                args.cold
+            ),
+            format!(
+                "{:.0} ms vs {:.0} ms = {:.2}x",
+                server_cpu,
+                bare_cpu,
+                server_cpu / bare_cpu
+            ),
             "",
             None,
         ));
@@ -503,6 +532,20 @@ async fn bench(args: Args) {
 
 /// utime + stime of a process from its `/proc/.../stat`, in ms.
 fn cpu_ms_of(path: &str) -> f64 {
+    cpu_fields_ms(path, &[11, 12])
+}
+
+/// CPU time of this process's finished children (the bare `rustc` runs), in ms.
+fn children_cpu_ms() -> f64 {
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage only writes the struct we pass.
+    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) };
+    let tv = |t: libc::timeval| t.tv_sec as f64 * 1000.0 + t.tv_usec as f64 / 1000.0;
+    tv(usage.ru_utime) + tv(usage.ru_stime)
+}
+
+/// The sum of the given fields (counted after the command name) of a `/proc/.../stat`, in ms.
+fn cpu_fields_ms(path: &str, fields_at: &[usize]) -> f64 {
     let stat = std::fs::read_to_string(path).unwrap_or_default();
     // The fields after the command name, which is in parentheses and may contain spaces.
     let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
@@ -515,8 +558,8 @@ fn cpu_ms_of(path: &str) -> f64 {
     };
     // SAFETY: sysconf has no preconditions.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
-    (ticks(11) + ticks(12)) * 1000.0 / hz
+    // utime, stime, cutime, cstime are fields 14-17 of the line: 11-14 after the name.
+    fields_at.iter().map(|&i| ticks(i)).sum::<f64>() * 1000.0 / hz
 }
 
 fn load_average() -> String {
