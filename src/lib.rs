@@ -15,6 +15,7 @@
 //! - [`harness`]: `#[test]`s run one instance each, reported like `cargo test`.
 //! - [`playground`]: request validation and the response shape.
 //! - [`live`]: the `/live` WebSocket: streamed output, interactive stdin, kill.
+//! - [`health`], [`metrics`]: `/readyz` checks and Prometheus metrics for operators.
 //! - [`http`]: the router (`app()`), JSON errors, CORS, request ids.
 //! - [`cli`]: `serve` and `run`.
 
@@ -24,8 +25,10 @@ pub mod cli;
 pub mod compile;
 pub mod config;
 pub mod harness;
+pub mod health;
 pub mod http;
 pub mod live;
+pub mod metrics;
 pub mod playground;
 pub mod runner;
 pub mod sandbox;
