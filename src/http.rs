@@ -69,7 +69,7 @@ pub fn app(playground: Arc<Playground>) -> Result<Router, prometheus::Error> {
         .route("/clippy", post(clippy))
         .route("/compile", post(compile))
         .route("/meta/versions", get(versions))
-        .route("/meta/crates", get(crates))
+        .route("/meta/crates", get(crates).post(crates))
         .route("/live", get(live))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -380,8 +380,9 @@ async fn compile(
     Ok(Json(playground.compile_to(&req.code, opts, target).await?))
 }
 
-/// `GET /meta/crates`: the crates a program may use. None are offered yet (programs get `std`
-/// only); mdBook asks for this list before it shows Run buttons.
+/// `GET /meta/crates` (and `POST`, which mdBook's `book.js` sends): the crates a program may use.
+/// None are offered yet (programs get `std` only); mdBook asks for this list before it shows Run
+/// buttons.
 async fn crates() -> Json<serde_json::Value> {
     Json(serde_json::json!({ "crates": [] }))
 }
