@@ -48,8 +48,13 @@ enum Command {
 /// Parses the command line and runs it; returns the process exit code.
 pub async fn main() -> anyhow::Result<i32> {
     let cli = Cli::parse();
+    // `run` shares stderr with the program: only warnings go there by default.
+    let default_filter = match cli.command {
+        Some(Command::Run { .. }) => "warn",
+        _ => "wasm_playground=info,tower_http=info",
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| "wasm_playground=info,tower_http=info".into());
+        .unwrap_or_else(|_| default_filter.into());
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

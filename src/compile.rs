@@ -41,8 +41,9 @@ const ENTRY_STUB: &str = concat!(
     "(0..=255u8).find(|&c| code == ::std::process::ExitCode::from(c)).map_or(1, i32::from) }\n",
 );
 
-/// Bumped whenever [`ENTRY_STUB`] or the flags change, so caches keyed on it stay correct.
-pub const STUB_VERSION: u32 = 1;
+/// Bumped whenever [`ENTRY_STUB`], the flags or the processing of diagnostics change, so caches
+/// keyed on it (the artifact cache, on disk across upgrades) stay correct.
+pub const STUB_VERSION: u32 = 2;
 
 /// The Rust edition a sample is compiled with.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -145,7 +146,7 @@ pub struct CompileOptions {
 }
 
 /// One structured compiler message, for editors to mark the line.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Diagnostic {
     /// `error`, `warning`, `note`, `help`, ...
@@ -186,6 +187,9 @@ pub struct BuildResult {
     pub diagnostics: Vec<Diagnostic>,
     /// The diagnostics were cut at the configured cap.
     pub truncated: bool,
+    /// The tool itself decided the outcome (it was not stopped by a time, CPU, memory or file
+    /// limit), so the same input always gives the same result and the result may be cached.
+    pub cacheable: bool,
     dir: TempDir,
 }
 
@@ -388,37 +392,8 @@ impl Compiler {
         sample: &str,
         opts: &CompileOptions,
     ) -> Result<BuildResult, CompileError> {
-        // Text output (MIR, LLVM IR, assembly) is of a plain binary: the stub would only add noise.
-        let kind = match (opts.emit, opts.kind) {
-            (Emit::Link, kind) => kind,
-            (_, CrateKind::Library) => CrateKind::Library,
-            _ => CrateKind::Binary,
-        };
-        let job = Job::new(&self.settings.work_dir, sample, kind == CrateKind::Program)?;
-        let (crate_args, output): (&[&str], &str) = match kind {
-            CrateKind::Program => (&["--crate-type", "cdylib"], "main.wasm"),
-            CrateKind::Binary => (&["--crate-type", "bin"], "main.wasm"),
-            CrateKind::Tests => (&["--test"], "main.wasm"),
-            CrateKind::Library => (&["--crate-type", "lib"], "libplayground.rlib"),
-        };
-        let (emit, output) = match opts.emit {
-            Emit::Link => ("--emit=link", output),
-            Emit::Mir => ("--emit=mir", "main.mir"),
-            Emit::LlvmIr => ("--emit=llvm-ir", "main.ll"),
-            Emit::Asm => ("--emit=asm", "main.s"),
-        };
-        let mut args: Vec<String> = ["--target", "wasm32-wasip1"]
-            .iter()
-            .chain(crate_args)
-            .map(|s| s.to_string())
-            .collect();
-        args.extend(self.common_args(&job, opts));
-        args.extend([
-            emit.into(),
-            "-o".into(),
-            output.into(),
-            "src/main.rs".into(),
-        ]);
+        let job = Job::new(&self.settings.work_dir, sample, needs_stub(opts))?;
+        let (args, output) = rustc_args(opts, job.dir.path());
         self.run_job(&self.toolchain.rustc, &args, job, output)
             .await
     }
@@ -443,7 +418,7 @@ impl Compiler {
             "--crate-type".into(),
             crate_type.into(),
         ];
-        args.extend(self.common_args(&job, opts));
+        args.extend(common_args(job.dir.path(), opts));
         args.extend(["--emit=metadata".into(), "-o".into(), "main.rmeta".into()]);
         args.push("src/main.rs".into());
         let clippy = self.toolchain.tool("clippy-driver");
@@ -460,33 +435,6 @@ impl Compiler {
         let args = ["--edition", edition.as_str(), "src/main.rs"].map(String::from);
         let rustfmt = self.toolchain.tool("rustfmt");
         self.run_job(&rustfmt, &args, job, "src/main.rs").await
-    }
-
-    fn common_args(&self, job: &Job, opts: &CompileOptions) -> Vec<String> {
-        let opt_level = match opts.mode {
-            Mode::Debug => "opt-level=0",
-            Mode::Release => "opt-level=3",
-        };
-        [
-            "--crate-name",
-            "playground",
-            "--edition",
-            opts.edition.as_str(),
-            "-C",
-            "debuginfo=0",
-            "-C",
-            "strip=debuginfo",
-            "-C",
-            opt_level,
-            "--error-format=json",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .chain([format!(
-            "--remap-path-prefix={}/=",
-            job.dir.path().display()
-        )])
-        .collect()
     }
 
     /// Runs one confined tool in the job dir and collects its diagnostics; `output` names the
@@ -545,12 +493,15 @@ impl Compiler {
         for d in &mut diagnostics {
             d.message = d.message.replace(&prefix, "");
         }
+        // A signal means a CPU or memory limit (or a crash); "File too large", the file limit.
+        let cacheable = status.code().is_some() && !rendered.contains("File too large");
         let mut result = BuildResult {
             success: status.success(),
             wasm: dir.path().join(output),
             rendered,
             diagnostics,
             truncated,
+            cacheable,
             dir,
         };
         let explained = result.diagnostics.iter().any(|d| d.level == "error")
@@ -563,6 +514,98 @@ impl Compiler {
         }
         Ok(result)
     }
+}
+
+/// Arguments shared by builds and clippy runs in `dir`.
+///
+/// Programs and tests are built with `strip=symbols`: nothing shows their symbol names (panic
+/// messages come from the stub's hook), and the modules are ~25% smaller (hello world 78 ->
+/// 61 KB) at no cost in compile time (BENCHMARKS.md). A plain binary keeps its names for
+/// `/compile`'s WAT.
+fn common_args(dir: &Path, opts: &CompileOptions) -> Vec<String> {
+    let strip = match build_kind(opts) {
+        CrateKind::Binary => "strip=debuginfo",
+        _ => "strip=symbols",
+    };
+    let opt_level = match opts.mode {
+        Mode::Debug => "opt-level=0",
+        Mode::Release => "opt-level=3",
+    };
+    [
+        "--crate-name",
+        "playground",
+        "--edition",
+        opts.edition.as_str(),
+        "-C",
+        "debuginfo=0",
+        "-C",
+        strip,
+        "-C",
+        opt_level,
+        "--error-format=json",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .chain([format!("--remap-path-prefix={}/=", dir.display())])
+    .collect()
+}
+
+/// What a build of `opts` compiles: the program kind, after text output (MIR, LLVM IR,
+/// assembly) is turned into a plain binary (the stub would only add noise).
+fn build_kind(opts: &CompileOptions) -> CrateKind {
+    match (opts.emit, opts.kind) {
+        (Emit::Link, kind) => kind,
+        (_, CrateKind::Library) => CrateKind::Library,
+        _ => CrateKind::Binary,
+    }
+}
+
+/// Whether `src/main.rs` gets the entry stub appended.
+pub fn needs_stub(opts: &CompileOptions) -> bool {
+    build_kind(opts) == CrateKind::Program
+}
+
+/// The `rustc` arguments of a build in `dir` (its working directory, holding `src/main.rs`)
+/// and the file it writes there. Public so that benchmarks can time the very same command.
+pub fn rustc_args(opts: &CompileOptions, dir: &Path) -> (Vec<String>, &'static str) {
+    let (crate_args, output): (&[&str], &str) = match build_kind(opts) {
+        CrateKind::Program => (&["--crate-type", "cdylib"], "main.wasm"),
+        CrateKind::Binary => (&["--crate-type", "bin"], "main.wasm"),
+        CrateKind::Tests => (&["--test"], "main.wasm"),
+        CrateKind::Library => (&["--crate-type", "lib"], "libplayground.rlib"),
+    };
+    let (emit, output) = match opts.emit {
+        Emit::Link => ("--emit=link", output),
+        Emit::Mir => ("--emit=mir", "main.mir"),
+        Emit::LlvmIr => ("--emit=llvm-ir", "main.ll"),
+        Emit::Asm => ("--emit=asm", "main.s"),
+    };
+    let mut args: Vec<String> = ["--target", "wasm32-wasip1"]
+        .iter()
+        .chain(crate_args)
+        .map(|s| s.to_string())
+        .collect();
+    args.extend(common_args(dir, opts));
+    args.extend([
+        emit.into(),
+        "-o".into(),
+        output.into(),
+        "src/main.rs".into(),
+    ]);
+    (args, output)
+}
+
+/// `sample` as the file a build compiles: with the entry stub appended when `with_stub`.
+pub fn source_file(sample: &str, with_stub: bool) -> String {
+    let mut source = String::with_capacity(sample.len() + ENTRY_STUB.len() + 1);
+    source.push_str(sample);
+    if with_stub {
+        if !sample.ends_with('\n') {
+            source.push('\n');
+        }
+        source.push_str(ENTRY_STUB);
+    }
+    source
 }
 
 /// A fresh temp dir holding `src/main.rs`.
@@ -580,14 +623,7 @@ impl Job {
             .map_err(CompileError::Workspace)?;
         let src = dir.path().join("src");
         std::fs::create_dir(&src).map_err(CompileError::Workspace)?;
-        let mut source = String::with_capacity(sample.len() + ENTRY_STUB.len() + 1);
-        source.push_str(sample);
-        if with_stub {
-            if !sample.ends_with('\n') {
-                source.push('\n');
-            }
-            source.push_str(ENTRY_STUB);
-        }
+        let source = source_file(sample, with_stub);
         let stub_line = if with_stub {
             source.lines().count() as u32
         } else {
@@ -605,6 +641,7 @@ fn failed_build(dir: TempDir, message: String) -> BuildResult {
         rendered: format!("error: {message}\n"),
         diagnostics: vec![Diagnostic::error(message)],
         truncated: false,
+        cacheable: false,
         dir,
     }
 }

@@ -212,6 +212,52 @@ pub struct Config {
     )]
     pub log_format: LogFormat,
 
+    /// Directory of the on-disk artifact cache (default: `$XDG_CACHE_HOME/wasm-playground`, else
+    /// `~/.cache/wasm-playground`).
+    #[arg(long, env = "WASM_PLAYGROUND_CACHE_DIR", global = true)]
+    pub cache_dir: Option<PathBuf>,
+
+    /// Compiled programs (and compile errors) kept ready in memory, least recently used first
+    /// out; 0 turns the memory cache off.
+    #[arg(
+        long,
+        env = "WASM_PLAYGROUND_CACHE_MEMORY_ENTRIES",
+        default_value_t = 128,
+        global = true
+    )]
+    pub cache_memory_entries: usize,
+
+    /// Total size of the on-disk artifact cache in bytes, oldest entries evicted first; 0 turns
+    /// the disk cache off.
+    #[arg(
+        long,
+        env = "WASM_PLAYGROUND_CACHE_DISK_BYTES",
+        default_value_t = 512 << 20,
+        global = true
+    )]
+    pub cache_disk_bytes: u64,
+
+    /// How Wasmtime compiles a new program: `tiered` (Winch first, Cranelift once a run is
+    /// CPU-bound), `cranelift` or `winch` only.
+    #[arg(
+        long,
+        env = "WASM_PLAYGROUND_COMPILER",
+        value_enum,
+        default_value_t = CompilerStrategy::Tiered,
+        global = true
+    )]
+    pub compiler: CompilerStrategy,
+
+    /// Fuel a run on Winch code may burn before the program is recompiled with Cranelift and
+    /// restarted on the faster code (`tiered` only).
+    #[arg(
+        long,
+        env = "WASM_PLAYGROUND_TIER_UP_FUEL",
+        default_value_t = 100_000_000,
+        global = true
+    )]
+    pub tier_up_fuel: u64,
+
     /// The `rustc` used to find the toolchain's sysroot (the real compiler inside it is used).
     #[arg(
         long,
@@ -248,6 +294,37 @@ impl Config {
     pub fn compile_timeout(&self) -> Duration {
         Duration::from_millis(self.compile_timeout_ms)
     }
+
+    /// Slots of Wasmtime's pooling allocator (instances, memories, tables, stacks): twice the
+    /// runs allowed at once, since a run restarting on Cranelift briefly holds two.
+    pub fn pool_slots(&self) -> u32 {
+        u32::try_from(self.max_runs.saturating_mul(2).max(4)).unwrap_or(u32::MAX)
+    }
+
+    /// The on-disk cache's directory: the configured one, else the user's cache dir.
+    pub fn cache_dir(&self) -> PathBuf {
+        if let Some(dir) = &self.cache_dir {
+            return dir.clone();
+        }
+        let base = std::env::var_os("XDG_CACHE_HOME")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+            .unwrap_or_else(std::env::temp_dir);
+        base.join("wasm-playground")
+    }
+}
+
+/// Which of Wasmtime's compilers turns a new program into machine code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CompilerStrategy {
+    /// Winch (fast to compile) for the first run; Cranelift (fast code) once a run burns
+    /// `tier_up_fuel`, when the run is restarted on the Cranelift code.
+    Tiered,
+    /// Cranelift only: the fastest code, the slowest start.
+    Cranelift,
+    /// Winch only: the fastest start, code ~2x slower.
+    Winch,
 }
 
 impl Default for Config {

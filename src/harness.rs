@@ -5,11 +5,10 @@
 //! of its own (`--exact NAME --nocapture`; instances are cheap), and the report is assembled here
 //! in libtest's words.
 
+use std::sync::Arc;
 use std::time::Instant;
 
-use wasmtime::Module;
-
-use crate::runner::{RunError, RunOptions, RunOutput, Runner, Status};
+use crate::runner::{Program, RunError, RunOptions, RunOutput, Runner, Status, Tier};
 
 /// The outcome of one test, in the order libtest would print it.
 struct TestCase {
@@ -24,11 +23,11 @@ enum TestResult {
     Failed(String),
 }
 
-/// Runs every test of the harness `module` and returns one report as a single run's output.
+/// Runs every test of the harness `program` and returns one report as a single run's output.
 /// Limits apply per test instance, except the wall clock, which all tests share.
 pub async fn run_tests(
     runner: &Runner,
-    module: &Module,
+    program: &Arc<Program>,
     opts: &RunOptions,
 ) -> Result<RunOutput, RunError> {
     let started = Instant::now();
@@ -41,11 +40,11 @@ pub async fn run_tests(
             .collect();
         opts
     };
-    let all = runner.execute_module(module, &list(&[])).await?;
+    let all = runner.execute(program, &list(&[])).await?;
     if all.status != Status::Ok {
         return Ok(all);
     }
-    let ignored = runner.execute_module(module, &list(&["--ignored"])).await?;
+    let ignored = runner.execute(program, &list(&["--ignored"])).await?;
     let ignored = test_names(&ignored.stdout);
     let mut fuel_consumed = all.fuel_consumed;
 
@@ -61,7 +60,7 @@ pub async fn run_tests(
         let mut one = opts.clone();
         one.timeout = opts.timeout.saturating_sub(started.elapsed());
         one.args = vec!["--exact".into(), name.clone(), "--nocapture".into()];
-        let out = runner.execute_module(module, &one).await?;
+        let out = runner.execute(program, &one).await?;
         fuel_consumed += out.fuel_consumed;
         let passed = out.status == Status::Ok;
         if out.status == Status::Timeout {
@@ -78,7 +77,7 @@ pub async fn run_tests(
         };
         cases.push(TestCase { name, result });
     }
-    Ok(report(cases, fuel_consumed, started))
+    Ok(report(cases, fuel_consumed, started, program.tier()))
 }
 
 /// `NAME: test` lines of `--list --format terse`.
@@ -128,7 +127,7 @@ fn name_the_thread(stderr: &str, name: &str) -> String {
     out
 }
 
-fn report(cases: Vec<TestCase>, fuel_consumed: u64, started: Instant) -> RunOutput {
+fn report(cases: Vec<TestCase>, fuel_consumed: u64, started: Instant, tier: Tier) -> RunOutput {
     let plural = if cases.len() == 1 { "" } else { "s" };
     let mut stdout = format!("\nrunning {} test{plural}\n", cases.len());
     let (mut passed, mut failed, mut ignored) = (0, 0, 0);
@@ -176,6 +175,8 @@ fn report(cases: Vec<TestCase>, fuel_consumed: u64, started: Instant) -> RunOutp
         stderr: String::new(),
         truncated: false,
         fuel_consumed,
+        tier,
+        native_stack_overflow: false,
     }
 }
 
@@ -199,7 +200,7 @@ mod tests {
                 result: TestResult::Ignored,
             },
         ];
-        let out = report(cases, 0, Instant::now());
+        let out = report(cases, 0, Instant::now(), Tier::Cranelift);
         assert!(out.stdout.starts_with(
             "\nrunning 3 tests\ntest tests::a ... ok\ntest tests::b ... FAILED\ntest tests::c ... ignored\n\nfailures:\n\n---- tests::b stdout ----\nboom\n\n\nfailures:\n    tests::b\n\ntest result: FAILED. 1 passed; 1 failed; 1 ignored; 0 measured; 0 filtered out; finished in "
         ), "{}", out.stdout);

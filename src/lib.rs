@@ -7,10 +7,12 @@
 //!
 //! Layout, one module per concept:
 //! - [`config`]: every limit and setting, from flags and `WASM_PLAYGROUND_*` variables.
+//! - [`cache`]: the content-addressed artifact cache (memory LRU + disk store).
 //! - [`compile`]: toolchain detection, the `rustc` invocation, diagnostics.
 //! - [`sandbox`]: Landlock, rlimits and seccomp around every `rustc` process.
 //! - [`capture`]: the capped stdout/stderr buffers handed to the guest.
-//! - [`runner`]: the shared engine, the epoch ticker, one store per run, outcome statuses.
+//! - [`runner`]: the engines (Winch, Cranelift, tier-up), pooling allocator, epoch ticker,
+//!   background lane, one store per run, outcome statuses.
 //! - [`admission`]: bounded slots and queues for compiles and runs (503 when saturated).
 //! - [`harness`]: `#[test]`s run one instance each, reported like `cargo test`.
 //! - [`playground`]: request validation and the response shape.
@@ -20,6 +22,7 @@
 //! - [`cli`]: `serve` and `run`.
 
 pub mod admission;
+pub mod cache;
 pub mod capture;
 pub mod cli;
 pub mod compile;

@@ -1,11 +1,13 @@
 //! The whole pipeline behind one call: validate a request, compile it, run it, and describe the
 //! result. The HTTP handlers and the `run` subcommand are thin wrappers around [`Playground`].
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
 use crate::admission::{Admission, Overloaded};
+use crate::cache::{Artifact, ArtifactCache, CacheKey, Report};
 use crate::compile::{
     BuildResult, Channel, CompileError, CompileOptions, CompileSettings, Compiler, CrateKind,
     Diagnostic, Edition, Emit, Mode, Toolchain, ToolchainError,
@@ -52,8 +54,12 @@ pub struct ExecutionOutput {
 pub struct Timings {
     /// Time spent waiting for a compile slot and a run slot.
     pub queue_ms: f64,
+    /// Time to get the compiled program: `rustc` and Wasmtime's compile, or the cache lookup.
     pub compile_ms: f64,
     pub run_ms: f64,
+    /// The compiled program (or compile error) came from the cache: no `rustc` ran for this
+    /// request (it may have waited for an identical request's build).
+    pub cached: bool,
 }
 
 /// The answer of `/format`, `/clippy` and `/compile` (play.rust-lang.org's shape plus our
@@ -122,7 +128,8 @@ pub struct Playground {
     compilers: Vec<(Channel, Compiler)>,
     /// Why each other channel is not available, for the 400 that asks for it.
     unavailable: Vec<(Channel, String)>,
-    runner: Runner,
+    runner: Arc<Runner>,
+    cache: ArtifactCache,
     compiles: Admission,
     runs: Admission,
     config: Config,
@@ -175,7 +182,13 @@ impl Playground {
                 }
             }
         }
-        let runner = Runner::new(&config)?;
+        let runner = Arc::new(Runner::new(&config)?);
+        let cache = ArtifactCache::new(
+            config.cache_memory_entries,
+            &config.cache_dir(),
+            config.cache_disk_bytes,
+            runner.clone(),
+        );
         let compiles = Admission::new(
             config.max_compiles,
             config.queue_limit,
@@ -186,6 +199,7 @@ impl Playground {
             compilers,
             unavailable,
             runner,
+            cache,
             compiles,
             runs,
             config,
@@ -252,12 +266,21 @@ impl Playground {
             kind: req.kind,
             emit: Emit::Link,
         };
-        let slot = self.compiles.enter().await?;
-        let mut queued = slot.waited;
+        let key = CacheKey::new(
+            &req.code,
+            &opts,
+            &compiler.toolchain().version,
+            self.config.diagnostics_limit,
+        );
+        let mut queued = Duration::ZERO;
         let started = Instant::now();
-        let build = compiler.compile_input(&req.code, &opts).await?;
-        let compile_ms = millis(started.elapsed());
-        drop(slot);
+        let (artifact, source) = self
+            .cache
+            .get_or_build(key, || self.build(compiler, &req.code, &opts, &mut queued))
+            .await?;
+        let compile_ms = millis(started.elapsed().saturating_sub(queued));
+        let cached = source.cached();
+        let report = &artifact.report;
         let not_run = |status, detail: &str| ExecutionOutput {
             success: status == Status::Ok,
             status,
@@ -265,32 +288,37 @@ impl Playground {
             exit_detail: detail.into(),
             stdout: String::new(),
             stderr: String::new(),
-            compiler_output: build.rendered.clone(),
-            diagnostics: build.diagnostics.clone(),
-            truncated: build.truncated,
+            compiler_output: report.rendered.clone(),
+            diagnostics: report.diagnostics.clone(),
+            truncated: report.truncated,
             fuel_consumed: 0,
             timings: Timings {
                 queue_ms: millis(queued),
                 compile_ms,
                 run_ms: 0.0,
+                cached,
             },
         };
         if let Some(sink) = &sink {
             sink.send(LiveEvent::Compiled {
-                success: build.success,
-                compiler_output: build.rendered.clone(),
-                diagnostics: build.diagnostics.clone(),
+                success: report.success,
+                compiler_output: report.rendered.clone(),
+                diagnostics: report.diagnostics.clone(),
             });
         }
-        if !build.success {
+        if !report.success {
             return Ok(not_run(Status::CompileError, "Compilation failed"));
         }
-        if req.kind == CrateKind::Library {
+        let Some(program) = artifact
+            .program
+            .as_ref()
+            .filter(|_| req.kind != CrateKind::Library)
+        else {
             return Ok(not_run(
                 Status::Ok,
                 "Compiled the library (there is nothing to run)",
             ));
-        }
+        };
 
         let mut run_opts = RunOptions::from_config(&self.config);
         run_opts.stdin = stdin;
@@ -300,11 +328,8 @@ impl Playground {
         queued += slot.waited;
         let started = Instant::now();
         let run = match req.kind {
-            CrateKind::Tests => {
-                let module = self.runner.load(&build.wasm)?;
-                harness::run_tests(&self.runner, &module, &run_opts).await?
-            }
-            _ => self.runner.execute_payload(&build.wasm, &run_opts).await?,
+            CrateKind::Tests => harness::run_tests(&self.runner, program, &run_opts).await?,
+            _ => self.runner.execute(program, &run_opts).await?,
         };
         let run_ms = millis(started.elapsed());
         drop(slot);
@@ -315,16 +340,57 @@ impl Playground {
             exit_detail: run.exit_detail,
             stdout: run.stdout,
             stderr: run.stderr,
-            compiler_output: build.rendered,
-            diagnostics: build.diagnostics,
-            truncated: run.truncated || build.truncated,
+            compiler_output: report.rendered.clone(),
+            diagnostics: report.diagnostics.clone(),
+            truncated: run.truncated || report.truncated,
             fuel_consumed: run.fuel_consumed,
             timings: Timings {
                 queue_ms: millis(queued),
                 compile_ms,
                 run_ms,
+                cached,
             },
         })
+    }
+
+    /// Builds a program on a miss of the artifact cache: a compile slot, `rustc`, then
+    /// Wasmtime's first-tier compile on a blocking thread. Returns the artifact and whether it
+    /// may be cached (no limit cut the build short); adds the wait for the slot to `queued`.
+    async fn build(
+        &self,
+        compiler: &Compiler,
+        code: &str,
+        opts: &CompileOptions,
+        queued: &mut Duration,
+    ) -> Result<(Artifact, bool), PlaygroundError> {
+        let slot = self.compiles.enter().await?;
+        *queued += slot.waited;
+        let started = Instant::now();
+        let build = compiler.compile_input(code, opts).await?;
+        let rustc_ms = millis(started.elapsed());
+        let report = Report {
+            success: build.success,
+            rendered: build.rendered.clone(),
+            diagnostics: build.diagnostics.clone(),
+            truncated: build.truncated,
+        };
+        let program = if build.success && opts.kind != CrateKind::Library {
+            let wasm: Arc<[u8]> = std::fs::read(&build.wasm)
+                .map_err(|e| RunError::Load(format!("could not read the module: {e}")))?
+                .into();
+            let runner = self.runner.clone();
+            let started = Instant::now();
+            let program = tokio::task::spawn_blocking(move || runner.compile(wasm))
+                .await
+                .map_err(|e| RunError::Load(format!("the compile task failed: {e}")))??;
+            let wasmtime_ms = millis(started.elapsed());
+            tracing::debug!(rustc_ms, wasmtime_ms, "built");
+            Some(Arc::new(program))
+        } else {
+            None
+        };
+        drop(slot);
+        Ok((Artifact { report, program }, build.cacheable))
     }
 
     /// Formats `code` with rustfmt for the channel and edition of `opts`.

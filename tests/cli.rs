@@ -4,8 +4,11 @@ use std::io::Write;
 use std::process::{Command, Output, Stdio};
 
 fn run_cli(args: &[&str], stdin: &str) -> Output {
+    // A private artifact cache, so runs neither use nor fill the user's.
+    let cache = tempfile::tempdir().unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_wasm-playground"))
         .args(args)
+        .env("WASM_PLAYGROUND_CACHE_DIR", cache.path())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

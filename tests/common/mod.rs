@@ -13,9 +13,11 @@ use wasm_playground::playground::Playground;
 pub struct TestServer {
     pub url: String,
     pub work_dir: PathBuf,
+    pub cache_dir: PathBuf,
 }
 
-/// Starts a server with `config` (its work dir replaced by a fresh one) on 127.0.0.1:0.
+/// Starts a server with `config` (its work dir replaced by a fresh one, and its cache dir too
+/// unless the config names one) on 127.0.0.1:0.
 pub fn start(mut config: Config) -> TestServer {
     let work_dir = tempfile::Builder::new()
         .prefix("wp-test-work-")
@@ -23,6 +25,14 @@ pub fn start(mut config: Config) -> TestServer {
         .expect("work dir")
         .keep();
     config.work_dir = Some(work_dir.clone());
+    let cache_dir = config.cache_dir.clone().unwrap_or_else(|| {
+        tempfile::Builder::new()
+            .prefix("wp-test-cache-")
+            .tempdir()
+            .expect("cache dir")
+            .keep()
+    });
+    config.cache_dir = Some(cache_dir.clone());
     let (tx, rx) = std::sync::mpsc::channel::<SocketAddr>();
     std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_multi_thread()
@@ -46,6 +56,7 @@ pub fn start(mut config: Config) -> TestServer {
     TestServer {
         url: format!("http://{addr}"),
         work_dir,
+        cache_dir,
     }
 }
 
@@ -110,10 +121,16 @@ impl ServerProcess {
             .tempdir()
             .expect("work dir")
             .keep();
+        let cache_dir = tempfile::Builder::new()
+            .prefix("wp-test-cache-")
+            .tempdir()
+            .expect("cache dir")
+            .keep();
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_wasm-playground"))
             .args(["serve", "--addr", "127.0.0.1:0", "--work-dir"])
             .arg(&work_dir)
             .args(args)
+            .env("WASM_PLAYGROUND_CACHE_DIR", &cache_dir)
             .envs(envs.iter().copied())
             .env("RUST_LOG", "wasm_playground=info")
             .stdin(std::process::Stdio::null())
@@ -150,6 +167,7 @@ impl ServerProcess {
             server: TestServer {
                 url: format!("http://{addr}"),
                 work_dir,
+                cache_dir,
             },
             log,
         }

@@ -1,0 +1,529 @@
+//! End-to-end benchmark: starts the real server as a child process on a loopback port, drives it
+//! over HTTP with a real client (reqwest), and prints one table. Run it with
+//!
+//! ```sh
+//! cargo run --release --example bench
+//! ```
+//!
+//! Options (after `--`):
+//! - `--server PATH`: benchmark another build of `wasm-playground` (e.g. an older commit's)
+//!   instead of this one;
+//! - `--env KEY=VALUE` (repeatable): extra environment for the server, e.g.
+//!   `--env WASM_PLAYGROUND_COMPILER=cranelift`;
+//! - `--cold N`: unique programs per kind for the cold rows (default 7);
+//! - `--seconds S`: length of each throughput / fairness phase (default 3).
+//!
+//! The server gets a fresh, empty cache directory, so "cold" means never seen. Every request
+//! loop is bounded in count or time, and only 127.0.0.1 is contacted.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use wasm_playground::compile::{CompileOptions, Toolchain, rustc_args, source_file};
+
+const HELLO: &str = include_str!("../tests/fixtures/bench/hello.rs");
+const MEDIUM: &str = include_str!("../tests/fixtures/bench/medium.rs");
+const CPU: &str = include_str!("../tests/fixtures/bench/cpu.rs");
+/// Runs until the server's wall-clock limit stops it.
+const SPIN: &str =
+    "fn main() { let mut i = 0u64; loop { i = std::hint::black_box(i.wrapping_add(1)); } }";
+
+struct Args {
+    server: Option<PathBuf>,
+    env: Vec<(String, String)>,
+    cold: usize,
+    seconds: f64,
+}
+
+fn parse_args() -> Args {
+    let mut args = Args {
+        server: None,
+        env: Vec::new(),
+        cold: 7,
+        seconds: 3.0,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        let mut value = || it.next().unwrap_or_else(|| panic!("{arg} needs a value"));
+        match arg.as_str() {
+            "--server" => args.server = Some(PathBuf::from(value())),
+            "--env" => {
+                let kv = value();
+                let (k, v) = kv.split_once('=').expect("--env KEY=VALUE");
+                args.env.push((k.into(), v.into()));
+            }
+            "--cold" => args.cold = value().parse().expect("--cold N"),
+            "--seconds" => args.seconds = value().parse().expect("--seconds S"),
+            "--bench" => {} // passed by `cargo bench`-style runners
+            other => panic!("unknown argument {other}"),
+        }
+    }
+    args
+}
+
+fn main() {
+    // The child: this same executable, serving.
+    if std::env::var_os("WP_BENCH_CHILD").is_some() {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let code = rt
+            .block_on(wasm_playground::cli::main())
+            .unwrap_or_else(|e| {
+                eprintln!("error: {e:#}");
+                2
+            });
+        std::process::exit(code);
+    }
+    let args = parse_args();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(bench(args));
+}
+
+/// The server under test, killed when dropped.
+struct Server {
+    child: Child,
+    url: String,
+    _cache: tempfile::TempDir,
+}
+
+impl Server {
+    fn start(args: &Args) -> Server {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let addr = format!("127.0.0.1:{port}");
+        let cache = tempfile::Builder::new()
+            .prefix("wp-bench-cache-")
+            .tempdir()
+            .unwrap();
+        let mut cmd = match &args.server {
+            Some(path) => Command::new(path),
+            None => {
+                let mut cmd = Command::new(std::env::current_exe().unwrap());
+                cmd.env("WP_BENCH_CHILD", "1");
+                cmd
+            }
+        };
+        cmd.args(["serve", "--addr", &addr])
+            .env("WASM_PLAYGROUND_CACHE_DIR", cache.path())
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null());
+        for (k, v) in &args.env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("start the server");
+        Server {
+            child,
+            url: format!("http://{addr}"),
+            _cache: cache,
+        }
+    }
+
+    async fn wait_ready(&self, client: &reqwest::Client) {
+        let give_up = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < give_up {
+            if let Ok(r) = client.get(format!("{}/hello", self.url)).send().await
+                && r.status().is_success()
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the server did not come up");
+    }
+
+    /// CPU time (user + system) the server has used so far, in ms.
+    fn cpu_ms(&self) -> f64 {
+        cpu_ms_of(&format!("/proc/{}/stat", self.child.id()))
+    }
+
+    /// Peak resident set size so far, in MiB.
+    fn peak_rss_mib(&self) -> f64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+            .map_or(f64::NAN, |kib| kib / 1024.0)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct Reply {
+    ms: f64,
+    json: Value,
+}
+
+async fn execute(client: &reqwest::Client, url: &str, code: &str) -> Reply {
+    let started = Instant::now();
+    let resp = client
+        .post(format!("{url}/execute"))
+        .json(&json!({ "code": code }))
+        .send()
+        .await
+        .expect("request");
+    assert!(resp.status().is_success(), "HTTP {}", resp.status());
+    let json: Value = resp.json().await.expect("JSON");
+    Reply {
+        ms: started.elapsed().as_secs_f64() * 1000.0,
+        json,
+    }
+}
+
+fn timing(v: &Value, key: &str) -> f64 {
+    v["timings"][key].as_f64().unwrap_or(f64::NAN)
+}
+
+fn percentile(values: &[f64], p: f64) -> f64 {
+    if values.is_empty() {
+        return f64::NAN;
+    }
+    let mut v = values.to_vec();
+    v.sort_by(|a, b| a.total_cmp(b));
+    let rank = ((p / 100.0) * v.len() as f64).ceil() as usize;
+    v[rank.clamp(1, v.len()) - 1]
+}
+
+fn median(values: &[f64]) -> f64 {
+    percentile(values, 50.0)
+}
+
+/// `code` made unique by a comment, so neither cache has seen it.
+fn unique(code: &str, tag: &str, i: usize) -> String {
+    format!("// bench {tag} {i} {}\n{code}", std::process::id())
+}
+
+/// Times the same build the service runs (same file, same flags) with `rustc` alone.
+fn bare_rustc(rustc: &Path, code: &str) -> f64 {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("src")).unwrap();
+    let source = source_file(code, true);
+    std::fs::write(dir.path().join("src/main.rs"), source).unwrap();
+    let started = Instant::now();
+    let status = Command::new(rustc)
+        .args(rustc_args(&CompileOptions::default(), dir.path()).0)
+        .current_dir(dir.path())
+        .env_clear()
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    let ms = started.elapsed().as_secs_f64() * 1000.0;
+    assert!(status.success(), "bare rustc failed");
+    ms
+}
+
+struct Row {
+    what: String,
+    value: String,
+    target: String,
+    verdict: String,
+}
+
+fn row(what: impl Into<String>, value: String, target: &str, met: Option<bool>) -> Row {
+    Row {
+        what: what.into(),
+        value,
+        target: target.into(),
+        verdict: match met {
+            Some(true) => "met".into(),
+            Some(false) => "**missed**".into(),
+            None => String::new(),
+        },
+    }
+}
+
+/// Sends requests for `code` over `connections` parallel loops for `seconds`; returns the
+/// request rate and every latency.
+async fn load(
+    client: &reqwest::Client,
+    url: &str,
+    code: &str,
+    connections: usize,
+    seconds: f64,
+) -> (f64, Vec<f64>) {
+    let started = Instant::now();
+    let end = started + Duration::from_secs_f64(seconds);
+    let tasks: Vec<_> = (0..connections)
+        .map(|_| {
+            let client = client.clone();
+            let url = url.to_string();
+            let code = code.to_string();
+            tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                while Instant::now() < end {
+                    let r = execute(&client, &url, &code).await;
+                    assert_eq!(r.json["status"], "ok", "{}", r.json);
+                    latencies.push(r.ms);
+                }
+                latencies
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    let rate = all.len() as f64 / started.elapsed().as_secs_f64();
+    (rate, all)
+}
+
+/// Keeps `n` copies of a CPU-bound program running until `end` (each lasts until the run time
+/// limit; a finished one is replaced).
+fn spinners(
+    client: &reqwest::Client,
+    url: &str,
+    code: &'static str,
+    n: usize,
+    end: Instant,
+) -> Vec<tokio::task::JoinHandle<usize>> {
+    (0..n)
+        .map(|_| {
+            let client = client.clone();
+            let url = url.to_string();
+            tokio::spawn(async move {
+                let mut runs = 0;
+                while Instant::now() < end {
+                    execute(&client, &url, code).await;
+                    runs += 1;
+                }
+                runs
+            })
+        })
+        .collect()
+}
+
+async fn bench(args: Args) {
+    let bench_started = Instant::now();
+    let toolchain =
+        Toolchain::detect("rustc").expect("a Rust toolchain with the wasm32-wasip1 target");
+    let rustc = toolchain.rustc.clone();
+    let server = Server::start(&args);
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(64)
+        .build()
+        .unwrap();
+    server.wait_ready(&client).await;
+    let url = server.url.clone();
+    let mut rows = Vec::new();
+    eprintln!("server {} ({})", url, toolchain.version);
+
+    // 1. Cold: unique programs, each timed against bare rustc of the same file, interleaved so
+    //    both see the same machine load.
+    for (name, code) in [("hello world", HELLO), ("~100-line program", MEDIUM)] {
+        // One unmeasured round first: page cache, rustc's own start-up files.
+        let warmup = unique(code, "warmup", 0);
+        bare_rustc(&rustc, &warmup);
+        execute(&client, &url, &warmup).await;
+        let (mut bare, mut http, mut server_compile, mut cached) = (vec![], vec![], vec![], 0);
+        for i in 0..args.cold {
+            let program = unique(code, name, i);
+            bare.push(bare_rustc(&rustc, &program));
+            let r = execute(&client, &url, &program).await;
+            assert_eq!(r.json["status"], "ok", "{}", r.json);
+            if r.json["timings"]["cached"] == true {
+                cached += 1;
+            }
+            http.push(r.ms);
+            server_compile.push(timing(&r.json, "compileMs"));
+        }
+        assert_eq!(cached, 0, "a cold request hit the cache");
+        let ratio = median(&http) / median(&bare);
+        rows.push(row(
+            format!("cold {name}: bare rustc, median of {}", args.cold),
+            format!("{:.0} ms", median(&bare)),
+            "",
+            None,
+        ));
+        rows.push(row(
+            format!("cold {name}: HTTP round trip, median (server compileMs)"),
+            format!(
+                "{:.0} ms ({:.0} ms) = **{ratio:.2}x** rustc",
+                median(&http),
+                median(&server_compile)
+            ),
+            "<= 1.25x rustc",
+            Some(ratio <= 1.25),
+        ));
+    }
+
+    // 2. Warm: the same hello world again and again, one at a time.
+    let hello = unique(HELLO, "warm", 0);
+    execute(&client, &url, &hello).await;
+    let (mut rtt, mut server_side) = (vec![], vec![]);
+    let mut all_cached = true;
+    for _ in 0..300 {
+        let r = execute(&client, &url, &hello).await;
+        all_cached &= r.json["timings"]["cached"] == true;
+        rtt.push(r.ms);
+        server_side.push(timing(&r.json, "compileMs") + timing(&r.json, "runMs"));
+    }
+    let p50_server = median(&server_side);
+    rows.push(row(
+        "warm hello world: server-side (compileMs + runMs), p50",
+        format!("{p50_server:.3} ms"),
+        "< 1 ms",
+        Some(p50_server < 1.0),
+    ));
+    let p50_rtt = median(&rtt);
+    rows.push(row(
+        format!(
+            "warm hello world: HTTP round trip p50 / p99{}",
+            if all_cached { "" } else { " (NOT all cached)" }
+        ),
+        format!("{p50_rtt:.2} / {:.2} ms", percentile(&rtt, 99.0)),
+        "p50 < 2 ms",
+        Some(p50_rtt < 2.0),
+    ));
+
+    // 3. Throughput of cached hello world at 1/4/16 connections, alone and while a CPU-bound
+    //    program keeps running.
+    let cpu = unique(CPU, "cpu", 0);
+    execute(&client, &url, &cpu).await; // built and tiered up before it is measured against
+    let cpu: &'static str = Box::leak(cpu.into_boxed_str());
+    for background in [false, true] {
+        let end = Instant::now() + Duration::from_secs_f64(args.seconds * 3.0 + 1.0);
+        let bg = if background {
+            let handles = spinners(&client, &url, cpu, 1, end);
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            handles
+        } else {
+            Vec::new()
+        };
+        for connections in [1, 4, 16] {
+            let (server_cpu, client_cpu) = (server.cpu_ms(), cpu_ms_of("/proc/self/stat"));
+            let (rate, latencies) = load(&client, &url, &hello, connections, args.seconds).await;
+            let requests = rate * args.seconds;
+            let server_us = (server.cpu_ms() - server_cpu) * 1000.0 / requests;
+            let client_us = (cpu_ms_of("/proc/self/stat") - client_cpu) * 1000.0 / requests;
+            let p99 = percentile(&latencies, 99.0);
+            let judged = background && connections == 16;
+            rows.push(row(
+                format!(
+                    "cached hello world, {connections} connection{}{}: req/s, p50 / p99",
+                    if connections == 1 { "" } else { "s" },
+                    if background {
+                        ", CPU-bound program running"
+                    } else {
+                        ""
+                    }
+                ),
+                format!(
+                    "{rate:.0} req/s, {:.2} / {p99:.2} ms; CPU per request: server {server_us:.0} µs{}, client {client_us:.0} µs",
+                    percentile(&latencies, 50.0),
+                    if background { " (with the program)" } else { "" },
+                ),
+                if judged {
+                    ">= 5000 req/s, p99 < 20 ms"
+                } else {
+                    ""
+                },
+                judged.then_some(rate >= 5000.0 && p99 < 20.0),
+            ));
+        }
+        for h in bg {
+            h.abort();
+        }
+    }
+    // Let aborted spinners' runs end (the server stops them at its run time limit).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // 4. Fairness: cached hello world while 8 infinite loops run.
+    execute(&client, &url, SPIN).await; // build (and time out) once
+    let end = Instant::now() + Duration::from_secs_f64(args.seconds + 1.0);
+    let loops = spinners(&client, &url, SPIN, 8, end);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut latencies = Vec::new();
+    let stop = Instant::now() + Duration::from_secs_f64(args.seconds);
+    while Instant::now() < stop {
+        latencies.push(execute(&client, &url, &hello).await.ms);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let p50 = median(&latencies);
+    rows.push(row(
+        "fairness: cached hello world while 8 infinite loops run, p50 / p99",
+        format!("{p50:.2} / {:.2} ms", percentile(&latencies, 99.0)),
+        "p50 < 10 ms",
+        Some(p50 < 10.0),
+    ));
+    for h in loops {
+        h.abort();
+    }
+
+    rows.push(row(
+        "server peak RSS (VmHWM)",
+        format!("{:.0} MiB", server.peak_rss_mib()),
+        "",
+        None,
+    ));
+
+    println!(
+        "\n{} on {} cores, {}; server: {}{}\n",
+        toolchain.version,
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        load_average(),
+        args.server
+            .as_ref()
+            .map_or("this build".into(), |p| p.display().to_string()),
+        args.env
+            .iter()
+            .map(|(k, v)| format!(", {k}={v}"))
+            .collect::<String>(),
+    );
+    println!("| measurement | result | target | |");
+    println!("|---|---|---|---|");
+    for r in &rows {
+        println!(
+            "| {} | {} | {} | {} |",
+            r.what, r.value, r.target, r.verdict
+        );
+    }
+    println!(
+        "\nbenchmark time: {:.0} s",
+        bench_started.elapsed().as_secs_f64()
+    );
+    drop(server);
+}
+
+/// utime + stime of a process from its `/proc/.../stat`, in ms.
+fn cpu_ms_of(path: &str) -> f64 {
+    let stat = std::fs::read_to_string(path).unwrap_or_default();
+    // The fields after the command name, which is in parentheses and may contain spaces.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    (ticks(11) + ticks(12)) * 1000.0 / hz
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| {
+            let parts: Vec<&str> = l.split_whitespace().take(3).collect();
+            format!("load average {}", parts.join(" "))
+        })
+        .unwrap_or_default()
+}

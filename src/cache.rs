@@ -1,0 +1,734 @@
+//! The content-addressed artifact cache: what a build of (code, edition, mode) produced, so the
+//! same request never runs `rustc` or a Wasmtime compiler twice.
+//!
+//! - The key is SHA-256 over the code, the channel, the edition, the mode, the crate kind (program,
+//!   tests, library), the channel's `rustc --version`,
+//!   [`compile::STUB_VERSION`](crate::compile::STUB_VERSION) (the stub and the flags) and the
+//!   diagnostics cap (which shapes the cached text).
+//! - In memory: an LRU, bounded by entry count, of ready [`Program`]s (an `InstancePre` each) plus
+//!   the compiler's diagnostics. Compile errors are entries too.
+//! - On disk: one file per key in a directory only this user may access, holding the
+//!   diagnostics, Wasmtime's serialized module and, for Winch code, the WebAssembly (for a later
+//!   Cranelift compile). Files are written to a unique temp name in the same directory and
+//!   renamed into place, so readers and concurrent writers (threads or processes) only ever see
+//!   whole files. The total size is bounded; the least recently used files go first.
+//! - Concurrent identical requests share one build.
+//!
+//! # Why loading a file is sound
+//!
+//! `Module::deserialize` is `unsafe`: Wasmtime maps the serialized machine code and runs it, so
+//! the bytes must be exactly what `Module::serialize` produced. Here:
+//! 1. files are created only by this service, in a directory it owns and that it makes
+//!    private (mode 0700; a directory owned by another user is refused), so no other
+//!    (non-root) user can plant or change a file;
+//! 2. every file carries a SHA-256 over its whole content and its own key; a truncated,
+//!    torn or otherwise corrupted file fails the check and is deleted and rebuilt, never loaded;
+//! 3. the checked bytes are read into memory first and deserialized from there (not mapped
+//!    from the file, as `deserialize_file` would), so a later change to the file cannot change
+//!    the code in use;
+//! 4. Wasmtime itself refuses modules from another Wasmtime version or engine configuration
+//!    with an error, which is treated as a miss.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tokio::sync::OnceCell;
+
+use crate::compile::{CompileOptions, Diagnostic, Mode, STUB_VERSION};
+use crate::runner::{Program, Runner, Tier};
+
+/// SHA-256 of everything that determines a build's outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct CacheKey([u8; 32]);
+
+impl CacheKey {
+    pub fn new(
+        code: &str,
+        opts: &CompileOptions,
+        rustc_version: &str,
+        diagnostics_limit: usize,
+    ) -> Self {
+        let mut h = Sha256::new();
+        h.update(b"wasm-playground artifact\0");
+        h.update(STUB_VERSION.to_le_bytes());
+        let kind = format!("{:?}", opts.kind);
+        let emit = format!("{:?}", opts.emit);
+        for part in [
+            rustc_version,
+            opts.channel.as_str(),
+            opts.edition.as_str(),
+            match opts.mode {
+                Mode::Debug => "debug",
+                Mode::Release => "release",
+            },
+            &kind,
+            &emit,
+        ] {
+            h.update((part.len() as u64).to_le_bytes());
+            h.update(part.as_bytes());
+        }
+        h.update((diagnostics_limit as u64).to_le_bytes());
+        h.update((code.len() as u64).to_le_bytes());
+        h.update(code.as_bytes());
+        Self(h.finalize().into())
+    }
+
+    pub fn hex(&self) -> String {
+        self.0.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    fn from_hex(s: &str) -> Option<Self> {
+        if s.len() != 64 {
+            return None;
+        }
+        let mut out = [0u8; 32];
+        for (i, byte) in out.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
+        }
+        Some(Self(out))
+    }
+}
+
+/// The compiler's say on a program, whether or not it compiled.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Report {
+    pub success: bool,
+    pub rendered: String,
+    pub diagnostics: Vec<Diagnostic>,
+    pub truncated: bool,
+}
+
+/// What one build produced.
+pub struct Artifact {
+    pub report: Report,
+    /// `None` when the program did not compile, or was a library (nothing to run).
+    pub program: Option<Arc<Program>>,
+}
+
+/// Where a request's artifact came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Memory,
+    Disk,
+    /// Another request with the same key was building it; this one waited for that build.
+    Shared,
+    /// This request built it.
+    Built,
+}
+
+impl Source {
+    /// The request did not run `rustc` itself.
+    pub fn cached(self) -> bool {
+        self != Source::Built
+    }
+}
+
+/// The memory LRU, the disk store and the in-flight builds.
+pub struct ArtifactCache {
+    memory: Mutex<Lru>,
+    capacity: usize,
+    disk: Option<Arc<DiskStore>>,
+    inflight: Mutex<HashMap<CacheKey, Arc<OnceCell<Arc<Artifact>>>>>,
+    runner: Arc<Runner>,
+}
+
+#[derive(Default)]
+struct Lru {
+    entries: HashMap<CacheKey, (Arc<Artifact>, u64)>,
+    clock: u64,
+}
+
+impl ArtifactCache {
+    /// A cache holding up to `memory_entries` artifacts in memory and `disk_bytes` in `dir`
+    /// (0 turns either off). A directory that cannot be used turns the disk store off, with a
+    /// warning: the service works without it.
+    pub fn new(memory_entries: usize, dir: &Path, disk_bytes: u64, runner: Arc<Runner>) -> Self {
+        let disk = if disk_bytes == 0 {
+            None
+        } else {
+            match DiskStore::open(dir, disk_bytes) {
+                Ok(store) => Some(Arc::new(store)),
+                Err(err) => {
+                    tracing::warn!(dir = %dir.display(), error = %err, "disk cache disabled");
+                    None
+                }
+            }
+        };
+        Self {
+            memory: Mutex::default(),
+            capacity: memory_entries,
+            disk,
+            inflight: Mutex::default(),
+            runner,
+        }
+    }
+
+    /// The artifact for `key`: from memory, from disk, from a concurrent identical build, or
+    /// from `build`, which returns the artifact and whether it may be cached.
+    pub async fn get_or_build<E, Fut>(
+        &self,
+        key: CacheKey,
+        build: impl FnOnce() -> Fut,
+    ) -> Result<(Arc<Artifact>, Source), E>
+    where
+        Fut: Future<Output = Result<(Artifact, bool), E>>,
+    {
+        if let Some(artifact) = self.memory_get(&key) {
+            return Ok((artifact, Source::Memory));
+        }
+        let cell = self
+            .inflight
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(key)
+            .or_default()
+            .clone();
+        let mut source = Source::Shared;
+        let result = cell
+            .get_or_try_init(|| async {
+                // A build that just finished may have removed its cell after our memory check.
+                if let Some(artifact) = self.memory_get(&key) {
+                    source = Source::Memory;
+                    return Ok(artifact);
+                }
+                if let Some(artifact) = self.disk_get(key).await {
+                    source = Source::Disk;
+                    self.memory_put(key, artifact.clone());
+                    return Ok(artifact);
+                }
+                source = Source::Built;
+                let (artifact, cacheable) = build().await?;
+                let artifact = Arc::new(artifact);
+                if cacheable {
+                    self.memory_put(key, artifact.clone());
+                    self.disk_put(key, &artifact);
+                }
+                Ok(artifact)
+            })
+            .await
+            .cloned();
+        {
+            let mut inflight = self.inflight.lock().unwrap_or_else(PoisonError::into_inner);
+            if inflight.get(&key).is_some_and(|c| Arc::ptr_eq(c, &cell)) && cell.initialized() {
+                inflight.remove(&key);
+            }
+        }
+        Ok((result?, source))
+    }
+
+    fn memory_get(&self, key: &CacheKey) -> Option<Arc<Artifact>> {
+        let mut lru = self.memory.lock().unwrap_or_else(PoisonError::into_inner);
+        lru.clock += 1;
+        let clock = lru.clock;
+        lru.entries.get_mut(key).map(|(artifact, used)| {
+            *used = clock;
+            artifact.clone()
+        })
+    }
+
+    fn memory_put(&self, key: CacheKey, artifact: Arc<Artifact>) {
+        if self.capacity == 0 {
+            return;
+        }
+        let mut lru = self.memory.lock().unwrap_or_else(PoisonError::into_inner);
+        lru.clock += 1;
+        let clock = lru.clock;
+        lru.entries.insert(key, (artifact, clock));
+        while lru.entries.len() > self.capacity {
+            let Some(oldest) = lru
+                .entries
+                .iter()
+                .min_by_key(|(_, (_, used))| *used)
+                .map(|(k, _)| *k)
+            else {
+                break;
+            };
+            lru.entries.remove(&oldest);
+        }
+    }
+
+    /// Loads `key` from disk (on a blocking thread); `None` on a miss or a bad file.
+    async fn disk_get(&self, key: CacheKey) -> Option<Arc<Artifact>> {
+        let disk = self.disk.clone()?;
+        let runner = self.runner.clone();
+        let loaded = tokio::task::spawn_blocking(move || {
+            let file = disk.read(&key)?;
+            let program = match file.kind {
+                Kind::NoModule => None,
+                Kind::Module(tier) => {
+                    let wasm = (!file.wasm.is_empty()).then(|| Arc::<[u8]>::from(file.wasm));
+                    // SAFETY: `disk.read` returned these bytes only after checking the file's
+                    // SHA-256 and key; files in the store are written only by `DiskStore::write`
+                    // from `Program::serialize` (see the module docs for the full argument).
+                    match unsafe { runner.load_serialized(tier, &file.module, wasm) } {
+                        Ok(program) => Some(Arc::new(program)),
+                        Err(err) => {
+                            tracing::debug!(key = %key.hex(), error = %err, "unusable cache file");
+                            disk.remove(&key);
+                            return None;
+                        }
+                    }
+                }
+            };
+            if let Some(program) = &program {
+                watch_upgrade(&disk, key, program, &file.report);
+            }
+            Some(Arc::new(Artifact {
+                report: file.report,
+                program,
+            }))
+        })
+        .await;
+        loaded.ok().flatten()
+    }
+
+    /// Writes the artifact to disk on a blocking thread, without waiting for it.
+    fn disk_put(&self, key: CacheKey, artifact: &Arc<Artifact>) {
+        let Some(disk) = self.disk.clone() else {
+            return;
+        };
+        let artifact = artifact.clone();
+        tokio::task::spawn_blocking(move || {
+            let (kind, module, wasm) = match &artifact.program {
+                None => (Kind::NoModule, Vec::new(), None),
+                Some(program) => match program.serialize() {
+                    Ok(s) => (Kind::Module(s.tier), s.module, s.wasm),
+                    Err(err) => {
+                        tracing::warn!(error = %err, "could not serialize a module for the disk cache");
+                        return;
+                    }
+                },
+            };
+            let wasm = wasm.as_deref().unwrap_or_default();
+            if let Err(err) = disk.write(&key, kind, &artifact.report, wasm, &module) {
+                tracing::warn!(error = %err, "could not write to the disk cache");
+            }
+            if let Some(program) = &artifact.program {
+                watch_upgrade(&disk, key, program, &artifact.report);
+            }
+        });
+    }
+
+    /// Number of artifacts in memory.
+    pub fn memory_len(&self) -> usize {
+        self.memory
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entries
+            .len()
+    }
+}
+
+/// When a Winch program is recompiled with Cranelift, its disk entry is replaced.
+fn watch_upgrade(disk: &Arc<DiskStore>, key: CacheKey, program: &Program, report: &Report) {
+    if program.tier() != Tier::Winch {
+        return;
+    }
+    let disk = disk.clone();
+    let report = report.clone();
+    program.on_upgrade(move |module| match module.serialize() {
+        Ok(bytes) => {
+            let kind = Kind::Module(Tier::Cranelift);
+            if let Err(err) = disk.write(&key, kind, &report, &[], &bytes) {
+                tracing::warn!(error = %err, "could not write to the disk cache");
+            }
+        }
+        Err(err) => tracing::warn!(error = %err, "could not serialize a module"),
+    });
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// A compile error or a library: the report alone.
+    NoModule,
+    Module(Tier),
+}
+
+impl Kind {
+    fn byte(self) -> u8 {
+        match self {
+            Kind::NoModule => 0,
+            Kind::Module(Tier::Winch) => 1,
+            Kind::Module(Tier::Cranelift) => 2,
+        }
+    }
+
+    fn from_byte(b: u8) -> Option<Self> {
+        Some(match b {
+            0 => Kind::NoModule,
+            1 => Kind::Module(Tier::Winch),
+            2 => Kind::Module(Tier::Cranelift),
+            _ => return None,
+        })
+    }
+}
+
+/// A checked cache file.
+struct CacheFile {
+    kind: Kind,
+    report: Report,
+    wasm: Vec<u8>,
+    module: Vec<u8>,
+}
+
+/// File layout: magic, SHA-256 of everything after it, key, kind, three u32 lengths, then the
+/// diagnostics (JSON), the WebAssembly and the serialized module.
+const MAGIC: &[u8; 8] = b"WPART001";
+const HEADER: usize = 8 + 32 + 32 + 1 + 4 + 4 + 4;
+const EXTENSION: &str = "art";
+
+/// The directory of cache files and an index of their sizes and last use.
+struct DiskStore {
+    dir: PathBuf,
+    budget: u64,
+    index: Mutex<DiskIndex>,
+}
+
+#[derive(Default)]
+struct DiskIndex {
+    files: HashMap<CacheKey, (u64, SystemTime)>,
+    total: u64,
+}
+
+/// Makes temp names unique within the process (the pid makes them unique across processes).
+static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+impl DiskStore {
+    fn open(dir: &Path, budget: u64) -> std::io::Result<Self> {
+        use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
+        let meta = std::fs::metadata(dir)?;
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        let me = unsafe { libc::geteuid() };
+        if meta.uid() != me {
+            return Err(std::io::Error::other(format!(
+                "the directory belongs to uid {}, not to this process (uid {me})",
+                meta.uid()
+            )));
+        }
+        if meta.mode() & 0o077 != 0 {
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+        }
+        let store = Self {
+            dir: dir.to_path_buf(),
+            budget,
+            index: Mutex::default(),
+        };
+        let now = SystemTime::now();
+        let mut index = DiskIndex::default();
+        for entry in std::fs::read_dir(dir)?.flatten() {
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            let Ok(meta) = entry.metadata() else { continue };
+            let modified = meta.modified().unwrap_or(now);
+            if name.ends_with(".tmp") {
+                // Left by a writer that died; a live writer renames within milliseconds.
+                let stale = now
+                    .duration_since(modified)
+                    .is_ok_and(|age| age.as_secs() > 600);
+                if stale {
+                    let _ = std::fs::remove_file(entry.path());
+                }
+                continue;
+            }
+            let key = name
+                .strip_suffix(&format!(".{EXTENSION}"))
+                .and_then(CacheKey::from_hex);
+            if let (Some(key), true) = (key, meta.is_file()) {
+                index.files.insert(key, (meta.len(), modified));
+                index.total += meta.len();
+            }
+        }
+        *store.index.lock().unwrap_or_else(PoisonError::into_inner) = index;
+        store.evict();
+        Ok(store)
+    }
+
+    fn path(&self, key: &CacheKey) -> PathBuf {
+        self.dir.join(format!("{}.{EXTENSION}", key.hex()))
+    }
+
+    /// Reads and checks the file for `key`; a bad file is deleted.
+    fn read(&self, key: &CacheKey) -> Option<CacheFile> {
+        let path = self.path(key);
+        let bytes = match std::fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(_) => {
+                self.forget(key);
+                return None;
+            }
+        };
+        match parse(&bytes, key) {
+            Some(file) => {
+                let now = SystemTime::now();
+                // Record the use, in the index and in the file's mtime (the order survives a
+                // restart).
+                if let Ok(f) = std::fs::File::options().append(true).open(&path) {
+                    let _ = f.set_modified(now);
+                }
+                let mut index = self.index.lock().unwrap_or_else(PoisonError::into_inner);
+                if let Some(entry) = index.files.get_mut(key) {
+                    entry.1 = now;
+                }
+                Some(file)
+            }
+            None => {
+                tracing::warn!(path = %path.display(), "corrupt cache file ignored and removed");
+                self.remove(key);
+                None
+            }
+        }
+    }
+
+    fn write(
+        &self,
+        key: &CacheKey,
+        kind: Kind,
+        report: &Report,
+        wasm: &[u8],
+        module: &[u8],
+    ) -> std::io::Result<()> {
+        let meta = serde_json::to_vec(report).map_err(std::io::Error::other)?;
+        let len32 =
+            |n: usize| u32::try_from(n).map_err(|_| std::io::Error::other("cache entry too large"));
+        let mut body = Vec::with_capacity(HEADER - 40 + meta.len() + wasm.len() + module.len());
+        body.extend_from_slice(&key.0);
+        body.push(kind.byte());
+        body.extend_from_slice(&len32(meta.len())?.to_le_bytes());
+        body.extend_from_slice(&len32(wasm.len())?.to_le_bytes());
+        body.extend_from_slice(&len32(module.len())?.to_le_bytes());
+        body.extend_from_slice(&meta);
+        body.extend_from_slice(wasm);
+        body.extend_from_slice(module);
+        let size = (8 + 32 + body.len()) as u64;
+        if size > self.budget {
+            return Ok(());
+        }
+        let temp = self.dir.join(format!(
+            ".{}.{}.{}.tmp",
+            key.hex(),
+            std::process::id(),
+            TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        let written = (|| {
+            let mut f = std::fs::File::options()
+                .write(true)
+                .create_new(true)
+                .open(&temp)?;
+            f.write_all(MAGIC)?;
+            f.write_all(&Sha256::digest(&body))?;
+            f.write_all(&body)?;
+            drop(f);
+            std::fs::rename(&temp, self.path(key))
+        })();
+        if let Err(err) = written {
+            let _ = std::fs::remove_file(&temp);
+            return Err(err);
+        }
+        {
+            let mut index = self.index.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some((old, _)) = index.files.insert(*key, (size, SystemTime::now())) {
+                index.total -= old;
+            }
+            index.total += size;
+        }
+        self.evict();
+        Ok(())
+    }
+
+    /// Deletes least recently used files until the total fits the budget.
+    fn evict(&self) {
+        let victims = {
+            let mut index = self.index.lock().unwrap_or_else(PoisonError::into_inner);
+            if index.total <= self.budget {
+                return;
+            }
+            let mut by_age: Vec<(SystemTime, CacheKey, u64)> = index
+                .files
+                .iter()
+                .map(|(k, (size, used))| (*used, *k, *size))
+                .collect();
+            by_age.sort();
+            let mut victims = Vec::new();
+            for (_, key, size) in by_age {
+                if index.total <= self.budget {
+                    break;
+                }
+                index.files.remove(&key);
+                index.total -= size;
+                victims.push(key);
+            }
+            victims
+        };
+        for key in victims {
+            let _ = std::fs::remove_file(self.path(&key));
+        }
+    }
+
+    fn forget(&self, key: &CacheKey) {
+        let mut index = self.index.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((size, _)) = index.files.remove(key) {
+            index.total -= size;
+        }
+    }
+
+    fn remove(&self, key: &CacheKey) {
+        self.forget(key);
+        let _ = std::fs::remove_file(self.path(key));
+    }
+}
+
+/// Checks and splits a cache file; `None` unless it is whole, uncorrupted and for `key`.
+fn parse(bytes: &[u8], key: &CacheKey) -> Option<CacheFile> {
+    if bytes.len() < HEADER || &bytes[..8] != MAGIC {
+        return None;
+    }
+    let body = &bytes[40..];
+    if Sha256::digest(body).as_slice() != &bytes[8..40] || body[..32] != key.0 {
+        return None;
+    }
+    let kind = Kind::from_byte(body[32])?;
+    let len = |at: usize| u32::from_le_bytes(body[at..at + 4].try_into().unwrap()) as usize;
+    let (meta_len, wasm_len, module_len) = (len(33), len(37), len(41));
+    let rest = &body[45..];
+    if meta_len.checked_add(wasm_len)?.checked_add(module_len)? != rest.len() {
+        return None;
+    }
+    if kind == Kind::NoModule && wasm_len + module_len != 0 {
+        return None;
+    }
+    let report = serde_json::from_slice(&rest[..meta_len]).ok()?;
+    Some(CacheFile {
+        kind,
+        report,
+        wasm: rest[meta_len..meta_len + wasm_len].to_vec(),
+        module: rest[meta_len + wasm_len..].to_vec(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(n: u8) -> CacheKey {
+        CacheKey([n; 32])
+    }
+
+    #[test]
+    fn keys_depend_on_every_input() {
+        let opts = CompileOptions::default();
+        let base = CacheKey::new("fn main() {}", &opts, "rustc 1", 100);
+        assert_eq!(base, CacheKey::new("fn main() {}", &opts, "rustc 1", 100));
+        assert_ne!(base, CacheKey::new("fn main() { }", &opts, "rustc 1", 100));
+        assert_ne!(base, CacheKey::new("fn main() {}", &opts, "rustc 2", 100));
+        assert_ne!(base, CacheKey::new("fn main() {}", &opts, "rustc 1", 101));
+        let release = CompileOptions {
+            mode: Mode::Release,
+            ..opts
+        };
+        assert_ne!(
+            base,
+            CacheKey::new("fn main() {}", &release, "rustc 1", 100)
+        );
+        let others = [
+            CompileOptions {
+                edition: crate::compile::Edition::E2021,
+                ..opts
+            },
+            CompileOptions {
+                channel: crate::compile::Channel::Nightly,
+                ..opts
+            },
+            CompileOptions {
+                kind: crate::compile::CrateKind::Tests,
+                ..opts
+            },
+        ];
+        for other in others {
+            assert_ne!(base, CacheKey::new("fn main() {}", &other, "rustc 1", 100));
+        }
+        assert_eq!(CacheKey::from_hex(&base.hex()), Some(base));
+    }
+
+    #[test]
+    fn files_round_trip_and_any_damage_is_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = DiskStore::open(dir.path(), 1 << 20).unwrap();
+        let diags = Report {
+            success: true,
+            rendered: "warning: x\n".into(),
+            diagnostics: Vec::new(),
+            truncated: false,
+        };
+        store
+            .write(
+                &key(1),
+                Kind::Module(Tier::Winch),
+                &diags,
+                b"wasm",
+                b"module",
+            )
+            .unwrap();
+        let file = store.read(&key(1)).unwrap();
+        assert_eq!(file.kind, Kind::Module(Tier::Winch));
+        assert_eq!(
+            (&file.wasm[..], &file.module[..]),
+            (&b"wasm"[..], &b"module"[..])
+        );
+        assert_eq!(file.report.rendered, "warning: x\n");
+
+        let bytes = std::fs::read(store.path(&key(1))).unwrap();
+        assert!(parse(&bytes, &key(2)).is_none(), "another key's file");
+        assert!(
+            parse(&bytes[..bytes.len() - 1], &key(1)).is_none(),
+            "truncated"
+        );
+        for at in [0, 9, 45, 80, bytes.len() - 1] {
+            let mut bad = bytes.clone();
+            bad[at] ^= 1;
+            assert!(parse(&bad, &key(1)).is_none(), "flipped byte {at}");
+        }
+        std::fs::write(store.path(&key(1)), &bytes[..100]).unwrap();
+        assert!(store.read(&key(1)).is_none());
+        assert!(!store.path(&key(1)).exists(), "a bad file is removed");
+    }
+
+    #[test]
+    fn disk_store_evicts_least_recently_used_files_over_budget() {
+        let dir = tempfile::tempdir().unwrap();
+        let diags = Report::default();
+        let module = vec![7u8; 1000];
+        // Room for two entries of ~1.1 KB.
+        let store = DiskStore::open(dir.path(), 2500).unwrap();
+        for n in 1..=2 {
+            store
+                .write(&key(n), Kind::Module(Tier::Cranelift), &diags, &[], &module)
+                .unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        assert!(store.read(&key(1)).is_some()); // key 1 is now the most recently used
+        store
+            .write(&key(3), Kind::Module(Tier::Cranelift), &diags, &[], &module)
+            .unwrap();
+        assert!(store.path(&key(1)).exists());
+        assert!(
+            !store.path(&key(2)).exists(),
+            "the least recently used goes"
+        );
+        assert!(store.path(&key(3)).exists());
+        // A new process sees the same files and the same budget.
+        drop(store);
+        let reopened = DiskStore::open(dir.path(), 1200).unwrap();
+        assert!(reopened.path(&key(1)).exists() != reopened.path(&key(3)).exists());
+    }
+}
