@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use crate::compile::CrateKind;
-use crate::config::{Config, ServeArgs};
+use crate::config::{Config, LogFormat, ServeArgs};
 use crate::playground::{ExecuteRequest, Playground};
 
 #[derive(Debug, Parser)]
@@ -48,14 +48,20 @@ enum Command {
 /// Parses the command line and runs it; returns the process exit code.
 pub async fn main() -> anyhow::Result<i32> {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "wasm_playground=info,tower_http=info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+    // `run` shares stderr with the program: only warnings go there by default.
+    let default_filter = match cli.command {
+        Some(Command::Run { .. }) => "warn",
+        _ => "wasm_playground=info,tower_http=info",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| default_filter.into());
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match cli.config.log_format {
+        LogFormat::Json => logs.json().init(),
+        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+    }
     let playground = Arc::new(Playground::new(cli.config)?);
     match cli.command {
         None | Some(Command::Serve) => serve(playground, cli.serve).await,

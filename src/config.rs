@@ -202,6 +202,16 @@ pub struct Config {
     )]
     pub channels: Vec<Channel>,
 
+    /// Log lines as human-readable text or as JSON objects (one per line).
+    #[arg(
+        long,
+        env = "WASM_PLAYGROUND_LOG_FORMAT",
+        value_enum,
+        default_value = "text",
+        global = true
+    )]
+    pub log_format: LogFormat,
+
     /// Directory of the on-disk artifact cache (default: `$XDG_CACHE_HOME/wasm-playground`, else
     /// `~/.cache/wasm-playground`).
     #[arg(long, env = "WASM_PLAYGROUND_CACHE_DIR", global = true)]
@@ -256,6 +266,12 @@ pub struct Config {
         global = true
     )]
     pub rustc: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 fn cores() -> usize {

@@ -11,8 +11,9 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{DefaultBodyLimit, FromRef, MatchedPath, State};
 use axum::http::{HeaderMap, HeaderName, Request, StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
@@ -22,6 +23,7 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::trace::TraceLayer;
 
 use crate::compile::{CompileOptions, CrateKind, Edition, Emit, Mode};
+use crate::metrics::Metrics;
 use crate::playground::{
     ExecuteRequest, ExecutionOutput, Playground, PlaygroundError, Target, ToolOutput,
 };
@@ -29,10 +31,33 @@ use crate::runner::Status;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
+/// What every handler can reach.
+#[derive(Clone)]
+struct AppState {
+    playground: Arc<Playground>,
+    metrics: Arc<Metrics>,
+}
+
+impl FromRef<AppState> for Arc<Playground> {
+    fn from_ref(state: &AppState) -> Self {
+        state.playground.clone()
+    }
+}
+
+impl FromRef<AppState> for Arc<Metrics> {
+    fn from_ref(state: &AppState) -> Self {
+        state.metrics.clone()
+    }
+}
+
 /// The application's router, ready to serve.
-pub fn app(playground: Arc<Playground>) -> Router {
+pub fn app(playground: Arc<Playground>) -> Result<Router, prometheus::Error> {
     let body_limit = playground.config().body_limit;
-    Router::new()
+    let state = AppState {
+        playground,
+        metrics: Arc::new(Metrics::new()?),
+    };
+    Ok(Router::new()
         .route("/", get(index))
         .route("/static/style.css", get(style))
         .route("/static/editor.js", get(editor_js))
@@ -44,10 +69,14 @@ pub fn app(playground: Arc<Playground>) -> Router {
         .route("/clippy", post(clippy))
         .route("/compile", post(compile))
         .route("/meta/versions", get(versions))
-        .route("/meta/crates", get(crates))
+        .route("/meta/crates", get(crates).post(crates))
         .route("/live", get(live))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route_layer(middleware::from_fn_with_state(state.clone(), track))
         .fallback(not_found)
-        .with_state(playground)
+        .with_state(state)
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(CorsLayer::permissive())
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
@@ -61,7 +90,7 @@ pub fn app(playground: Arc<Playground>) -> Router {
                 tracing::info_span!("request", id, method = %req.method(), path = %req.uri().path())
             }),
         )
-        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid)))
 }
 
 /// Serves `app` on `listener` until `shutdown` resolves, then finishes in-flight requests.
@@ -70,7 +99,8 @@ pub async fn serve(
     playground: Arc<Playground>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app(playground))
+    let app = app(playground).map_err(std::io::Error::other)?;
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
 }
@@ -81,8 +111,62 @@ async fn index() -> Html<&'static str> {
 }
 
 /// Upgrades to the WebSocket protocol of [`crate::live`].
-async fn live(ws: WebSocketUpgrade, State(playground): State<Arc<Playground>>) -> Response {
-    ws.on_upgrade(move |socket| crate::live::session(socket, playground))
+async fn live(
+    ws: WebSocketUpgrade,
+    State(playground): State<Arc<Playground>>,
+    State(metrics): State<Arc<Metrics>>,
+) -> Response {
+    ws.on_upgrade(move |socket| crate::live::session(socket, playground, metrics))
+}
+
+/// Counts every routed request by route template and status.
+async fn track(
+    State(metrics): State<Arc<Metrics>>,
+    route: MatchedPath,
+    req: Request<axum::body::Body>,
+    next: Next,
+) -> Response {
+    let started = std::time::Instant::now();
+    let response = next.run(req).await;
+    metrics.observe_request(
+        route.as_str(),
+        response.status().as_u16(),
+        started.elapsed().as_secs_f64(),
+    );
+    response
+}
+
+/// `GET /healthz`: the process is up and serving.
+async fn healthz() -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "status": "ok" }))
+}
+
+/// `GET /readyz`: 200 when compiles can be taken on, 503 (with the failing checks) otherwise.
+async fn readyz(State(playground): State<Arc<Playground>>) -> Response {
+    let checks = crate::health::readiness(&playground);
+    let ready = checks.iter().all(|c| c.ok);
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = serde_json::json!({ "ready": ready, "checks": checks });
+    (status, Json(body)).into_response()
+}
+
+/// `GET /metrics` in Prometheus' text format.
+async fn metrics(
+    State(playground): State<Arc<Playground>>,
+    State(metrics): State<Arc<Metrics>>,
+) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        metrics.render(&playground),
+    )
+        .into_response()
 }
 
 const CSS: &str = "text/css; charset=utf-8";
@@ -128,16 +212,29 @@ struct ExecuteBody {
 
 async fn execute(
     State(playground): State<Arc<Playground>>,
+    State(metrics): State<Arc<Metrics>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<ExecutionOutput>, ApiError> {
     let body = body.map_err(ApiError::from_rejection)?;
     let request = parse_execute(&headers, &body)?;
-    playground
-        .execute(request)
-        .await
-        .map(Json)
-        .map_err(ApiError::from)
+    let out = playground.execute(request).await?;
+    record_execution(&metrics, &out);
+    Ok(Json(out))
+}
+
+/// Metrics and the one log line of an execution (never the program's source or output).
+pub(crate) fn record_execution(metrics: &Metrics, out: &ExecutionOutput) {
+    metrics.observe_execution(out);
+    tracing::info!(
+        status = ?out.status,
+        exit_code = ?out.exit_code,
+        queue_ms = out.timings.queue_ms,
+        compile_ms = out.timings.compile_ms,
+        run_ms = out.timings.run_ms,
+        fuel = out.fuel_consumed,
+        "execution finished"
+    );
 }
 
 /// A JSON body when the client says so; any other body is the program's source.
@@ -283,8 +380,9 @@ async fn compile(
     Ok(Json(playground.compile_to(&req.code, opts, target).await?))
 }
 
-/// `GET /meta/crates`: the crates a program may use. None are offered yet (programs get `std`
-/// only); mdBook asks for this list before it shows Run buttons.
+/// `GET /meta/crates` (and `POST`, which mdBook's `book.js` sends): the crates a program may use.
+/// None are offered yet (programs get `std` only); mdBook asks for this list before it shows Run
+/// buttons.
 async fn crates() -> Json<serde_json::Value> {
     Json(serde_json::json!({ "crates": [] }))
 }
@@ -340,6 +438,7 @@ struct EvaluateResponse {
 
 async fn evaluate(
     State(playground): State<Arc<Playground>>,
+    State(metrics): State<Arc<Metrics>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<EvaluateResponse>, ApiError> {
     let body = body.map_err(ApiError::from_rejection)?;
@@ -373,6 +472,7 @@ async fn evaluate(
         ..Default::default()
     };
     let out = playground.execute(request).await?;
+    record_execution(&metrics, &out);
     Ok(Json(if out.status == Status::CompileError {
         EvaluateResponse {
             result: out.compiler_output.clone(),

@@ -17,6 +17,7 @@
 //! - [`harness`]: `#[test]`s run one instance each, reported like `cargo test`.
 //! - [`playground`]: request validation and the response shape.
 //! - [`live`]: the `/live` WebSocket: streamed output, interactive stdin, kill.
+//! - [`health`], [`metrics`]: `/readyz` checks and Prometheus metrics for operators.
 //! - [`http`]: the router (`app()`), JSON errors, CORS, request ids.
 //! - [`cli`]: `serve` and `run`.
 
@@ -27,8 +28,10 @@ pub mod cli;
 pub mod compile;
 pub mod config;
 pub mod harness;
+pub mod health;
 pub mod http;
 pub mod live;
+pub mod metrics;
 pub mod playground;
 pub mod runner;
 pub mod sandbox;

@@ -26,6 +26,7 @@ use wasmtime_wasi::cli::{AsyncStdinStream, IsTerminal, StdinStream};
 use wasmtime_wasi::p2::InputStream;
 
 use crate::compile::Diagnostic;
+use crate::metrics::Metrics;
 use crate::playground::{ExecuteRequest, Playground};
 
 /// Which output stream a chunk came from.
@@ -120,7 +121,7 @@ enum ClientMessage {
 
 /// Drives one live session until the run ends, the client kills it, or the client goes away
 /// (dropping the run kills the compiler or stops the program).
-pub async fn session(socket: WebSocket, playground: Arc<Playground>) {
+pub async fn session(socket: WebSocket, playground: Arc<Playground>, metrics: Arc<Metrics>) {
     let (mut tx, mut rx) = socket.split();
     let send = |value: serde_json::Value| Message::Text(value.to_string().into());
     let request = match first_request(&mut rx).await {
@@ -175,6 +176,7 @@ pub async fn session(socket: WebSocket, playground: Arc<Playground>) {
                 }
                 break match result {
                     Ok(output) => {
+                        crate::http::record_execution(&metrics, &output);
                         let mut done = serde_json::to_value(output).unwrap_or_default();
                         done["type"] = "done".into();
                         done

@@ -210,6 +210,11 @@ impl Playground {
         &self.config
     }
 
+    /// Requests waiting now for a compile slot and for a run slot.
+    pub fn queued(&self) -> (usize, usize) {
+        (self.compiles.queued(), self.runs.queued())
+    }
+
     /// The compilers of the available channels, `stable` first.
     pub fn compilers(&self) -> impl Iterator<Item = (Channel, &Compiler)> {
         self.compilers.iter().map(|(c, compiler)| (*c, compiler))

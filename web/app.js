@@ -1,5 +1,7 @@
-// The playground page: runs the editor's program through `POST execute` and shows the result.
-// Plain ES module, no dependencies; served from the binary (see src/http.rs).
+// The playground page: runs the editor's program over the `live` WebSocket (output shown as the
+// program writes it, interactive input, cancel), or through `POST execute` where WebSockets do not
+// get through, and shows the result. Plain ES module, no dependencies; served from the binary
+// (see src/http.rs).
 
 import { Editor } from './editor.js';
 
@@ -73,6 +75,47 @@ fn main() {
     println!("read {} numbers", numbers.len());
     println!("sum  = {sum}");
     println!("mean = {:.2}", sum / numbers.len() as f64);
+}
+`,
+  },
+  {
+    group: 'Live output and input',
+    id: 'countdown',
+    title: 'Slow output (a countdown)',
+    code: `use std::thread::sleep;
+use std::time::Duration;
+
+// Output shows up as the program writes it: one line after another,
+// not all at the end.
+fn main() {
+    for n in (1..=5).rev() {
+        println!("{n}...");
+        sleep(Duration::from_millis(600));
+    }
+    println!("Liftoff!");
+}
+`,
+  },
+  {
+    group: 'Live output and input',
+    id: 'interactive',
+    title: 'Interactive input (a greeting)',
+    code: `use std::io::{self, BufRead, Write};
+
+// Run it, then type your name in the Input line under the output and
+// press Enter. (The run's time limit includes the wait for input.)
+fn main() {
+    print!("What is your name? ");
+    io::stdout().flush().unwrap();
+
+    let mut name = String::new();
+    io::stdin().lock().read_line(&mut name).unwrap();
+    let name = name.trim();
+    if name.is_empty() {
+        println!("No name given.");
+    } else {
+        println!("Hello, {name}!");
+    }
 }
 `,
   },
@@ -203,6 +246,10 @@ const ui = {
   compilerDetails: $('compiler-details'),
   compilerOutput: $('compiler-output'),
   empty: $('empty'),
+  liveInput: $('live-input'),
+  inputLine: $('input-line'),
+  inputSend: $('input-send'),
+  inputClose: $('input-close'),
 };
 
 // While a program is put in the editor by the page itself (start-up, shared link), edits are not
@@ -214,7 +261,9 @@ const editor = new Editor($('editor'), {
   },
 });
 
-let running = null; // {controller, started, timer} while a request is in flight
+// While a run is under way: {started, timer, cancel(), send(message), inputOpen}; `send` and
+// `inputOpen` (the program's input can still be typed) only on a live run.
+let running = null;
 let retryTimer = null;
 
 // -----------------------------------------------------------------------------------------------
@@ -476,19 +525,338 @@ async function run() {
     return;
   }
   save();
-  const controller = new AbortController();
   const started = performance.now();
   const tick = () => {
     const secs = ((performance.now() - started) / 1000).toFixed(1);
     ui.runLabel.textContent = `Running ${secs} s`;
   };
-  running = { controller, started, timer: setInterval(tick, 100) };
+  const state = { started, timer: setInterval(tick, 100), cancel: () => {}, send: null };
+  running = state;
   tick();
   setRunning(true);
   setBadge('Running', 'running');
   ui.detail.textContent = 'Compiling and running…';
   setMeta([]);
+  if ((await runLive(program, state)) === 'fallback') await runOverHttp(program, state);
+}
 
+// -----------------------------------------------------------------------------------------------
+// Live runs over the WebSocket (`GET live`, see README.md)
+
+/** How long the WebSocket may take to open and start compiling before the page uses HTTP. */
+const LIVE_START_TIMEOUT_MS = 4000;
+/** How long to wait for the server to confirm a kill before closing the socket anyway. */
+const KILL_CONFIRM_TIMEOUT_MS = 1500;
+
+function liveUrl() {
+  const url = new URL('live', location.href);
+  url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
+  return url.href;
+}
+
+/**
+ * Runs `program` over the live WebSocket, showing its output as it arrives. Resolves with
+ * 'fallback' when the socket cannot be used (it does not connect, closes before the server starts
+ * compiling, or the server refuses the request before compiling it: the HTTP API then gives the
+ * precise status, such as 413 or 503 with Retry-After), and with 'done' once the run has been shown.
+ */
+function runLive(program, state) {
+  return new Promise((resolve) => {
+    let socket;
+    try {
+      if (typeof WebSocket !== 'function') throw new Error('this browser has no WebSocket');
+      socket = new WebSocket(liveUrl());
+    } catch {
+      resolve('fallback');
+      return;
+    }
+    // connecting → open (run sent) → compiling → compiled (run started, or compile failed)
+    let phase = 'connecting';
+    let settled = false;
+    let stopping = false;
+    let streaming = false; // the output panes show this run's output
+    let killTimer = null;
+    const startTimer = setTimeout(() => {
+      if (phase === 'connecting' || phase === 'open') settle('fallback');
+    }, LIVE_START_TIMEOUT_MS);
+
+    function settle(outcome) {
+      if (settled) return;
+      settled = true;
+      clearTimeout(startTimer);
+      clearTimeout(killTimer);
+      socket.onopen = socket.onmessage = socket.onerror = socket.onclose = null;
+      try {
+        socket.close();
+      } catch {
+        // already closed
+      }
+      if (outcome === 'done') {
+        finishRun();
+        countRun();
+      }
+      resolve(outcome);
+    }
+
+    function send(message) {
+      if (socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify(message));
+    }
+
+    state.cancel = () => {
+      if (settled || stopping) return;
+      if (phase === 'connecting' || phase === 'open') {
+        // Nothing started on the server yet: closing is enough.
+        showStopped(state, streaming);
+        settle('done');
+        return;
+      }
+      stopping = true;
+      ui.detail.textContent = 'Stopping…';
+      send({ type: 'kill' });
+      // The server answers `killed`; closing the socket stops the run as well, so do not wait long.
+      killTimer = setTimeout(() => {
+        showStopped(state, streaming);
+        settle('done');
+      }, KILL_CONFIRM_TIMEOUT_MS);
+    };
+
+    socket.onopen = () => {
+      phase = 'open';
+      send({ type: 'run', ...program });
+      // Text in the Stdin panel is the program's whole input, as with `program < file`; with
+      // the panel empty, the input stays open for the Input line under the output.
+      if (program.stdin) send({ type: 'stdinClose' });
+    };
+
+    socket.onmessage = (event) => {
+      let message;
+      try {
+        message = JSON.parse(event.data);
+      } catch {
+        return;
+      }
+      switch (message.type) {
+        case 'compiling':
+          phase = 'compiling';
+          clearTimeout(startTimer);
+          if (!stopping) {
+            setBadge('Compiling', 'running');
+            ui.detail.textContent = 'Compiling…';
+          }
+          break;
+        case 'compiled':
+          phase = 'compiled';
+          if (stopping) break;
+          showCompiled(message, program.code);
+          streaming = Boolean(message.success);
+          if (message.success && !program.stdin) {
+            state.send = send;
+            state.inputOpen = true;
+            showLiveInput();
+          }
+          break;
+        case 'stdout':
+        case 'stderr':
+          if (streaming && typeof message.data === 'string') appendOutput(message.type, message.data);
+          break;
+        case 'done':
+          flushOutput();
+          if (typeof message.status === 'string') {
+            showResult(message, state.started, program.code, streams.text, { inputOpen: state.inputOpen });
+          } else {
+            showLiveError(state, 'The server sent a result the page does not understand.', streaming);
+          }
+          settle('done');
+          break;
+        case 'killed':
+          showStopped(state, streaming);
+          settle('done');
+          break;
+        case 'error':
+          if (stopping) {
+            showStopped(state, streaming);
+            settle('done');
+          } else if (phase !== 'compiled') {
+            // Refused before compiling (too large, bad request, busy): the HTTP API says why,
+            // with the status and Retry-After this message lacks.
+            settle('fallback');
+          } else {
+            showLiveError(state, String(message.error ?? 'unknown error'), streaming);
+            settle('done');
+          }
+          break;
+        default:
+          break;
+      }
+    };
+
+    socket.onclose = () => {
+      if (settled) return;
+      if (phase === 'connecting' || phase === 'open') {
+        settle('fallback');
+      } else if (stopping) {
+        showStopped(state, streaming);
+        settle('done');
+      } else {
+        showConnectionLost(state, streaming);
+        settle('done');
+      }
+    };
+  });
+}
+
+/** The output of a live run as it streams in: shown text, and text not yet drawn. */
+const streams = { text: { stdout: '', stderr: '' }, pending: { stdout: '', stderr: '' }, frame: 0 };
+
+/** The `compiled` message: diagnostics marked at once, and empty output panes for what comes. */
+function showCompiled(message, source) {
+  resetOutput();
+  streams.text = { stdout: '', stderr: '' };
+  streams.pending = { stdout: '', stderr: '' };
+  const diagnostics = Array.isArray(message.diagnostics) ? message.diagnostics : [];
+  showDiagnostics(diagnostics, message.compilerOutput ?? '', source, message.success);
+  if (!message.success) return;
+  setBadge('Running', 'running');
+  ui.detail.textContent = 'Running… output appears as the program writes it.';
+  ui.stdout.textContent = '';
+  ui.stderr.textContent = '';
+  ui.outStdout.hidden = false;
+  ui.output.classList.add('streaming');
+  // The output is readable now: undim it, and let screen readers hear prompts as they come.
+  ui.output.setAttribute('aria-busy', 'false');
+}
+
+function appendOutput(kind, data) {
+  streams.text[kind] += data;
+  streams.pending[kind] += data;
+  if (!streams.frame) streams.frame = requestAnimationFrame(flushOutput);
+}
+
+/** Draws the output that arrived since the last frame, following it if the view was at the end. */
+function flushOutput() {
+  cancelAnimationFrame(streams.frame);
+  streams.frame = 0;
+  const box = ui.output;
+  const atEnd = box.scrollHeight - box.scrollTop - box.clientHeight < 24;
+  for (const kind of ['stdout', 'stderr']) {
+    const text = streams.pending[kind];
+    if (!text) continue;
+    streams.pending[kind] = '';
+    const pre = kind === 'stdout' ? ui.stdout : ui.stderr;
+    const last = pre.lastChild;
+    if (last && last.nodeType === Node.TEXT_NODE) last.appendData(text);
+    else pre.append(text);
+    if (kind === 'stderr') ui.outStderr.hidden = false;
+  }
+  if (atEnd) box.scrollTop = box.scrollHeight;
+}
+
+function showLiveInput() {
+  ui.liveInput.hidden = false;
+  ui.inputLine.disabled = false;
+  ui.inputSend.disabled = false;
+  ui.inputClose.disabled = false;
+  ui.inputLine.value = '';
+  ui.inputLine.placeholder = 'A line for the program: Enter sends it';
+}
+
+function hideLiveInput() {
+  const hadFocus = ui.liveInput.contains(document.activeElement);
+  ui.liveInput.hidden = true;
+  if (hadFocus) editor.focus();
+}
+
+/** Sends the input line to the program, and shows it in the output as a terminal would. */
+function sendInputLine(e) {
+  e.preventDefault();
+  if (!running?.send || ui.inputLine.disabled) return;
+  const line = ui.inputLine.value + '\n';
+  running.send({ type: 'stdin', data: line });
+  flushOutput();
+  const echo = document.createElement('span');
+  echo.className = 'echo';
+  echo.title = 'Your input';
+  echo.textContent = line;
+  ui.stdout.append(echo);
+  ui.inputLine.value = '';
+  ui.output.scrollTop = ui.output.scrollHeight;
+}
+
+/** Ends the program's input: its next read gets end-of-file. */
+function closeInput() {
+  if (!running?.send || ui.inputLine.disabled) return;
+  running.send({ type: 'stdinClose' });
+  running.inputOpen = false;
+  // The input line is disabled below, which would drop the focus on the floor.
+  if (ui.liveInput.contains(document.activeElement)) editor.focus();
+  ui.inputLine.value = '';
+  ui.inputLine.placeholder = 'Input ended';
+  ui.inputLine.disabled = true;
+  ui.inputSend.disabled = true;
+  ui.inputClose.disabled = true;
+}
+
+/** The run was cancelled: the server stopped it (`ran`: after its output began to show). */
+function showStopped(state, ran) {
+  flushOutput();
+  const elapsed = performance.now() - state.started;
+  if (!ran) resetOutput();
+  setBadge('Stopped', 'idle');
+  ui.detail.textContent = `Stopped after ${formatMs(elapsed)}.`;
+  setMeta([`Total ${formatMs(elapsed)}`]);
+  showNotice(
+    ran
+      ? 'You stopped the program, and the server ended it. What it printed until then is below.'
+      : 'You stopped the run before the program started; nothing ran.',
+    { info: true },
+  );
+}
+
+/** The live connection broke after the server had started on the run. */
+function showConnectionLost(state, ran) {
+  flushOutput();
+  const elapsed = performance.now() - state.started;
+  if (!ran) resetOutput();
+  setBadge('Connection lost', 'error');
+  ui.detail.textContent = 'The connection to the server closed before the run finished.';
+  setMeta([`Total ${formatMs(elapsed)}`]);
+  showNotice(
+    `The live connection to ${liveUrl()} closed before the result came: the server may have restarted, or something between it and this browser ended the connection.${ran ? ' What the program printed until then is below.' : ''} Try again.`,
+    { retry: true },
+  );
+}
+
+/** The server failed the run after compiling it (for example no run slot was free). */
+function showLiveError(state, message, ran) {
+  flushOutput();
+  const elapsed = performance.now() - state.started;
+  if (!ran) resetOutput();
+  setMeta([`Total ${formatMs(elapsed)}`]);
+  const busy = /^the server is busy\b/i.test(message);
+  const wait = Number(/retry in (\d+) s/.exec(message)?.[1] ?? 0);
+  if (busy) {
+    setBadge('Server busy', 'limit');
+    ui.detail.textContent = wait > 0
+      ? `The server is busy; it asks to try again in ${wait} s.`
+      : 'The server is busy; try again in a moment.';
+    showNotice(
+      `The server compiled the program but had no room to run it right now. Your program is unchanged. (Server: ${message})`,
+      { retry: true, retryAfter: wait },
+    );
+  } else {
+    setBadge('Server error', 'error');
+    ui.detail.textContent = 'The server failed to run the program.';
+    showNotice(`Server: ${message}`, { retry: true });
+  }
+}
+
+// -----------------------------------------------------------------------------------------------
+// Runs through `POST execute`, where WebSockets do not get through
+
+async function runOverHttp(program, state) {
+  const controller = new AbortController();
+  state.cancel = () => controller.abort();
+  const { started } = state;
   let response;
   let text;
   try {
@@ -553,10 +921,12 @@ function finishRun() {
   clearInterval(running.timer);
   running = null;
   setRunning(false);
+  hideLiveInput();
+  ui.output.classList.remove('streaming');
 }
 
 function cancelRun() {
-  running?.controller.abort();
+  running?.cancel();
 }
 
 function retryAfterSeconds(response) {
@@ -607,7 +977,12 @@ function isSummary(d) {
   return d.line == null && /^(aborting due to|\d+ warnings? emitted|.*previous errors?; \d+ warnings? emitted)/.test(d.message);
 }
 
-function showResult(r, started, source) {
+/**
+ * Shows a finished run (the answer of `POST execute`, or the `done` message of a live run).
+ * `streamed`, for a live run, is the output already on screen: it stays (with the input lines
+ * echoed in it) when it is what the server reports, and is replaced otherwise.
+ */
+function showResult(r, started, source, streamed = null, { inputOpen = false } = {}) {
   resetOutput();
   const info = STATUS[r.status] ?? { label: r.status, kind: 'error' };
   const panicked = r.status === 'runtimeError' && r.exitCode === 101;
@@ -624,6 +999,9 @@ function showResult(r, started, source) {
   setMeta(meta);
 
   let explain = explanation(r);
+  if (r.status === 'timeout' && inputOpen) {
+    explain += ' Its input was still open: if it reads until the end of its input, press End input (Ctrl+D) under the output once you have typed it all, or put the input in the Stdin panel.';
+  }
   if (r.truncated && r.status !== 'outputLimit') {
     explain = (explain ? explain + ' ' : '') + 'Some output was cut at the size limit.';
   }
@@ -634,18 +1012,23 @@ function showResult(r, started, source) {
   }
 
   if (compiled) {
-    ui.stdout.textContent = r.stdout;
+    if (streamed?.stdout !== r.stdout) ui.stdout.textContent = r.stdout;
     ui.outStdout.hidden = false;
-    ui.stderr.textContent = r.stderr;
+    if (streamed?.stderr !== r.stderr) ui.stderr.textContent = r.stderr;
     ui.outStderr.hidden = !r.stderr;
     ui.outStderr.classList.toggle('panicked', panicked);
   }
 
   const diagnostics = Array.isArray(r.diagnostics) ? r.diagnostics : [];
+  showDiagnostics(diagnostics, r.compilerOutput ?? '', source, compiled);
+}
+
+/** Lists the compiler's messages, marks them in the editor, and shows its full output. */
+function showDiagnostics(diagnostics, compilerOutput, source, compiled) {
   editor.setDiagnostics(diagnostics, source);
   renderDiagnostics(diagnostics);
-  renderCompilerOutput(r.compilerOutput ?? '');
-  const hasCompilerOutput = Boolean(r.compilerOutput) || ui.diagnostics.children.length > 0;
+  renderCompilerOutput(compilerOutput);
+  const hasCompilerOutput = Boolean(compilerOutput) || ui.diagnostics.children.length > 0;
   ui.outCompiler.hidden = !hasCompilerOutput;
   ui.compilerDetails.open = !compiled;
   ui.output.classList.toggle('compile-failed', !compiled);
@@ -776,6 +1159,14 @@ function toast(text) {
 
 ui.run.addEventListener('click', run);
 ui.cancel.addEventListener('click', cancelRun);
+ui.liveInput.addEventListener('submit', sendInputLine);
+ui.inputClose.addEventListener('click', closeInput);
+ui.inputLine.addEventListener('keydown', (e) => {
+  if (e.key.toLowerCase() === 'd' && e.ctrlKey && !e.altKey && !e.metaKey && !e.shiftKey) {
+    e.preventDefault();
+    closeInput();
+  }
+});
 ui.retry.addEventListener('click', run);
 ui.restore.addEventListener('click', restoreReplaced);
 ui.share.addEventListener('click', openShare);

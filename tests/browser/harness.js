@@ -116,3 +116,31 @@ export async function openPage(browser, url, { viewport = { width: 1280, height:
   await page.waitForSelector('html[data-ready="true"]');
   return page;
 }
+
+/** A debug build on a busy 2-core machine can be slow to compile. */
+export const TIMEOUT = 60_000;
+
+/** Replaces the editor's text, as a paste would. */
+export async function setCode(page, code) {
+  if (code.length < 10_000) {
+    await page.fill('#code', code);
+    return;
+  }
+  // Playwright's fill is very slow on huge texts; set the value and announce it instead.
+  await page.evaluate((text) => {
+    const ta = document.getElementById('code');
+    ta.value = text;
+    ta.dispatchEvent(new Event('input', { bubbles: true }));
+  }, code);
+}
+
+/** Starts a run (a click on Run, or a key) and waits until the page has shown its outcome. */
+export async function runAndWait(page, how = 'click') {
+  const runs = Number(await page.getAttribute('html', 'data-runs')) || 0;
+  if (how === 'click') await page.click('#run');
+  else await page.keyboard.press(how);
+  await page.waitForSelector(`html[data-runs="${runs + 1}"]`, { timeout: TIMEOUT });
+}
+
+/** The text of the first element matching `selector`. */
+export const text = (page, selector) => page.locator(selector).textContent();

@@ -3,9 +3,7 @@
 
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { launchBrowser, openPage, startServer } from './harness.js';
-
-const TIMEOUT = 60_000; // a debug build on a busy 2-core machine can be slow to compile
+import { TIMEOUT, launchBrowser, openPage, runAndWait, setCode, startServer, text } from './harness.js';
 
 let server;
 let browser;
@@ -19,30 +17,6 @@ after(async () => {
   await browser?.close();
   await server?.stop();
 });
-
-/** Replaces the editor's text, as a paste would. */
-async function setCode(page, code) {
-  if (code.length < 10_000) {
-    await page.fill('#code', code);
-    return;
-  }
-  // Playwright's fill is very slow on huge texts; set the value and announce it instead.
-  await page.evaluate((text) => {
-    const ta = document.getElementById('code');
-    ta.value = text;
-    ta.dispatchEvent(new Event('input', { bubbles: true }));
-  }, code);
-}
-
-/** Starts a run (a click on Run, or a key) and waits until the page has shown its outcome. */
-async function runAndWait(page, how = 'click') {
-  const runs = Number(await page.getAttribute('html', 'data-runs')) || 0;
-  if (how === 'click') await page.click('#run');
-  else await page.keyboard.press(how);
-  await page.waitForSelector(`html[data-runs="${runs + 1}"]`, { timeout: TIMEOUT });
-}
-
-const text = (page, selector) => page.locator(selector).textContent();
 
 /** The offset of 1-based `line` and `column` in `code`. */
 function offsetOf(code, line, column) {
@@ -352,24 +326,16 @@ describe('the playground page', { timeout: 5 * TIMEOUT }, () => {
     await page.context().close();
   });
 
-  test('a run can be cancelled', async () => {
-    const page = await openPage(browser, server.url);
-    await page.selectOption('#examples', 'timeout');
-    await page.click('#run');
-    await page.waitForSelector('#badge.running');
-    assert.match(await text(page, '#run-label'), /^Running \d+\.\d s$/);
-    assert.equal(await page.isVisible('#cancel'), true);
-    await page.click('#cancel');
-    await page.waitForSelector('html[data-runs="1"]');
-    assert.equal(await text(page, '#badge'), 'Cancelled');
-    assert.match(await text(page, '#detail'), /^Stopped waiting after \d+ ms\.$|^Stopped waiting after \d+\.\d\d s\.$/);
-    assert.equal(await page.isHidden('#cancel'), true);
-    assert.equal(await text(page, '#run-label'), 'Run');
-    await page.context().close();
-  });
-
   test('a busy server (503) is explained, with a countdown to retry', async () => {
     const page = await openPage(browser, server.url);
+    // A busy server refuses a live run before compiling it; the page then asks POST execute,
+    // whose answer carries the status and Retry-After.
+    await page.routeWebSocket('**/live', (ws) =>
+      ws.onMessage(() => {
+        ws.send(JSON.stringify({ type: 'compiling' }));
+        ws.send(JSON.stringify({ type: 'error', error: 'the server is busy (every compile slot is taken); retry in 3 s' }));
+      }),
+    );
     await page.route('**/execute', (route) =>
       route.fulfill({
         status: 503,

@@ -147,7 +147,11 @@ impl ServerProcess {
                 .lines()
                 .map_while(Result::ok)
             {
-                if let Some(addr) = line.split("addr=").nth(1) {
+                // `addr=127.0.0.1:PORT` in text logs, `"addr":"127.0.0.1:PORT"` in JSON ones.
+                let json = serde_json::from_str::<Value>(&line).ok();
+                if let Some(addr) = json.as_ref().and_then(|v| v["fields"]["addr"].as_str()) {
+                    let _ = tx.send(addr.to_string());
+                } else if let Some(addr) = line.split("addr=").nth(1) {
                     let _ = tx.send(addr.split_whitespace().next().unwrap_or("").to_string());
                 }
                 let mut log = sink.lock().unwrap();

@@ -1,0 +1,57 @@
+//! Readiness: can this instance take on a compile right now?
+
+use serde::Serialize;
+
+use crate::playground::Playground;
+
+/// One named check of `/readyz`.
+#[derive(Debug, Serialize)]
+pub struct Check {
+    pub name: &'static str,
+    pub ok: bool,
+    pub detail: String,
+}
+
+/// The toolchain and wasm target are there, the sandbox is on (or was explicitly waived), the
+/// work dir is writable, and the compile queue has room.
+pub fn readiness(playground: &Playground) -> Vec<Check> {
+    let config = playground.config();
+    let mut checks = Vec::new();
+    for (channel, compiler) in playground.compilers() {
+        let toolchain = compiler.toolchain();
+        let target = toolchain.sysroot.join("lib/rustlib/wasm32-wasip1/lib");
+        checks.push(Check {
+            name: "toolchain",
+            ok: toolchain.rustc.is_file() && target.is_dir(),
+            detail: format!("{}: {}", channel.as_str(), toolchain.version),
+        });
+        checks.push(Check {
+            name: "sandbox",
+            ok: compiler.sandbox_enforced() || config.insecure_unsandboxed_compile,
+            detail: if compiler.sandbox_enforced() {
+                "landlock, rlimits, seccomp".into()
+            } else {
+                "disabled by --insecure-unsandboxed-compile".into()
+            },
+        });
+    }
+    let work_dir = config.work_dir.clone().unwrap_or_else(std::env::temp_dir);
+    let writable = tempfile::Builder::new()
+        .prefix("wasm-playground-ready-")
+        .tempfile_in(&work_dir);
+    checks.push(Check {
+        name: "workDir",
+        ok: writable.is_ok(),
+        detail: match writable {
+            Ok(_) => "writable".into(),
+            Err(e) => format!("not writable: {}", e.kind()),
+        },
+    });
+    let (compiles, _) = playground.queued();
+    checks.push(Check {
+        name: "queue",
+        ok: compiles < config.queue_limit,
+        detail: format!("{compiles} of {} places taken", config.queue_limit),
+    });
+    checks
+}

@@ -1,0 +1,136 @@
+//! Prometheus metrics, served as text at `GET /metrics`.
+//!
+//! Counters and histograms are updated by the HTTP layer as requests finish; gauges that
+//! describe the present (queue depths) are read when the metrics are scraped.
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+
+use crate::playground::{ExecutionOutput, Playground};
+
+/// Latency buckets in seconds, from a cached run to a compile near its limit.
+const BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+pub struct Metrics {
+    registry: Registry,
+    requests: IntCounterVec,
+    request_seconds: HistogramVec,
+    executions: IntCounterVec,
+    compile_seconds: Histogram,
+    run_seconds: Histogram,
+    queue_wait_seconds: Histogram,
+    fuel_consumed: IntCounter,
+    rejected: IntCounter,
+    queue_depth: IntGaugeVec,
+}
+
+impl Metrics {
+    pub fn new() -> Result<Self, prometheus::Error> {
+        let registry = Registry::new_custom(Some("wasm_playground".into()), None)?;
+        let histogram = |name: &str, help: &str| {
+            Histogram::with_opts(HistogramOpts::new(name, help).buckets(BUCKETS.to_vec()))
+        };
+        let metrics = Self {
+            requests: IntCounterVec::new(
+                Opts::new("http_requests_total", "HTTP requests by route and status"),
+                &["route", "status"],
+            )?,
+            request_seconds: HistogramVec::new(
+                HistogramOpts::new("http_request_seconds", "HTTP request latency by route")
+                    .buckets(BUCKETS.to_vec()),
+                &["route"],
+            )?,
+            executions: IntCounterVec::new(
+                Opts::new("executions_total", "Finished executions by outcome status"),
+                &["status"],
+            )?,
+            compile_seconds: histogram("compile_seconds", "Time to compile a program")?,
+            run_seconds: histogram("run_seconds", "Time to run a program")?,
+            queue_wait_seconds: histogram("queue_wait_seconds", "Time waiting for a slot")?,
+            fuel_consumed: IntCounter::new("fuel_consumed_total", "Fuel consumed by programs")?,
+            rejected: IntCounter::new(
+                "rejected_total",
+                "Requests refused with 503 because the server was saturated",
+            )?,
+            queue_depth: IntGaugeVec::new(
+                Opts::new("queue_depth", "Requests waiting for a slot, by stage"),
+                &["stage"],
+            )?,
+            registry,
+        };
+        metrics
+            .registry
+            .register(Box::new(metrics.requests.clone()))?;
+        metrics
+            .registry
+            .register(Box::new(metrics.request_seconds.clone()))?;
+        metrics
+            .registry
+            .register(Box::new(metrics.executions.clone()))?;
+        for c in [
+            &metrics.compile_seconds,
+            &metrics.run_seconds,
+            &metrics.queue_wait_seconds,
+        ] {
+            metrics.registry.register(Box::new(c.clone()))?;
+        }
+        metrics
+            .registry
+            .register(Box::new(metrics.fuel_consumed.clone()))?;
+        metrics
+            .registry
+            .register(Box::new(metrics.rejected.clone()))?;
+        metrics
+            .registry
+            .register(Box::new(metrics.queue_depth.clone()))?;
+        Ok(metrics)
+    }
+
+    /// Counts one answered request.
+    pub fn observe_request(&self, route: &str, status: u16, seconds: f64) {
+        self.requests
+            .with_label_values(&[route, &status.to_string()])
+            .inc();
+        self.request_seconds
+            .with_label_values(&[route])
+            .observe(seconds);
+        if status == 503 {
+            self.rejected.inc();
+        }
+    }
+
+    /// Counts one finished execution.
+    pub fn observe_execution(&self, out: &ExecutionOutput) {
+        let status = serde_json::to_value(out.status).unwrap_or_default();
+        self.executions
+            .with_label_values(&[status.as_str().unwrap_or("unknown")])
+            .inc();
+        self.compile_seconds
+            .observe(out.timings.compile_ms / 1000.0);
+        if out.timings.run_ms > 0.0 {
+            self.run_seconds.observe(out.timings.run_ms / 1000.0);
+        }
+        self.queue_wait_seconds
+            .observe(out.timings.queue_ms / 1000.0);
+        self.fuel_consumed.inc_by(out.fuel_consumed);
+    }
+
+    /// The text exposition format, with the present queue depths.
+    pub fn render(&self, playground: &Playground) -> String {
+        let (compiles, runs) = playground.queued();
+        self.queue_depth
+            .with_label_values(&["compile"])
+            .set(compiles as i64);
+        self.queue_depth
+            .with_label_values(&["run"])
+            .set(runs as i64);
+        let mut out = Vec::new();
+        // Encoding into a Vec cannot fail for these metric types.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        String::from_utf8_lossy(&out).into_owned()
+    }
+}
