@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::admission::{Admission, Overloaded};
+use crate::admission::{Admission, Overloaded, Permit};
 use crate::cache::{Artifact, ArtifactCache, CacheKey, Report};
 use crate::compile::{
     BuildResult, Channel, CompileError, CompileOptions, CompileSettings, Compiler, CrateKind,
@@ -393,15 +393,25 @@ impl Playground {
         Ok((Artifact { report, program }, build.cacheable))
     }
 
+    /// What every tool request does first: check the code, pick the channel's compiler, and take
+    /// a compile slot (held until the returned permit is dropped).
+    async fn tool_slot(
+        &self,
+        code: &str,
+        channel: Channel,
+    ) -> Result<(&Compiler, Permit<'_>), PlaygroundError> {
+        self.validate_code(code)?;
+        let compiler = self.compiler(channel)?;
+        Ok((compiler, self.compiles.enter().await?))
+    }
+
     /// Formats `code` with rustfmt for the channel and edition of `opts`.
     pub async fn format(
         &self,
         code: &str,
         opts: CompileOptions,
     ) -> Result<ToolOutput, PlaygroundError> {
-        self.validate_code(code)?;
-        let compiler = self.compiler(opts.channel)?;
-        let _slot = self.compiles.enter().await?;
+        let (compiler, _slot) = self.tool_slot(code, opts.channel).await?;
         let build = compiler.format(code, opts.edition).await?;
         let formatted = if build.success {
             std::fs::read_to_string(&build.wasm).map_err(CompileError::Workspace)?
@@ -417,9 +427,7 @@ impl Playground {
         code: &str,
         opts: CompileOptions,
     ) -> Result<ToolOutput, PlaygroundError> {
-        self.validate_code(code)?;
-        let compiler = self.compiler(opts.channel)?;
-        let _slot = self.compiles.enter().await?;
+        let (compiler, _slot) = self.tool_slot(code, opts.channel).await?;
         let build = compiler.clippy(code, &opts).await?;
         Ok(tool_output(
             build,
@@ -436,7 +444,6 @@ impl Playground {
         mut opts: CompileOptions,
         target: Target,
     ) -> Result<ToolOutput, PlaygroundError> {
-        self.validate_code(code)?;
         opts.emit = match target {
             Target::Wasm => Emit::Link,
             Target::Mir => Emit::Mir,
@@ -446,8 +453,7 @@ impl Playground {
         if target == Target::Wasm && opts.kind == CrateKind::Program {
             opts.kind = CrateKind::Binary;
         }
-        let compiler = self.compiler(opts.channel)?;
-        let _slot = self.compiles.enter().await?;
+        let (compiler, _slot) = self.tool_slot(code, opts.channel).await?;
         let build = compiler.compile_input(code, &opts).await?;
         let mut text = String::new();
         if build.success {
