@@ -54,7 +54,9 @@ export async function startServer() {
     throw new Error(`no server binary at ${BINARY}: run \`cargo build\` first`);
   }
   const port = await freePort();
-  const child = spawn(BINARY, ['serve', '--addr', `127.0.0.1:${port}`], {
+  // Cranelift only: the tiered default starts programs on Winch code (about 2x slower), and the
+  // page's out-of-fuel example must run out of fuel before the 5 s time limit on a busy machine.
+  const child = spawn(BINARY, ['serve', '--addr', `127.0.0.1:${port}`, '--compiler', 'cranelift'], {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, NO_COLOR: '1' },
   });
