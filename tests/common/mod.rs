@@ -159,9 +159,15 @@ impl ServerProcess {
                 log.push('\n');
             }
         });
-        let addr = rx
-            .recv_timeout(std::time::Duration::from_secs(60))
-            .expect("the server did not report its address");
+        let addr = match rx.recv_timeout(std::time::Duration::from_secs(60)) {
+            Ok(addr) => addr,
+            Err(e) => {
+                // Never leave the process behind, even when the test fails here.
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("the server did not report its address: {e}");
+            }
+        };
         Self {
             child,
             server: TestServer {
