@@ -190,6 +190,12 @@ impl ArtifactCache {
             .entry(key)
             .or_default()
             .clone();
+        // Takes the cell out of the map when done, also if this request is dropped midway.
+        let _leave = Leave {
+            cache: self,
+            key,
+            cell: cell.clone(),
+        };
         let mut source = Source::Shared;
         let result = cell
             .get_or_try_init(|| async {
@@ -214,12 +220,6 @@ impl ArtifactCache {
             })
             .await
             .cloned();
-        {
-            let mut inflight = self.inflight.lock().unwrap_or_else(PoisonError::into_inner);
-            if inflight.get(&key).is_some_and(|c| Arc::ptr_eq(c, &cell)) && cell.initialized() {
-                inflight.remove(&key);
-            }
-        }
         Ok((result?, source))
     }
 
@@ -323,6 +323,32 @@ impl ArtifactCache {
             .unwrap_or_else(PoisonError::into_inner)
             .entries
             .len()
+    }
+}
+
+/// Removes a request's in-flight cell from the map once it is built (the artifact is in the
+/// memory cache by then, or was not cacheable), or when no other request waits on it.
+struct Leave<'a> {
+    cache: &'a ArtifactCache,
+    key: CacheKey,
+    cell: Arc<OnceCell<Arc<Artifact>>>,
+}
+
+impl Drop for Leave<'_> {
+    fn drop(&mut self) {
+        let mut inflight = self
+            .cache
+            .inflight
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let ours = inflight
+            .get(&self.key)
+            .is_some_and(|c| Arc::ptr_eq(c, &self.cell));
+        // Under the lock nobody can take a new reference: 3 = the map, this guard and the
+        // request's own clone, i.e. no one else is waiting.
+        if ours && (self.cell.initialized() || Arc::strong_count(&self.cell) <= 3) {
+            inflight.remove(&self.key);
+        }
     }
 }
 
@@ -622,6 +648,57 @@ mod tests {
 
     fn key(n: u8) -> CacheKey {
         CacheKey([n; 32])
+    }
+
+    fn memory_only_cache() -> ArtifactCache {
+        let config = crate::config::Config::default();
+        let runner = Arc::new(Runner::new(&config).unwrap());
+        ArtifactCache::new(4, Path::new("/nonexistent"), 0, runner)
+    }
+
+    fn inflight_len(cache: &ArtifactCache) -> usize {
+        cache.inflight.lock().unwrap().len()
+    }
+
+    #[tokio::test]
+    async fn failed_and_cancelled_builds_leave_no_in_flight_entry() {
+        let cache = memory_only_cache();
+        let failed = cache
+            .get_or_build(key(1), || async {
+                Err::<(Artifact, bool), _>("rustc failed")
+            })
+            .await;
+        assert!(failed.is_err());
+        assert_eq!(inflight_len(&cache), 0);
+
+        let never = cache.get_or_build(key(2), std::future::pending::<Result<_, ()>>);
+        let cancelled = tokio::time::timeout(std::time::Duration::from_millis(10), never).await;
+        assert!(cancelled.is_err());
+        assert_eq!(inflight_len(&cache), 0);
+
+        let report = Report {
+            success: false,
+            ..Report::default()
+        };
+        let built = cache
+            .get_or_build(key(3), || async {
+                Ok::<_, ()>((
+                    Artifact {
+                        report,
+                        program: None,
+                    },
+                    true,
+                ))
+            })
+            .await
+            .unwrap();
+        assert_eq!(built.1, Source::Built);
+        assert_eq!(inflight_len(&cache), 0);
+        let again = cache
+            .get_or_build(key(3), || async { Err::<(Artifact, bool), _>(()) })
+            .await
+            .unwrap();
+        assert_eq!(again.1, Source::Memory);
     }
 
     #[test]

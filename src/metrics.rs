@@ -20,6 +20,7 @@ pub struct Metrics {
     requests: IntCounterVec,
     request_seconds: HistogramVec,
     executions: IntCounterVec,
+    artifact_cache: IntCounterVec,
     compile_seconds: Histogram,
     run_seconds: Histogram,
     queue_wait_seconds: Histogram,
@@ -48,7 +49,17 @@ impl Metrics {
                 Opts::new("executions_total", "Finished executions by outcome status"),
                 &["status"],
             )?,
-            compile_seconds: histogram("compile_seconds", "Time to compile a program")?,
+            artifact_cache: IntCounterVec::new(
+                Opts::new(
+                    "artifact_cache_total",
+                    "Executions whose build came from the artifact cache (hit) or ran rustc (miss)",
+                ),
+                &["result"],
+            )?,
+            compile_seconds: histogram(
+                "compile_seconds",
+                "Time to get a compiled program (a build, or a cache lookup)",
+            )?,
             run_seconds: histogram("run_seconds", "Time to run a program")?,
             queue_wait_seconds: histogram("queue_wait_seconds", "Time waiting for a slot")?,
             fuel_consumed: IntCounter::new("fuel_consumed_total", "Fuel consumed by programs")?,
@@ -71,6 +82,9 @@ impl Metrics {
         metrics
             .registry
             .register(Box::new(metrics.executions.clone()))?;
+        metrics
+            .registry
+            .register(Box::new(metrics.artifact_cache.clone()))?;
         for c in [
             &metrics.compile_seconds,
             &metrics.run_seconds,
@@ -108,6 +122,9 @@ impl Metrics {
         let status = serde_json::to_value(out.status).unwrap_or_default();
         self.executions
             .with_label_values(&[status.as_str().unwrap_or("unknown")])
+            .inc();
+        self.artifact_cache
+            .with_label_values(&[if out.timings.cached { "hit" } else { "miss" }])
             .inc();
         self.compile_seconds
             .observe(out.timings.compile_ms / 1000.0);

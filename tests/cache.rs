@@ -63,6 +63,20 @@ async fn identical_request_is_a_cache_hit_with_the_same_answer() {
     assert_eq!(first["diagnostics"], second["diagnostics"]);
     assert!(s(&second, "compilerOutput").contains("unused variable"));
     assert!(second["timings"]["runMs"].as_f64().unwrap() > 0.0);
+    let metrics = common::client()
+        .get(format!("{}/metrics", srv.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        "wasm_playground_artifact_cache_total{result=\"hit\"} 1",
+        "wasm_playground_artifact_cache_total{result=\"miss\"} 1",
+    ] {
+        assert!(metrics.contains(line), "no `{line}` in\n{metrics}");
+    }
 }
 
 #[tokio::test]
