@@ -23,6 +23,7 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::trace::TraceLayer;
 
 use crate::compile::{CompileOptions, CrateKind, Edition, Emit, Mode};
+use crate::disasm::Flavor;
 use crate::metrics::Metrics;
 use crate::playground::{
     ExecuteRequest, ExecutionOutput, Playground, PlaygroundError, Target, ToolOutput,
@@ -337,6 +338,9 @@ struct ToolBody {
     code: String,
     /// `/compile` only.
     target: Option<String>,
+    /// `/compile` with `target: "asm"` only: `att` (default) or `intel`.
+    #[serde(rename = "assemblyFlavor")]
+    assembly_flavor: Option<String>,
     #[serde(flatten)]
     options: OptionFields,
 }
@@ -377,7 +381,15 @@ async fn compile(
         .ok_or_else(|| ApiError::bad_request("`target` is missing"))?
         .parse()
         .map_err(ApiError::bad_request)?;
-    Ok(Json(playground.compile_to(&req.code, opts, target).await?))
+    let flavor: Flavor = match req.assembly_flavor.as_deref() {
+        Some(flavor) => flavor.parse().map_err(ApiError::bad_request)?,
+        None => Flavor::default(),
+    };
+    Ok(Json(
+        playground
+            .compile_to(&req.code, opts, target, flavor)
+            .await?,
+    ))
 }
 
 /// `GET /meta/crates` (and `POST`, which mdBook's `book.js` sends): the crates a program may use.

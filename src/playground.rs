@@ -13,6 +13,7 @@ use crate::compile::{
     Diagnostic, Edition, Emit, Mode, Toolchain, ToolchainError,
 };
 use crate::config::Config;
+use crate::disasm::{self, Flavor};
 use crate::harness;
 use crate::live::{LiveEvent, LiveSink, LiveStdin};
 use crate::runner::{Input, RunError, RunOptions, Runner, Status};
@@ -85,7 +86,7 @@ pub enum Target {
     Wasm,
     Mir,
     LlvmIr,
-    /// LLVM's WebAssembly assembly.
+    /// The x86-64 code Wasmtime generates for the program's functions.
     Asm,
 }
 
@@ -437,20 +438,22 @@ impl Playground {
         ))
     }
 
-    /// Compiles `code` and returns one of its intermediate or final forms as text.
+    /// Compiles `code` and returns one of its intermediate or final forms as text. `asm` is
+    /// the machine code of the module as it runs here (the tier that runs a program for long),
+    /// in `flavor`'s syntax; LLVM's own assembly would only show WebAssembly.
     pub async fn compile_to(
         &self,
         code: &str,
         mut opts: CompileOptions,
         target: Target,
+        flavor: Flavor,
     ) -> Result<ToolOutput, PlaygroundError> {
         opts.emit = match target {
-            Target::Wasm => Emit::Link,
+            Target::Wasm | Target::Asm => Emit::Link,
             Target::Mir => Emit::Mir,
             Target::LlvmIr => Emit::LlvmIr,
-            Target::Asm => Emit::Asm,
         };
-        if target == Target::Wasm && opts.kind == CrateKind::Program {
+        if matches!(target, Target::Wasm | Target::Asm) && opts.kind == CrateKind::Program {
             opts.kind = CrateKind::Binary;
         }
         let (compiler, _slot) = self.tool_slot(code, opts.channel).await?;
@@ -462,6 +465,16 @@ impl Playground {
                 Target::Wasm => wasmprinter::print_bytes(&bytes).map_err(|e| {
                     CompileError::Workspace(std::io::Error::other(format!("printing WAT: {e}")))
                 })?,
+                Target::Asm => {
+                    let runner = self.runner.clone();
+                    tokio::task::spawn_blocking(move || {
+                        let elf = runner.machine_code(&bytes)?;
+                        disasm::disassemble(&bytes, &elf, flavor)
+                            .map_err(|e| RunError::Load(e.to_string()))
+                    })
+                    .await
+                    .map_err(|e| RunError::Load(format!("the disassembly task failed: {e}")))??
+                }
                 _ => String::from_utf8_lossy(&bytes).into_owned(),
             };
         }

@@ -552,6 +552,19 @@ impl Runner {
         Ok(Program::new(tier, pre, keep.then_some(wasm)))
     }
 
+    /// Wasmtime's compiled object (an ELF file) for `wasm`, made by the engine that runs
+    /// programs for long: Cranelift unless the strategy is `winch`. For listings, not for runs.
+    pub fn machine_code(&self, wasm: &[u8]) -> Result<Vec<u8>, RunError> {
+        let backend = self
+            .cranelift
+            .as_ref()
+            .unwrap_or_else(|| self.first_backend());
+        backend
+            .engine
+            .precompile_module(wasm)
+            .map_err(|e| RunError::Load(format!("{e:#}")))
+    }
+
     /// Rebuilds a program from [`Program::serialize`]'s bytes. Fails (safely) if they were made
     /// by another Wasmtime version or engine configuration, or if `tier`'s engine is not in use.
     ///

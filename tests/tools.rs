@@ -101,7 +101,7 @@ async fn compile_shows_each_target() {
             "// WARNING: This output format is intended for human consumers only",
         ),
         ("llvm-ir", "; ModuleID = 'playground."),
-        ("asm", "\t.file\t\"playground."),
+        ("asm", "playground::main:\n"),
         ("wasm", "(module $main.wasm"),
     ] {
         let (status, v) = post("/compile", json!({"code": code, "target": target, "edition": "2021", "mode": "debug", "crateType": "bin", "tests": false, "channel": "stable", "assemblyFlavor": "att", "demangleAssembly": "demangle", "processAssembly": "filter", "backtrace": false})).await;
@@ -123,6 +123,54 @@ async fn compile_shows_each_target() {
         (Some(false), Some(""))
     );
     assert!(v["stderr"].as_str().unwrap().contains("error[E0308]"));
+}
+
+/// `asm` is the x86-64 code Wasmtime runs, in either syntax, with calls named after their targets
+/// (including the fuel and epoch checks Wasmtime inserts).
+#[tokio::test]
+async fn asm_is_wasmtimes_machine_code() {
+    let code = "fn square(x: u64) -> u64 { x * x }\nfn main() { println!(\"{}\", square(std::hint::black_box(7))); }";
+    let (status, v) = post(
+        "/compile",
+        json!({"code": code, "target": "asm", "mode": "debug"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    let att = v["code"].as_str().unwrap();
+    assert!(att.starts_with("playground::main:\n"), "{att}");
+    assert!(att.contains("\nplayground::square:\n"), "{att}");
+    assert!(att.contains(":  call    playground::square\n"), "{att}");
+    assert!(att.contains("%rsp"), "{att}");
+
+    let (status, v) = post(
+        "/compile",
+        json!({"code": code, "target": "asm", "mode": "release", "assemblyFlavor": "intel"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    let intel = v["code"].as_str().unwrap();
+    assert!(intel.starts_with("playground::main:\n"), "{intel}");
+    assert!(!intel.contains("playground::square"), "inlined: {intel}");
+    assert!(
+        intel.contains(":  call    std::io::stdio::_print\n"),
+        "{intel}"
+    );
+    assert!(
+        intel.contains(":  call    wasmtime_builtin_out_of_gas\n"),
+        "{intel}"
+    );
+    assert!(!intel.contains('%'), "{intel}");
+
+    let (status, v) = post(
+        "/compile",
+        json!({"code": code, "target": "asm", "assemblyFlavor": "masm"}),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        v["error"],
+        "unknown assemblyFlavor `masm`, expected att or intel"
+    );
 }
 
 #[tokio::test]
