@@ -443,7 +443,6 @@ fn engine_config(config: &Config, tier: Tier) -> wasmtime::Config {
         .total_memories(slots)
         .total_tables(slots)
         .total_stacks(slots)
-        .total_gc_heaps(slots)
         .max_memory_size(max_memory)
         // Reset a used memory by rewriting only its dirty pages (found with Linux's
         // PAGEMAP_SCAN, 6.7+) in the first 2 MiB (a program's stack, data and early heap)
