@@ -41,6 +41,16 @@ pub struct Config {
     )]
     pub run_timeout_ms: u64,
 
+    /// Wall-clock limit of one live run (`/live`), in milliseconds: it may wait for a person
+    /// typing its input. Its CPU is still bounded by `--fuel`.
+    #[arg(
+        long,
+        env = "WASM_PLAYGROUND_LIVE_TIMEOUT_MS",
+        default_value_t = 60_000,
+        global = true
+    )]
+    pub live_timeout_ms: u64,
+
     /// Interval of the engine-wide epoch ticker that enforces deadlines and yields, in milliseconds.
     #[arg(
         long,
@@ -285,6 +295,10 @@ impl Config {
 
     pub fn run_timeout(&self) -> Duration {
         Duration::from_millis(self.run_timeout_ms)
+    }
+
+    pub fn live_timeout(&self) -> Duration {
+        Duration::from_millis(self.live_timeout_ms)
     }
 
     pub fn epoch_tick(&self) -> Duration {

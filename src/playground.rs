@@ -322,6 +322,9 @@ impl Playground {
         };
 
         let mut run_opts = RunOptions::from_config(&self.config);
+        if sink.is_some() {
+            run_opts.timeout = self.config.live_timeout();
+        }
         run_opts.stdin = stdin;
         run_opts.live = sink;
         run_opts.args = req.args;

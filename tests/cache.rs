@@ -232,7 +232,7 @@ async fn corrupted_cache_file_is_ignored() {
 
 #[tokio::test]
 async fn garbage_in_the_cache_dir_is_ignored() {
-    let dir = tempfile::tempdir().unwrap().keep();
+    let dir = common::scratch_dir("wp-test-garbage-");
     std::fs::write(dir.join("not-a-key.art"), b"hello").unwrap();
     std::fs::write(
         dir.join(format!("{}.art", "ab".repeat(32))),

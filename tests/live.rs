@@ -89,6 +89,38 @@ async fn stdin_is_interactive() {
     );
 }
 
+/// A live run waits for typed input longer than a batch run may last (`--live-timeout-ms`).
+#[tokio::test]
+async fn a_live_run_may_wait_for_input_past_the_batch_limit() {
+    let server = common::start(wasm_playground::config::Config {
+        run_timeout_ms: 500,
+        live_timeout_ms: 10_000,
+        ..Default::default()
+    });
+    let code = "fn main() {\n    let mut line = String::new();\n    std::io::stdin().read_line(&mut line).unwrap();\n    print!(\"got {line}\");\n}\n";
+    let url = server.url.replace("http://", "ws://") + "/live";
+    let mut ws = tokio_tungstenite::connect_async(url).await.unwrap().0;
+    send(&mut ws, json!({"type": "run", "code": code})).await;
+    assert_eq!(next(&mut ws).await.0, json!({"type": "compiling"}));
+    assert_eq!(next(&mut ws).await.0["type"], "compiled");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    send(&mut ws, json!({"type": "stdin", "data": "late\n"})).await;
+    assert_eq!(
+        next(&mut ws).await.0,
+        json!({"type": "stdout", "data": "got late\n"})
+    );
+    let (done, _) = next(&mut ws).await;
+    assert_eq!(
+        (done["type"].as_str(), done["status"].as_str()),
+        (Some("done"), Some("ok"))
+    );
+
+    // Over /execute the batch limit applies (stdin is all there up front, so a sleep waits).
+    let sleeper = "fn main() { std::thread::sleep(std::time::Duration::from_millis(1500)); }";
+    let v = common::run_on(&server, json!({"code": sleeper})).await;
+    assert_eq!(v["status"], "timeout", "{v}");
+}
+
 #[tokio::test]
 async fn stdin_close_is_end_of_input() {
     let mut ws = connect().await;

@@ -16,22 +16,25 @@ pub struct TestServer {
     pub cache_dir: PathBuf,
 }
 
+/// A fresh directory under cargo's scratch dir for integration tests (in `target/`, not /tmp):
+/// the servers that use them live as long as the test process, which never drops them.
+pub fn scratch_dir(prefix: &str) -> PathBuf {
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .expect("scratch dir")
+        .keep()
+}
+
 /// Starts a server with `config` (its work dir replaced by a fresh one, and its cache dir too
 /// unless the config names one) on 127.0.0.1:0.
 pub fn start(mut config: Config) -> TestServer {
-    let work_dir = tempfile::Builder::new()
-        .prefix("wp-test-work-")
-        .tempdir()
-        .expect("work dir")
-        .keep();
+    let work_dir = scratch_dir("wp-test-work-");
     config.work_dir = Some(work_dir.clone());
-    let cache_dir = config.cache_dir.clone().unwrap_or_else(|| {
-        tempfile::Builder::new()
-            .prefix("wp-test-cache-")
-            .tempdir()
-            .expect("cache dir")
-            .keep()
-    });
+    let cache_dir = config
+        .cache_dir
+        .clone()
+        .unwrap_or_else(|| scratch_dir("wp-test-cache-"));
     config.cache_dir = Some(cache_dir.clone());
     let (tx, rx) = std::sync::mpsc::channel::<SocketAddr>();
     std::thread::spawn(move || {
@@ -116,16 +119,8 @@ impl ServerProcess {
     /// Starts `wasm-playground serve` with extra `args` and `envs`, on 127.0.0.1:0.
     pub fn spawn(args: &[&str], envs: &[(&str, &str)]) -> Self {
         use std::io::BufRead;
-        let work_dir = tempfile::Builder::new()
-            .prefix("wp-test-work-")
-            .tempdir()
-            .expect("work dir")
-            .keep();
-        let cache_dir = tempfile::Builder::new()
-            .prefix("wp-test-cache-")
-            .tempdir()
-            .expect("cache dir")
-            .keep();
+        let work_dir = scratch_dir("wp-test-work-");
+        let cache_dir = scratch_dir("wp-test-cache-");
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_wasm-playground"))
             .args(["serve", "--addr", "127.0.0.1:0", "--work-dir"])
             .arg(&work_dir)
