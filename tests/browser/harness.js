@@ -56,7 +56,9 @@ export async function startServer() {
   const port = await freePort();
   // Cranelift only: the tiered default starts programs on Winch code (about 2x slower), and the
   // page's out-of-fuel example must run out of fuel before the 5 s time limit on a busy machine.
-  const child = spawn(BINARY, ['serve', '--addr', `127.0.0.1:${port}`, '--compiler', 'cranelift'], {
+  // Live runs get 5 s too (not 60), so the test of a program left waiting for input is short.
+  const args = ['serve', '--addr', `127.0.0.1:${port}`, '--compiler', 'cranelift', '--live-timeout-ms', '5000'];
+  const child = spawn(BINARY, args, {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, NO_COLOR: '1' },
   });
