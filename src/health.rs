@@ -47,6 +47,17 @@ pub fn readiness(playground: &Playground) -> Vec<Check> {
             Err(e) => format!("not writable: {}", e.kind()),
         },
     });
+    // Informational: without the crates, programs still run with `std` only.
+    let crates = playground.crates().len();
+    checks.push(Check {
+        name: "crates",
+        ok: true,
+        detail: if crates == 0 {
+            "none offered (run `wasm-playground build-crates`)".into()
+        } else {
+            format!("{crates} offered")
+        },
+    });
     let (compiles, _) = playground.queued();
     checks.push(Check {
         name: "queue",

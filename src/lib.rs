@@ -9,6 +9,7 @@
 //! - [`config`]: every limit and setting, from flags and `WASM_PLAYGROUND_*` variables.
 //! - [`cache`]: the content-addressed artifact cache (memory LRU + disk store).
 //! - [`compile`]: toolchain detection, the `rustc` invocation, diagnostics.
+//! - [`crates`]: the offered third-party crates: their set-up build and the index compiles use.
 //! - [`sandbox`]: Landlock, rlimits and seccomp around every `rustc` process.
 //! - [`capture`]: the capped stdout/stderr buffers handed to the guest.
 //! - [`runner`]: the engines (Winch, Cranelift, tier-up), pooling allocator, epoch ticker,
@@ -27,6 +28,7 @@ pub mod capture;
 pub mod cli;
 pub mod compile;
 pub mod config;
+pub mod crates;
 pub mod harness;
 pub mod health;
 pub mod http;
