@@ -86,7 +86,7 @@ async fn the_books_guessing_game_reads_guesses_from_stdin() {
     let secret: u32 = stdout
         .lines()
         .filter_map(|l| l.strip_prefix("You guessed: "))
-        .last()
+        .next_back()
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no guess in {v}"));
     assert!((1..=100).contains(&secret), "{v}");
