@@ -2,7 +2,7 @@
 //! same request never runs `rustc` or a Wasmtime compiler twice.
 //!
 //! - The key is SHA-256 over the code, the channel, the edition, the mode, the crate kind (program,
-//!   tests, library), the channel's `rustc --version`,
+//!   tests, library), the channel's `rustc --version`, the fingerprint of the offered crates,
 //!   [`compile::STUB_VERSION`](crate::compile::STUB_VERSION) (the stub and the flags) and the
 //!   diagnostics cap (which shapes the cached text).
 //! - In memory: an LRU, bounded by entry count, of ready [`Program`]s (an `InstancePre` each) plus
@@ -53,6 +53,7 @@ impl CacheKey {
         code: &str,
         opts: &CompileOptions,
         rustc_version: &str,
+        crates: &str,
         diagnostics_limit: usize,
     ) -> Self {
         let mut h = Sha256::new();
@@ -62,6 +63,7 @@ impl CacheKey {
         let emit = format!("{:?}", opts.emit);
         for part in [
             rustc_version,
+            crates,
             opts.channel.as_str(),
             opts.edition.as_str(),
             match opts.mode {
@@ -704,18 +706,34 @@ mod tests {
     #[test]
     fn keys_depend_on_every_input() {
         let opts = CompileOptions::default();
-        let base = CacheKey::new("fn main() {}", &opts, "rustc 1", 100);
-        assert_eq!(base, CacheKey::new("fn main() {}", &opts, "rustc 1", 100));
-        assert_ne!(base, CacheKey::new("fn main() { }", &opts, "rustc 1", 100));
-        assert_ne!(base, CacheKey::new("fn main() {}", &opts, "rustc 2", 100));
-        assert_ne!(base, CacheKey::new("fn main() {}", &opts, "rustc 1", 101));
+        let base = CacheKey::new("fn main() {}", &opts, "rustc 1", "", 100);
+        assert_eq!(
+            base,
+            CacheKey::new("fn main() {}", &opts, "rustc 1", "", 100)
+        );
+        assert_ne!(
+            base,
+            CacheKey::new("fn main() { }", &opts, "rustc 1", "", 100)
+        );
+        assert_ne!(
+            base,
+            CacheKey::new("fn main() {}", &opts, "rustc 2", "", 100)
+        );
+        assert_ne!(
+            base,
+            CacheKey::new("fn main() {}", &opts, "rustc 1", "", 101)
+        );
+        assert_ne!(
+            base,
+            CacheKey::new("fn main() {}", &opts, "rustc 1", "ab12", 100)
+        );
         let release = CompileOptions {
             mode: Mode::Release,
             ..opts
         };
         assert_ne!(
             base,
-            CacheKey::new("fn main() {}", &release, "rustc 1", 100)
+            CacheKey::new("fn main() {}", &release, "rustc 1", "", 100)
         );
         let others = [
             CompileOptions {
@@ -732,7 +750,10 @@ mod tests {
             },
         ];
         for other in others {
-            assert_ne!(base, CacheKey::new("fn main() {}", &other, "rustc 1", 100));
+            assert_ne!(
+                base,
+                CacheKey::new("fn main() {}", &other, "rustc 1", "", 100)
+            );
         }
         assert_eq!(CacheKey::from_hex(&base.hex()), Some(base));
     }

@@ -43,6 +43,13 @@ enum Command {
         #[arg(last = true)]
         args: Vec<String>,
     },
+    /// Build the offered crates (crates/Cargo.toml) into the crates directory and index them;
+    /// a no-op when they are built already.
+    BuildCrates {
+        /// The manifest listing the crates.
+        #[arg(long, default_value = "crates/Cargo.toml")]
+        manifest_path: PathBuf,
+    },
 }
 
 /// Parses the command line and runs it; returns the process exit code.
@@ -62,9 +69,11 @@ pub async fn main() -> anyhow::Result<i32> {
         LogFormat::Json => logs.json().init(),
         LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
     }
-    let playground = Arc::new(Playground::new(cli.config)?);
     match cli.command {
-        None | Some(Command::Serve) => serve(playground, cli.serve).await,
+        Some(Command::BuildCrates { manifest_path }) => build_crates(&cli.config, &manifest_path),
+        None | Some(Command::Serve) => {
+            serve(Arc::new(Playground::new(cli.config)?), cli.serve).await
+        }
         Some(Command::Run {
             file,
             edition,
@@ -84,7 +93,7 @@ pub async fn main() -> anyhow::Result<i32> {
                 args,
                 ..Default::default()
             };
-            run(&playground, file, request).await
+            run(&Playground::new(cli.config)?, file, request).await
         }
     }
 }
@@ -169,4 +178,18 @@ async fn run(
             })
         }
     }
+}
+
+/// `build-crates`: cargo shows its progress on stderr; one summary line follows.
+fn build_crates(config: &Config, manifest: &std::path::Path) -> anyhow::Result<i32> {
+    let toolchain = crate::compile::Toolchain::detect(&config.rustc)?;
+    let dir = config.crates_dir();
+    let index = crate::crates::build(&toolchain, manifest, &dir)?;
+    eprintln!(
+        "{} crates ready in {} for {}",
+        index.crates.len(),
+        dir.display(),
+        toolchain.version
+    );
+    Ok(0)
 }

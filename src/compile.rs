@@ -12,6 +12,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -19,6 +20,7 @@ use tempfile::TempDir;
 use tokio::io::AsyncReadExt;
 use tokio::process::Command;
 
+use crate::crates::CrateSet;
 use crate::sandbox::{ProcessLimits, Sandbox, SandboxError};
 
 /// Appended (after a newline) to every sample; it must stay on one line so that it adds exactly
@@ -365,6 +367,10 @@ pub struct Compiler {
     toolchain: Toolchain,
     sandbox: Sandbox,
     settings: CompileSettings,
+    /// The offered crates, when this toolchain can load them.
+    crates: Option<Arc<CrateSet>>,
+    /// `--extern` and `-L` arguments for them.
+    crate_args: Vec<String>,
 }
 
 impl Compiler {
@@ -373,7 +379,22 @@ impl Compiler {
             toolchain,
             sandbox,
             settings,
+            crates: None,
+            crate_args: Vec::new(),
         }
+    }
+
+    /// Makes `crates` available to every program this compiler builds, and readable by it.
+    pub fn with_crates(mut self, crates: Arc<CrateSet>) -> Result<Self, SandboxError> {
+        self.sandbox.allow_read(&crates.dirs())?;
+        self.crate_args = crates.rustc_args();
+        self.crates = Some(crates);
+        Ok(self)
+    }
+
+    /// The offered crates, if this compiler has them.
+    pub fn crates(&self) -> Option<&CrateSet> {
+        self.crates.as_deref()
     }
 
     pub fn toolchain(&self) -> &Toolchain {
@@ -394,6 +415,7 @@ impl Compiler {
     ) -> Result<BuildResult, CompileError> {
         let job = Job::new(&self.settings.work_dir, sample, needs_stub(opts))?;
         let (args, output) = rustc_args(opts, job.dir.path());
+        let args = [args, self.crate_args.clone()].concat();
         self.run_job(&self.toolchain.rustc, &args, job, output)
             .await
     }
@@ -420,6 +442,7 @@ impl Compiler {
         ];
         args.extend(common_args(job.dir.path(), opts));
         args.extend(["--emit=metadata".into(), "-o".into(), "main.rmeta".into()]);
+        args.extend(self.crate_args.iter().cloned());
         args.push("src/main.rs".into());
         let clippy = self.toolchain.tool("clippy-driver");
         self.run_job(&clippy, &args, job, "main.rmeta").await

@@ -4,7 +4,7 @@
 //! overrides of the defaults; the README's configuration table mirrors this file.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Args;
@@ -268,6 +268,11 @@ pub struct Config {
     )]
     pub tier_up_fuel: u64,
 
+    /// Directory of the offered crates, built by `wasm-playground build-crates` (default: `crates`
+    /// in the cargo target dir this binary was built in, i.e. `target/crates`).
+    #[arg(long, env = "WASM_PLAYGROUND_CRATES_DIR", global = true)]
+    pub crates_dir: Option<PathBuf>,
+
     /// The `rustc` used to find the toolchain's sysroot (the real compiler inside it is used).
     #[arg(
         long,
@@ -326,6 +331,22 @@ impl Config {
             .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
             .unwrap_or_else(std::env::temp_dir);
         base.join("wasm-playground")
+    }
+
+    /// The crates directory: the configured one, else `crates` in the target dir of this binary
+    /// (`target/release/wasm-playground`, `target/debug/deps/TEST` and
+    /// `target/release/examples/bench` all give `target/crates`).
+    pub fn crates_dir(&self) -> PathBuf {
+        if let Some(dir) = &self.crates_dir {
+            return dir.clone();
+        }
+        let exe = std::env::current_exe().ok();
+        let mut dir = exe.as_deref().and_then(Path::parent);
+        if dir.is_some_and(|d| d.ends_with("deps") || d.ends_with("examples")) {
+            dir = dir.and_then(Path::parent);
+        }
+        dir.and_then(Path::parent)
+            .map_or_else(|| PathBuf::from("target/crates"), |t| t.join("crates"))
     }
 }
 

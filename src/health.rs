@@ -35,6 +35,17 @@ pub fn readiness(playground: &Playground) -> Vec<Check> {
             },
         });
     }
+    // Informational: without the crates, programs still run with `std` only.
+    let crates = playground.crates().len();
+    checks.push(Check {
+        name: "crates",
+        ok: true,
+        detail: if crates == 0 {
+            "none offered (run `wasm-playground build-crates`)".into()
+        } else {
+            format!("{crates} offered")
+        },
+    });
     let work_dir = config.work_dir.clone().unwrap_or_else(std::env::temp_dir);
     let writable = tempfile::Builder::new()
         .prefix("wasm-playground-ready-")

@@ -393,10 +393,15 @@ async fn compile(
 }
 
 /// `GET /meta/crates` (and `POST`, which mdBook's `book.js` sends): the crates a program may use.
-/// None are offered yet (programs get `std` only); mdBook asks for this list before it shows Run
-/// buttons.
-async fn crates() -> Json<serde_json::Value> {
-    Json(serde_json::json!({ "crates": [] }))
+/// `{crates: [{name, version, id}]}` as play.rust-lang.org answers (`id` is the name a program
+/// uses); mdBook asks for this list before it shows Run buttons.
+async fn crates(State(playground): State<Arc<Playground>>) -> Json<serde_json::Value> {
+    let crates: Vec<_> = playground
+        .crates()
+        .iter()
+        .map(|c| serde_json::json!({ "name": c.name, "version": c.version, "id": c.id }))
+        .collect();
+    Json(serde_json::json!({ "crates": crates }))
 }
 
 /// `GET /meta/versions`, in play.rust-lang.org's shape, for each available channel.

@@ -9,6 +9,7 @@
 //! - [`config`]: every limit and setting, from flags and `WASM_PLAYGROUND_*` variables.
 //! - [`cache`]: the content-addressed artifact cache (memory LRU + disk store).
 //! - [`compile`]: toolchain detection, the `rustc` invocation, diagnostics.
+//! - [`crates`]: the offered third-party crates: their set-up build and the index compiles use.
 //! - [`disasm`]: the x86-64 code Wasmtime generates for a program, for `/compile`.
 //! - [`sandbox`]: Landlock, rlimits and seccomp around every `rustc` process.
 //! - [`capture`]: the capped stdout/stderr buffers handed to the guest.
@@ -28,6 +29,7 @@ pub mod capture;
 pub mod cli;
 pub mod compile;
 pub mod config;
+pub mod crates;
 pub mod disasm;
 pub mod harness;
 pub mod health;

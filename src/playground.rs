@@ -13,6 +13,7 @@ use crate::compile::{
     Diagnostic, Edition, Emit, Mode, Toolchain, ToolchainError,
 };
 use crate::config::Config;
+use crate::crates::{CrateSet, OfferedCrate};
 use crate::disasm::{self, Flavor};
 use crate::harness;
 use crate::live::{LiveEvent, LiveSink, LiveStdin};
@@ -158,10 +159,12 @@ impl Playground {
             )?;
             Ok(Compiler::new(toolchain, sandbox, settings.clone()))
         };
-        let mut compilers = vec![(
-            Channel::Stable,
-            compiler(Toolchain::detect(&config.rustc)?)?,
-        )];
+        let stable = compiler(Toolchain::detect(&config.rustc)?)?;
+        let stable = match load_crates(&config, &stable.toolchain().version) {
+            Some(crates) => stable.with_crates(crates)?,
+            None => stable,
+        };
+        let mut compilers = vec![(Channel::Stable, stable)];
         let mut unavailable = Vec::new();
         for channel in [Channel::Beta, Channel::Nightly] {
             if !config.channels.contains(&channel) {
@@ -205,6 +208,14 @@ impl Playground {
             runs,
             config,
         })
+    }
+
+    /// The crates programs on the stable channel may use (none when they were not built).
+    pub fn crates(&self) -> &[OfferedCrate] {
+        self.compilers
+            .iter()
+            .find_map(|(_, c)| c.crates())
+            .map_or(&[], |set| &set.index.crates)
     }
 
     pub fn config(&self) -> &Config {
@@ -271,6 +282,7 @@ impl Playground {
             &req.code,
             &opts,
             &compiler.toolchain().version,
+            compiler.crates().map_or("", |c| &c.fingerprint),
             self.config.diagnostics_limit,
         );
         let mut queued = Duration::ZERO;
@@ -537,4 +549,29 @@ fn tool_output(build: BuildResult, code: String, ok: &str, failed: &str) -> Tool
 /// Milliseconds, rounded to hundredths.
 fn millis(duration: Duration) -> f64 {
     (duration.as_secs_f64() * 100_000.0).round() / 100.0
+}
+
+/// The crate set of the crates directory, if it was built by the toolchain `rustc_version`
+/// (libraries from another rustc cannot be loaded). Without one, programs get `std` only.
+fn load_crates(config: &Config, rustc_version: &str) -> Option<Arc<CrateSet>> {
+    let dir = config.crates_dir();
+    match CrateSet::load(&dir) {
+        Ok(set) if set.index.rustc == rustc_version => {
+            tracing::info!(crates = set.index.crates.len(), dir = %dir.display(), "crates loaded");
+            Some(Arc::new(set))
+        }
+        Ok(set) => {
+            tracing::warn!(
+                dir = %dir.display(),
+                built_with = %set.index.rustc,
+                serving_with = rustc_version,
+                "the crates were built by another rustc; serving without crates until `wasm-playground build-crates` rebuilds them"
+            );
+            None
+        }
+        Err(err) => {
+            tracing::warn!(%err, "serving without crates; `wasm-playground build-crates` builds them");
+            None
+        }
+    }
 }

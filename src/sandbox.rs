@@ -7,7 +7,8 @@
 //!
 //! - a Landlock ruleset (built in the parent; the child only calls `restrict_self`): read and
 //!   execute of the toolchain files rustc (and rustfmt, clippy-driver) needs and the system libraries it links, read of
-//!   `/proc/sys/vm/overcommit_memory` (jemalloc's hint), read/write of the job dir, nothing else.
+//!   `/proc/sys/vm/overcommit_memory` (jemalloc's hint) and of the offered crates' `deps`
+//!   directories, read/write of the job dir, nothing else.
 //!   The ABI v1 filesystem rights are required; newer rights (truncate, TCP, scopes) are added
 //!   where the kernel has them;
 //! - rlimits: CPU seconds, data segment, file size (SIGXFSZ ignored, so writes fail with EFBIG),
@@ -156,6 +157,25 @@ impl Sandbox {
             rules: Some(rules),
             limits,
         })
+    }
+
+    /// Also lets compiles read everything under `dirs` (the offered crates' libraries; rustc
+    /// maps proc-macro libraries with `dlopen`, which Landlock counts as reading, not executing).
+    pub fn allow_read(&mut self, dirs: &[&Path]) -> Result<(), SandboxError> {
+        let Some(rules) = &mut self.rules else {
+            return Ok(());
+        };
+        for dir in dirs {
+            let fd = PathFd::new(dir).map_err(|e| SandboxError::Path {
+                path: dir.to_path_buf(),
+                reason: e.to_string(),
+            })?;
+            rules.push(Rule {
+                fd,
+                access: AccessFs::from_read(BEST_ABI),
+            });
+        }
+        Ok(())
     }
 
     pub fn limits(&self) -> &ProcessLimits {

@@ -27,7 +27,10 @@ async fn health_and_readiness() {
         .map(|c| c["name"].as_str().unwrap())
         .collect();
     assert_eq!(names[..2], ["toolchain", "sandbox"]);
-    assert!(names.ends_with(&["workDir", "queue"]), "{names:?}");
+    assert!(
+        names.ends_with(&["crates", "workDir", "queue"]),
+        "{names:?}"
+    );
 
     // No room in the queue: not ready.
     let full = common::start(Config {

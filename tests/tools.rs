@@ -233,14 +233,3 @@ async fn versions_of_the_toolchain() {
             .starts_with("0.1.")
     );
 }
-
-#[tokio::test]
-async fn no_crates_are_offered_yet() {
-    let resp = client()
-        .get(format!("{}/meta/crates", server().url))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    assert_eq!(resp.json::<Value>().await.unwrap(), json!({"crates": []}));
-}

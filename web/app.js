@@ -228,6 +228,11 @@ const ui = {
   copyLink: $('copy-link'),
   shareStatus: $('share-status'),
   shareClose: $('share-close'),
+  cratesToggle: $('crates-toggle'),
+  cratesPanel: $('crates-panel'),
+  cratesList: $('crates-list'),
+  cratesHelp: $('crates-help'),
+  cratesClose: $('crates-close'),
   badge: $('badge'),
   detail: $('detail'),
   meta: $('meta'),
@@ -1100,6 +1105,46 @@ function jumpFromCompilerOutput(e) {
 }
 
 // -----------------------------------------------------------------------------------------------
+// The crates list (GET meta/crates), fetched when the panel first opens
+
+let cratesLoaded = false;
+async function loadCrates() {
+  ui.cratesList.replaceChildren();
+  let crates;
+  try {
+    const response = await fetch('meta/crates');
+    if (!response.ok) throw new Error(`status ${response.status}`);
+    crates = (await response.json()).crates;
+  } catch {
+    ui.cratesHelp.textContent = 'The list of crates could not be loaded.';
+    return;
+  }
+  cratesLoaded = true;
+  if (crates.length === 0) {
+    ui.cratesHelp.textContent = 'This server offers no crates: programs can use the standard library only.';
+    return;
+  }
+  for (const c of crates) {
+    const li = document.createElement('li');
+    const name = document.createElement('code');
+    name.textContent = c.id;
+    const version = document.createElement('span');
+    version.className = 'muted';
+    version.textContent = ` ${c.version}`;
+    li.append(name, version);
+    if (c.name !== c.id) li.title = `the ${c.name} package`;
+    ui.cratesList.append(li);
+  }
+}
+
+function setCratesOpen(open) {
+  ui.cratesPanel.hidden = !open;
+  ui.cratesToggle.setAttribute('aria-expanded', String(open));
+  if (open && !cratesLoaded) loadCrates();
+  if (!open) ui.cratesToggle.focus();
+}
+
+// -----------------------------------------------------------------------------------------------
 // Stdin, examples, toasts
 
 function updateStdinDot() {
@@ -1176,6 +1221,11 @@ ui.sharePanel.addEventListener('keydown', (e) => {
   if (e.key === 'Escape') closeShare();
 });
 ui.shareUrl.addEventListener('focus', () => ui.shareUrl.select());
+ui.cratesToggle.addEventListener('click', () => setCratesOpen(ui.cratesPanel.hidden));
+ui.cratesClose.addEventListener('click', () => setCratesOpen(false));
+ui.cratesPanel.addEventListener('keydown', (e) => {
+  if (e.key === 'Escape') setCratesOpen(false);
+});
 ui.stdinToggle.addEventListener('click', () => setStdinOpen(ui.stdinPanel.hidden, { focus: true }));
 ui.stdin.addEventListener('input', () => {
   updateStdinDot();

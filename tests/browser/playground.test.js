@@ -368,6 +368,33 @@ describe('the playground page', { timeout: 5 * TIMEOUT }, () => {
     await page.context().close();
   });
 
+  test('the Crates panel lists the offered crates, and a program uses one', async () => {
+    const page = await openPage(browser, server.url);
+    assert.equal(await page.isHidden('#crates-panel'), true);
+    await page.click('#crates-toggle');
+    assert.equal(await page.getAttribute('#crates-toggle', 'aria-expanded'), 'true');
+    const items = page.locator('#crates-list li');
+    await items.nth(32).waitFor();
+    assert.equal(await items.count(), 33);
+    const shown = await items.allInnerTexts();
+    assert.ok(shown.includes('rand 0.10.4'), shown.join(', '));
+    assert.ok(shown.includes('md5 0.10.6'), shown.join(', '));
+    assert.equal(await items.filter({ hasText: 'md5' }).getAttribute('title'), 'the md-5 package');
+    await page.focus('#crates-close');
+    await page.keyboard.press('Escape');
+    assert.equal(await page.isHidden('#crates-panel'), true);
+
+    await setCode(
+      page,
+      'use rand::prelude::*;\n\nfn main() {\n    let mut rng = StdRng::seed_from_u64(42);\n    println!("{}", rng.random_range(1..=6));\n}\n',
+    );
+    await runAndWait(page);
+    assert.equal(await text(page, '#badge'), 'Success');
+    assert.equal(await text(page, '#stdout'), '1\n');
+    assert.deepEqual(page.pageErrors, []);
+    await page.context().close();
+  });
+
   test('works on a phone-sized screen', async () => {
     const page = await openPage(browser, server.url, { viewport: { width: 390, height: 844 } });
     const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);

@@ -1,0 +1,1 @@
+//! Empty: this package only exists to build its dependencies (the offered crates).

@@ -1,0 +1,428 @@
+//! The third-party crates programs may use: built once by `wasm-playground build-crates`, then
+//! passed to every compile.
+//!
+//! `crates/Cargo.toml` (with its committed `Cargo.lock`) lists the offered crates. The set-up
+//! builds it with the toolchain's own cargo (`--release --target wasm32-wasip1`, proc-macros for
+//! the host) into the crates directory (`--crates-dir`) and writes `index.json` there: each direct
+//! dependency's name, version, crate name and library file, the two `deps` directories and the
+//! `rustc --version` they were built with. A second run is a cargo no-op.
+//!
+//! At start-up the service reads the index; a compile then gets `--extern NAME=FILE` per offered
+//! crate and `-L dependency=` for both `deps` directories, so `use rand::prelude::*;` just works.
+//! Without an index (or with one from another rustc, whose libraries it could not load) programs
+//! get `std` only and the log says why.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::compile::Toolchain;
+
+/// The file the set-up writes in the crates directory.
+pub const INDEX_FILE: &str = "index.json";
+
+/// One offered crate, as `GET /meta/crates` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OfferedCrate {
+    /// The package name on crates.io, e.g. `md-5`.
+    pub name: String,
+    pub version: String,
+    /// The name a program uses it by, e.g. `md5`.
+    pub id: String,
+    /// The built library: an `.rlib`, or a proc-macro's shared object.
+    pub path: PathBuf,
+}
+
+/// What the set-up wrote.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CrateIndex {
+    /// `rustc --version` of the toolchain that built the libraries; only it can load them.
+    pub rustc: String,
+    pub crates: Vec<OfferedCrate>,
+    /// The `deps` directory of the wasm32-wasip1 libraries (the crates' own dependencies).
+    pub wasm_deps: PathBuf,
+    /// The `deps` directory of the host libraries (proc-macros and their dependencies).
+    pub host_deps: PathBuf,
+}
+
+/// A loaded index, with what compiles need from it.
+#[derive(Debug, Clone)]
+pub struct CrateSet {
+    pub index: CrateIndex,
+    /// SHA-256 of the index file, part of every artifact cache key: a rebuilt crate set has new
+    /// library file names, so it never shares cached modules with the old one.
+    pub fingerprint: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CratesError {
+    #[error("could not read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} is not a crate index: {source}")]
+    Parse {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error(
+        "the crate libraries in {dir} are missing ({missing}); run `wasm-playground build-crates` again"
+    )]
+    Incomplete { dir: PathBuf, missing: String },
+    #[error("could not run `{command}`: {source}")]
+    Spawn {
+        command: String,
+        source: std::io::Error,
+    },
+    #[error("`{command}` failed ({status})")]
+    Failed { command: String, status: String },
+    #[error("unexpected output of `{command}`: {detail}")]
+    Output { command: String, detail: String },
+    #[error("could not write {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+impl CrateSet {
+    /// Reads `dir/index.json` and checks that the libraries it names are there.
+    pub fn load(dir: &Path) -> Result<Self, CratesError> {
+        let path = dir.join(INDEX_FILE);
+        let bytes = std::fs::read(&path).map_err(|source| CratesError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        let index: CrateIndex =
+            serde_json::from_slice(&bytes).map_err(|source| CratesError::Parse { path, source })?;
+        let missing: Vec<String> = index
+            .crates
+            .iter()
+            .map(|c| &c.path)
+            .chain([&index.wasm_deps, &index.host_deps])
+            .filter(|p| !p.exists())
+            .map(|p| p.display().to_string())
+            .collect();
+        if !missing.is_empty() {
+            return Err(CratesError::Incomplete {
+                dir: dir.to_path_buf(),
+                missing: missing.join(", "),
+            });
+        }
+        let fingerprint = Sha256::digest(&bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        Ok(Self { index, fingerprint })
+    }
+
+    /// The `rustc` arguments that make every offered crate available to a program.
+    pub fn rustc_args(&self) -> Vec<String> {
+        let mut args = Vec::with_capacity(2 * self.index.crates.len() + 4);
+        for dir in [&self.index.wasm_deps, &self.index.host_deps] {
+            args.push("-L".into());
+            args.push(format!("dependency={}", dir.display()));
+        }
+        for c in &self.index.crates {
+            args.push("--extern".into());
+            args.push(format!("{}={}", c.id, c.path.display()));
+        }
+        args
+    }
+
+    /// The directories `rustc` reads the libraries from (the sandbox allows reading them).
+    pub fn dirs(&self) -> [&Path; 2] {
+        [&self.index.wasm_deps, &self.index.host_deps]
+    }
+}
+
+#[derive(Deserialize)]
+struct Metadata {
+    packages: Vec<MetaPackage>,
+    resolve: MetaResolve,
+}
+
+#[derive(Deserialize)]
+struct MetaPackage {
+    id: String,
+    name: String,
+    version: String,
+}
+
+#[derive(Deserialize)]
+struct MetaResolve {
+    root: Option<String>,
+    nodes: Vec<MetaNode>,
+}
+
+#[derive(Deserialize)]
+struct MetaNode {
+    id: String,
+    deps: Vec<MetaDep>,
+}
+
+#[derive(Deserialize)]
+struct MetaDep {
+    /// The crate name the dependent uses (dashes already turned into underscores).
+    name: String,
+    pkg: String,
+}
+
+/// One line of `cargo build --message-format=json`.
+#[derive(Deserialize)]
+struct Message {
+    reason: String,
+    #[serde(default)]
+    package_id: String,
+    #[serde(default)]
+    filenames: Vec<PathBuf>,
+}
+
+/// Builds the crates of `manifest` into `dir` with `toolchain`'s cargo and writes the index.
+/// Cargo's progress goes to this process's stderr.
+pub fn build(
+    toolchain: &Toolchain,
+    manifest: &Path,
+    dir: &Path,
+) -> Result<CrateIndex, CratesError> {
+    std::fs::create_dir_all(dir).map_err(|source| CratesError::Write {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let dir = std::path::absolute(dir).map_err(|source| CratesError::Write {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    // The toolchain's own cargo; a toolchain without one (not from rustup) uses the one on PATH.
+    let cargo = Some(toolchain.tool("cargo"))
+        .filter(|c| c.is_file())
+        .unwrap_or_else(|| PathBuf::from("cargo"));
+    let cargo_cmd = |args: &[&str]| {
+        let mut cmd = Command::new(&cargo);
+        cmd.args(args)
+            .arg("--manifest-path")
+            .arg(manifest)
+            .arg("--locked")
+            // The toolchain the service compiles with, whatever rustup would pick here.
+            .env("RUSTC", &toolchain.rustc)
+            .env_remove("RUSTFLAGS")
+            .env("CARGO_ENCODED_RUSTFLAGS", remap_flags())
+            .stdin(Stdio::null());
+        cmd
+    };
+
+    let command = "cargo metadata".to_string();
+    let output = cargo_cmd(&[
+        "metadata",
+        "--format-version",
+        "1",
+        "--filter-platform",
+        "wasm32-wasip1",
+    ])
+    .stderr(Stdio::inherit())
+    .output()
+    .map_err(|source| CratesError::Spawn {
+        command: command.clone(),
+        source,
+    })?;
+    if !output.status.success() {
+        return Err(CratesError::Failed {
+            command,
+            status: output.status.to_string(),
+        });
+    }
+    let meta: Metadata =
+        serde_json::from_slice(&output.stdout).map_err(|e| CratesError::Output {
+            command: command.clone(),
+            detail: e.to_string(),
+        })?;
+    let root = meta
+        .resolve
+        .root
+        .as_deref()
+        .ok_or_else(|| CratesError::Output {
+            command: command.clone(),
+            detail: "no root package".into(),
+        })?;
+    let direct: Vec<&MetaDep> = meta
+        .resolve
+        .nodes
+        .iter()
+        .find(|n| n.id == root)
+        .map(|n| n.deps.iter().collect())
+        .unwrap_or_default();
+
+    let command = "cargo build --release --target wasm32-wasip1".to_string();
+    let target_dir = dir.display().to_string();
+    let mut child = cargo_cmd(&[
+        "build",
+        "--release",
+        "--target",
+        "wasm32-wasip1",
+        "--target-dir",
+        &target_dir,
+        "--message-format=json-render-diagnostics",
+    ])
+    .stdout(Stdio::piped())
+    .stderr(Stdio::inherit())
+    .spawn()
+    .map_err(|source| CratesError::Spawn {
+        command: command.clone(),
+        source,
+    })?;
+    let wasm_deps = dir.join("wasm32-wasip1/release/deps");
+    let host_deps = dir.join("release/deps");
+    let mut libraries: Vec<(String, PathBuf)> = Vec::new();
+    if let Some(stdout) = child.stdout.take() {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let Ok(msg) = serde_json::from_str::<Message>(&line) else {
+                continue;
+            };
+            if msg.reason != "compiler-artifact" {
+                continue;
+            }
+            // A wasm library, or a proc-macro (a host shared object). A host `.rlib` of the same
+            // package (a proc-macro's dependency) is not what programs link.
+            let library = msg.filenames.into_iter().find(|f| {
+                (f.starts_with(&wasm_deps) && f.extension().is_some_and(|e| e == "rlib"))
+                    || f.extension()
+                        .is_some_and(|e| e == std::env::consts::DLL_EXTENSION)
+            });
+            if let Some(library) = library {
+                libraries.push((msg.package_id, library));
+            }
+        }
+    }
+    let status = child.wait().map_err(|source| CratesError::Spawn {
+        command: command.clone(),
+        source,
+    })?;
+    if !status.success() {
+        return Err(CratesError::Failed {
+            command,
+            status: status.to_string(),
+        });
+    }
+
+    let mut crates = Vec::new();
+    for dep in direct {
+        let package = meta.packages.iter().find(|p| p.id == dep.pkg);
+        let library = libraries.iter().find(|(id, _)| *id == dep.pkg);
+        let (Some(package), Some((_, path))) = (package, library) else {
+            return Err(CratesError::Output {
+                command,
+                detail: format!("no library was built for `{}`", dep.name),
+            });
+        };
+        crates.push(OfferedCrate {
+            name: package.name.clone(),
+            version: package.version.clone(),
+            id: dep.name.clone(),
+            path: path.clone(),
+        });
+    }
+    crates.sort_by(|a, b| a.name.cmp(&b.name));
+    let index = CrateIndex {
+        rustc: toolchain.version.clone(),
+        crates,
+        wasm_deps,
+        host_deps,
+    };
+    write_index(&dir, &index)?;
+    Ok(index)
+}
+
+/// Written under a temp name and renamed, so a server starting meanwhile reads a whole file.
+fn write_index(dir: &Path, index: &CrateIndex) -> Result<(), CratesError> {
+    let path = dir.join(INDEX_FILE);
+    let write_err = |source| CratesError::Write {
+        path: path.clone(),
+        source,
+    };
+    let mut json = serde_json::to_string_pretty(index).map_err(|e| write_err(e.into()))?;
+    json.push('\n');
+    let tmp = dir.join(format!("{INDEX_FILE}.tmp"));
+    std::fs::write(&tmp, json).map_err(write_err)?;
+    std::fs::rename(&tmp, &path).map_err(write_err)
+}
+
+/// Rustflags that show the crates' sources as `/cargo/registry/...` in diagnostics, so that
+/// messages pointing into a crate do not reveal the host's home directory. Separated by 0x1f,
+/// as `CARGO_ENCODED_RUSTFLAGS` wants.
+fn remap_flags() -> String {
+    let cargo_home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")));
+    match cargo_home {
+        Some(home) => format!("--remap-path-prefix={}=/cargo", home.display()),
+        None => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn index_in(dir: &Path) -> CrateIndex {
+        let wasm_deps = dir.join("wasm");
+        let host_deps = dir.join("host");
+        std::fs::create_dir_all(&wasm_deps).unwrap();
+        std::fs::create_dir_all(&host_deps).unwrap();
+        let rlib = wasm_deps.join("libmd5-1.rlib");
+        std::fs::write(&rlib, b"").unwrap();
+        CrateIndex {
+            rustc: "rustc 1.95.0".into(),
+            crates: vec![OfferedCrate {
+                name: "md-5".into(),
+                version: "0.10.6".into(),
+                id: "md5".into(),
+                path: rlib,
+            }],
+            wasm_deps,
+            host_deps,
+        }
+    }
+
+    #[test]
+    fn an_index_becomes_extern_and_dependency_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = index_in(dir.path());
+        write_index(dir.path(), &index).unwrap();
+        let set = CrateSet::load(dir.path()).unwrap();
+        assert_eq!(set.index, index);
+        assert_eq!(set.fingerprint.len(), 64);
+        let d = dir.path().display();
+        assert_eq!(
+            set.rustc_args(),
+            [
+                "-L".to_string(),
+                format!("dependency={d}/wasm"),
+                "-L".into(),
+                format!("dependency={d}/host"),
+                "--extern".into(),
+                format!("md5={d}/wasm/libmd5-1.rlib"),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_missing_index_or_library_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(matches!(
+            CrateSet::load(dir.path()),
+            Err(CratesError::Read { .. })
+        ));
+        let index = index_in(dir.path());
+        write_index(dir.path(), &index).unwrap();
+        std::fs::remove_file(&index.crates[0].path).unwrap();
+        assert!(matches!(
+            CrateSet::load(dir.path()),
+            Err(CratesError::Incomplete { .. })
+        ));
+    }
+}
