@@ -4,7 +4,7 @@
 # filesystem. docs/deploy.md says how to build, run and check it.
 #
 #   docker build -t wasm-playground .
-#   docker run --rm -p 8000:8000 --read-only --tmpfs /tmp:exec=off,size=1g \
+#   docker run --rm -p 8000:8000 --read-only --tmpfs /tmp:rw,noexec,nosuid,size=1g \
 #     --tmpfs /var/cache/wasm-playground:size=1g,uid=10001,gid=10001 wasm-playground
 
 # --- Build stage: the same steps as scripts/serve (target, release build) -----------------
