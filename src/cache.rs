@@ -326,10 +326,10 @@ impl ArtifactCache {
             // HMAC tag when the replicas share a key: Redis is trusted to hold only what
             // replicas of this build wrote (module docs, SECURITY.md).
             let artifact = unsafe { load(&runner, key, file) }?;
-            if let Some(disk) = &disk {
-                if let Err(err) = disk.write_file(&key, &bytes) {
-                    tracing::warn!(error = %err, "could not write to the disk cache");
-                }
+            if let Some(disk) = &disk
+                && let Err(err) = disk.write_file(&key, &bytes)
+            {
+                tracing::warn!(error = %err, "could not write to the disk cache");
             }
             if let Some(program) = &artifact.program {
                 watch_upgrade(disk, Some(shared), key, program, &artifact.report);
@@ -457,10 +457,10 @@ fn write_through(
     key: CacheKey,
     file: Vec<u8>,
 ) {
-    if let Some(disk) = disk {
-        if let Err(err) = disk.write_file(&key, &file) {
-            tracing::warn!(error = %err, "could not write to the disk cache");
-        }
+    if let Some(disk) = disk
+        && let Err(err) = disk.write_file(&key, &file)
+    {
+        tracing::warn!(error = %err, "could not write to the disk cache");
     }
     if let Some(shared) = shared {
         let shared = shared.clone();
