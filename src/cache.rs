@@ -13,6 +13,9 @@
 //!   renamed into place, so readers and concurrent writers (threads or processes) only ever see
 //!   whole files. The total size is bounded; the least recently used files go first.
 //! - Concurrent identical requests share one build.
+//! - Optionally, in Redis ([`crate::shared`]): the same files, shared by replicas. A lookup goes
+//!   to memory, then disk, then Redis, then builds; a build is written through to all three,
+//!   and an entry found in Redis is copied to memory and disk.
 //!
 //! # Why loading a file is sound
 //!
@@ -28,6 +31,11 @@
 //!    the code in use;
 //! 4. Wasmtime itself refuses modules from another Wasmtime version or engine configuration
 //!    with an error, which is treated as a miss.
+//!
+//! Entries from Redis pass the same checks (2-4), but point 1 becomes trust in Redis: whoever
+//! can write to it can plant a file with a valid checksum. With `--redis-hmac-key` every entry
+//! also carries an HMAC-SHA256 tag made with a key only the replicas hold, checked before the
+//! bytes are parsed; see SECURITY.md.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -43,6 +51,7 @@ use tokio::sync::OnceCell;
 
 use crate::compile::{CompileOptions, Diagnostic, Mode, STUB_VERSION};
 use crate::runner::{Program, Runner, Tier};
+use crate::shared::SharedCache;
 
 /// SHA-256 of everything that determines a build's outcome.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -119,6 +128,8 @@ pub struct Artifact {
 pub enum Source {
     Memory,
     Disk,
+    /// The shared cache in Redis: another replica built it.
+    Redis,
     /// Another request with the same key was building it; this one waited for that build.
     Shared,
     /// This request built it.
@@ -130,6 +141,16 @@ impl Source {
     pub fn cached(self) -> bool {
         self != Source::Built
     }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Memory => "memory",
+            Source::Disk => "disk",
+            Source::Redis => "redis",
+            Source::Shared => "shared",
+            Source::Built => "built",
+        }
+    }
 }
 
 /// The memory LRU, the disk store and the in-flight builds.
@@ -137,6 +158,7 @@ pub struct ArtifactCache {
     memory: Mutex<Lru>,
     capacity: usize,
     disk: Option<Arc<DiskStore>>,
+    shared: Option<Arc<SharedCache>>,
     inflight: Mutex<HashMap<CacheKey, Arc<OnceCell<Arc<Artifact>>>>>,
     runner: Arc<Runner>,
 }
@@ -150,8 +172,14 @@ struct Lru {
 impl ArtifactCache {
     /// A cache holding up to `memory_entries` artifacts in memory and `disk_bytes` in `dir`
     /// (0 turns either off). A directory that cannot be used turns the disk store off, with a
-    /// warning: the service works without it.
-    pub fn new(memory_entries: usize, dir: &Path, disk_bytes: u64, runner: Arc<Runner>) -> Self {
+    /// warning: the service works without it. `shared` is the Redis cache, if configured.
+    pub fn new(
+        memory_entries: usize,
+        dir: &Path,
+        disk_bytes: u64,
+        shared: Option<Arc<SharedCache>>,
+        runner: Arc<Runner>,
+    ) -> Self {
         let disk = if disk_bytes == 0 {
             None
         } else {
@@ -167,6 +195,7 @@ impl ArtifactCache {
             memory: Mutex::default(),
             capacity: memory_entries,
             disk,
+            shared,
             inflight: Mutex::default(),
             runner,
         }
@@ -211,12 +240,17 @@ impl ArtifactCache {
                     self.memory_put(key, artifact.clone());
                     return Ok(artifact);
                 }
+                if let Some(artifact) = self.shared_get(key).await {
+                    source = Source::Redis;
+                    self.memory_put(key, artifact.clone());
+                    return Ok(artifact);
+                }
                 source = Source::Built;
                 let (artifact, cacheable) = build().await?;
                 let artifact = Arc::new(artifact);
                 if cacheable {
                     self.memory_put(key, artifact.clone());
-                    self.disk_put(key, &artifact);
+                    self.store(key, &artifact);
                 }
                 Ok(artifact)
             })
@@ -260,42 +294,61 @@ impl ArtifactCache {
     async fn disk_get(&self, key: CacheKey) -> Option<Arc<Artifact>> {
         let disk = self.disk.clone()?;
         let runner = self.runner.clone();
+        let shared = self.shared.clone();
         let loaded = tokio::task::spawn_blocking(move || {
             let file = disk.read(&key)?;
-            let program = match file.kind {
-                Kind::NoModule => None,
-                Kind::Module(tier) => {
-                    let wasm = (!file.wasm.is_empty()).then(|| Arc::<[u8]>::from(file.wasm));
-                    // SAFETY: `disk.read` returned these bytes only after checking the file's
-                    // SHA-256 and key; files in the store are written only by `DiskStore::write`
-                    // from `Program::serialize` (see the module docs for the full argument).
-                    match unsafe { runner.load_serialized(tier, &file.module, wasm) } {
-                        Ok(program) => Some(Arc::new(program)),
-                        Err(err) => {
-                            tracing::debug!(key = %key.hex(), error = %err, "unusable cache file");
-                            disk.remove(&key);
-                            return None;
-                        }
-                    }
-                }
+            // SAFETY: `disk.read` returned this file only after checking its SHA-256 and key;
+            // files in the store are written only by `DiskStore::write` from
+            // `Program::serialize` (see the module docs for the full argument).
+            let Some(artifact) = (unsafe { load(&runner, key, file) }) else {
+                disk.remove(&key);
+                return None;
             };
-            if let Some(program) = &program {
-                watch_upgrade(&disk, key, program, &file.report);
+            if let Some(program) = &artifact.program {
+                watch_upgrade(Some(disk), shared, key, program, &artifact.report);
             }
-            Some(Arc::new(Artifact {
-                report: file.report,
-                program,
-            }))
+            Some(Arc::new(artifact))
         })
         .await;
         loaded.ok().flatten()
     }
 
-    /// Writes the artifact to disk on a blocking thread, without waiting for it.
-    fn disk_put(&self, key: CacheKey, artifact: &Arc<Artifact>) {
-        let Some(disk) = self.disk.clone() else {
+    /// Loads `key` from Redis; on a hit, also writes it to the disk store.
+    async fn shared_get(&self, key: CacheKey) -> Option<Arc<Artifact>> {
+        let shared = self.shared.clone()?;
+        let bytes = shared.get(&key).await?;
+        let runner = self.runner.clone();
+        let disk = self.disk.clone();
+        let loaded = tokio::task::spawn_blocking(move || {
+            let Some(file) = parse(&bytes, &key) else {
+                tracing::warn!(key = %key.hex(), "corrupt Redis entry ignored");
+                return None;
+            };
+            // SAFETY: the entry passed the same SHA-256 and key checks as a disk file, and its
+            // HMAC tag when the replicas share a key: Redis is trusted to hold only what
+            // replicas of this build wrote (module docs, SECURITY.md).
+            let artifact = unsafe { load(&runner, key, file) }?;
+            if let Some(disk) = &disk
+                && let Err(err) = disk.write_file(&key, &bytes)
+            {
+                tracing::warn!(error = %err, "could not write to the disk cache");
+            }
+            if let Some(program) = &artifact.program {
+                watch_upgrade(disk, Some(shared), key, program, &artifact.report);
+            }
+            Some(Arc::new(artifact))
+        })
+        .await;
+        loaded.ok().flatten()
+    }
+
+    /// Writes the artifact to disk and to Redis, without waiting for either.
+    fn store(&self, key: CacheKey, artifact: &Arc<Artifact>) {
+        if self.disk.is_none() && self.shared.is_none() {
             return;
-        };
+        }
+        let disk = self.disk.clone();
+        let shared = self.shared.clone();
         let artifact = artifact.clone();
         tokio::task::spawn_blocking(move || {
             let (kind, module, wasm) = match &artifact.program {
@@ -309,13 +362,30 @@ impl ArtifactCache {
                 },
             };
             let wasm = wasm.as_deref().unwrap_or_default();
-            if let Err(err) = disk.write(&key, kind, &artifact.report, wasm, &module) {
-                tracing::warn!(error = %err, "could not write to the disk cache");
+            match encode(&key, kind, &artifact.report, wasm, &module) {
+                Ok(file) => write_through(disk.as_ref(), shared.as_ref(), key, file),
+                Err(err) => tracing::warn!(error = %err, "could not encode a cache entry"),
             }
             if let Some(program) = &artifact.program {
-                watch_upgrade(&disk, key, program, &artifact.report);
+                watch_upgrade(disk, shared, key, program, &artifact.report);
             }
         });
+    }
+
+    /// Whether Redis is up (with a reason when not); `None` without a shared cache.
+    pub fn shared_status(&self) -> Option<(bool, String)> {
+        self.shared.as_ref().map(|s| s.status())
+    }
+
+    pub fn shared_stats(&self) -> Option<crate::shared::SharedStats> {
+        self.shared.as_ref().map(|s| s.stats())
+    }
+
+    /// Bytes of the files in the disk store (0 without one).
+    pub fn disk_bytes(&self) -> u64 {
+        self.disk.as_ref().map_or(0, |d| {
+            d.index.lock().unwrap_or_else(PoisonError::into_inner).total
+        })
     }
 
     /// Number of artifacts in memory.
@@ -354,21 +424,77 @@ impl Drop for Leave<'_> {
     }
 }
 
-/// When a Winch program is recompiled with Cranelift, its disk entry is replaced.
-fn watch_upgrade(disk: &Arc<DiskStore>, key: CacheKey, program: &Program, report: &Report) {
+/// Rebuilds an artifact from a checked file; `None` (logged) if Wasmtime refuses the module.
+///
+/// # Safety
+///
+/// `file` must hold what `Program::serialize` produced in a process running this build, as
+/// [`Runner::load_serialized`] requires.
+unsafe fn load(runner: &Runner, key: CacheKey, file: CacheFile) -> Option<Artifact> {
+    let program = match file.kind {
+        Kind::NoModule => None,
+        Kind::Module(tier) => {
+            let wasm = (!file.wasm.is_empty()).then(|| Arc::<[u8]>::from(file.wasm));
+            // SAFETY: guaranteed by this function's caller.
+            match unsafe { runner.load_serialized(tier, &file.module, wasm) } {
+                Ok(program) => Some(Arc::new(program)),
+                Err(err) => {
+                    tracing::debug!(key = %key.hex(), error = %err, "unusable cache entry");
+                    return None;
+                }
+            }
+        }
+    };
+    Some(Artifact {
+        report: file.report,
+        program,
+    })
+}
+
+/// Writes an encoded entry to the disk store now and to Redis in the background (called on a
+/// blocking thread of the runtime).
+fn write_through(
+    disk: Option<&Arc<DiskStore>>,
+    shared: Option<&Arc<SharedCache>>,
+    key: CacheKey,
+    file: Vec<u8>,
+) {
+    if let Some(disk) = disk
+        && let Err(err) = disk.write_file(&key, &file)
+    {
+        tracing::warn!(error = %err, "could not write to the disk cache");
+    }
+    if let Some(shared) = shared {
+        let shared = shared.clone();
+        tokio::runtime::Handle::current().spawn(async move { shared.put(&key, &file).await });
+    }
+}
+
+/// When a Winch program is recompiled with Cranelift, its disk and Redis entries are replaced.
+fn watch_upgrade(
+    disk: Option<Arc<DiskStore>>,
+    shared: Option<Arc<SharedCache>>,
+    key: CacheKey,
+    program: &Program,
+    report: &Report,
+) {
     if program.tier() != Tier::Winch {
         return;
     }
-    let disk = disk.clone();
     let report = report.clone();
-    program.on_upgrade(move |module| match module.serialize() {
-        Ok(bytes) => {
-            let kind = Kind::Module(Tier::Cranelift);
-            if let Err(err) = disk.write(&key, kind, &report, &[], &bytes) {
-                tracing::warn!(error = %err, "could not write to the disk cache");
-            }
+    // The hook runs on a blocking thread of whichever runtime ran the program (possibly the
+    // background lane): Redis writes go to this one.
+    let handle = tokio::runtime::Handle::current();
+    program.on_upgrade(move |module| {
+        let _runtime = handle.enter();
+        let file = module
+            .serialize()
+            .map_err(|e| std::io::Error::other(format!("could not serialize a module: {e}")))
+            .and_then(|bytes| encode(&key, Kind::Module(Tier::Cranelift), &report, &[], &bytes));
+        match file {
+            Ok(file) => write_through(disk.as_ref(), shared.as_ref(), key, file),
+            Err(err) => tracing::warn!(error = %err, "could not encode a cache entry"),
         }
-        Err(err) => tracing::warn!(error = %err, "could not serialize a module"),
     });
 }
 
@@ -518,6 +644,7 @@ impl DiskStore {
         }
     }
 
+    #[cfg(test)]
     fn write(
         &self,
         key: &CacheKey,
@@ -526,19 +653,12 @@ impl DiskStore {
         wasm: &[u8],
         module: &[u8],
     ) -> std::io::Result<()> {
-        let meta = serde_json::to_vec(report).map_err(std::io::Error::other)?;
-        let len32 =
-            |n: usize| u32::try_from(n).map_err(|_| std::io::Error::other("cache entry too large"));
-        let mut body = Vec::with_capacity(HEADER - 40 + meta.len() + wasm.len() + module.len());
-        body.extend_from_slice(&key.0);
-        body.push(kind.byte());
-        body.extend_from_slice(&len32(meta.len())?.to_le_bytes());
-        body.extend_from_slice(&len32(wasm.len())?.to_le_bytes());
-        body.extend_from_slice(&len32(module.len())?.to_le_bytes());
-        body.extend_from_slice(&meta);
-        body.extend_from_slice(wasm);
-        body.extend_from_slice(module);
-        let size = (8 + 32 + body.len()) as u64;
+        self.write_file(key, &encode(key, kind, report, wasm, module)?)
+    }
+
+    /// Stores an encoded file (from [`encode`]) for `key`.
+    fn write_file(&self, key: &CacheKey, file: &[u8]) -> std::io::Result<()> {
+        let size = file.len() as u64;
         if size > self.budget {
             return Ok(());
         }
@@ -553,9 +673,7 @@ impl DiskStore {
                 .write(true)
                 .create_new(true)
                 .open(&temp)?;
-            f.write_all(MAGIC)?;
-            f.write_all(&Sha256::digest(&body))?;
-            f.write_all(&body)?;
+            f.write_all(file)?;
             drop(f);
             std::fs::rename(&temp, self.path(key))
         })();
@@ -616,6 +734,33 @@ impl DiskStore {
     }
 }
 
+/// A cache file's bytes: magic, SHA-256 of the body, then the body (key, kind, lengths, parts).
+fn encode(
+    key: &CacheKey,
+    kind: Kind,
+    report: &Report,
+    wasm: &[u8],
+    module: &[u8],
+) -> std::io::Result<Vec<u8>> {
+    let meta = serde_json::to_vec(report).map_err(std::io::Error::other)?;
+    let len32 =
+        |n: usize| u32::try_from(n).map_err(|_| std::io::Error::other("cache entry too large"));
+    let mut body = Vec::with_capacity(HEADER - 40 + meta.len() + wasm.len() + module.len());
+    body.extend_from_slice(&key.0);
+    body.push(kind.byte());
+    body.extend_from_slice(&len32(meta.len())?.to_le_bytes());
+    body.extend_from_slice(&len32(wasm.len())?.to_le_bytes());
+    body.extend_from_slice(&len32(module.len())?.to_le_bytes());
+    body.extend_from_slice(&meta);
+    body.extend_from_slice(wasm);
+    body.extend_from_slice(module);
+    let mut file = Vec::with_capacity(40 + body.len());
+    file.extend_from_slice(MAGIC);
+    file.extend_from_slice(&Sha256::digest(&body));
+    file.extend_from_slice(&body);
+    Ok(file)
+}
+
 /// Checks and splits a cache file; `None` unless it is whole, uncorrupted and for `key`.
 fn parse(bytes: &[u8], key: &CacheKey) -> Option<CacheFile> {
     if bytes.len() < HEADER || &bytes[..8] != MAGIC {
@@ -655,7 +800,7 @@ mod tests {
     fn memory_only_cache() -> ArtifactCache {
         let config = crate::config::Config::default();
         let runner = Arc::new(Runner::new(&config).unwrap());
-        ArtifactCache::new(4, Path::new("/nonexistent"), 0, runner)
+        ArtifactCache::new(4, Path::new("/nonexistent"), 0, None, runner)
     }
 
     fn inflight_len(cache: &ArtifactCache) -> usize {

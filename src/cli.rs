@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::compile::CrateKind;
 use crate::config::{Config, LogFormat, ServeArgs};
@@ -17,6 +17,10 @@ use crate::playground::{ExecuteRequest, Playground};
     about = "Compile Rust to wasm32-wasip1 and run it in a limited Wasmtime sandbox"
 )]
 pub struct Cli {
+    /// A TOML file of settings, one key per long flag (`fuel = 100000`, `addr = "0.0.0.0:8000"`);
+    /// a flag or an environment variable wins over the file.
+    #[arg(long = "config", env = "WASM_PLAYGROUND_CONFIG", global = true)]
+    config_file: Option<PathBuf>,
     #[command(subcommand)]
     command: Option<Command>,
     #[command(flatten)]
@@ -54,7 +58,7 @@ enum Command {
 
 /// Parses the command line and runs it; returns the process exit code.
 pub async fn main() -> anyhow::Result<i32> {
-    let cli = Cli::parse();
+    let cli = parse_args(std::env::args_os().collect())?;
     // `run` shares stderr with the program: only warnings go there by default.
     let default_filter = match cli.command {
         Some(Command::Run { .. }) => "warn",
@@ -96,6 +100,32 @@ pub async fn main() -> anyhow::Result<i32> {
             run(&Playground::new(cli.config)?, file, request).await
         }
     }
+}
+
+/// Parses `args` (with the program name first), then the `--config` file if there is one. A
+/// malformed command line prints clap's usage message and exits, as `Cli::parse` does.
+pub fn parse_args(args: Vec<std::ffi::OsString>) -> anyhow::Result<Cli> {
+    let matches = Cli::command().get_matches_from(args.clone());
+    let mut cli = Cli::from_arg_matches(&matches)?;
+    let Some(path) = cli.config_file.clone() else {
+        return Ok(cli);
+    };
+    let extra = crate::config::file_args(&Cli::command(), &matches, &path)?;
+    // Global flags go right after the program name: after the subcommand they could land in
+    // `run`'s trailing program arguments.
+    let mut args = args.into_iter();
+    let with_file: Vec<_> = args.next().into_iter().chain(extra).chain(args).collect();
+    let matches = Cli::command()
+        .try_get_matches_from(with_file)
+        .map_err(|e| {
+            // clap's message without its "error: " prefix and usage hint.
+            let message = e.to_string();
+            let first = message.lines().next().unwrap_or_default();
+            let first = first.strip_prefix("error: ").unwrap_or(first);
+            anyhow::anyhow!("in the configuration file {}: {first}", path.display())
+        })?;
+    cli = Cli::from_arg_matches(&matches)?;
+    Ok(cli)
 }
 
 async fn serve(playground: Arc<Playground>, args: ServeArgs) -> anyhow::Result<i32> {

@@ -281,6 +281,63 @@ pub struct Config {
         global = true
     )]
     pub rustc: String,
+
+    /// Redis holding the artifact cache shared by several replicas (e.g. `redis://cache:6379/0`);
+    /// unset: each replica has only its own cache.
+    #[arg(long, env = "WASM_PLAYGROUND_REDIS_URL", global = true)]
+    pub redis_url: Option<Secret>,
+
+    /// Longest wait for one Redis command or connection attempt, in milliseconds; past it the
+    /// request goes on without Redis.
+    #[arg(
+        long,
+        env = "WASM_PLAYGROUND_REDIS_TIMEOUT_MS",
+        default_value_t = 200,
+        global = true
+    )]
+    pub redis_timeout_ms: u64,
+
+    /// Seconds a Redis entry lives after it was written.
+    #[arg(
+        long,
+        env = "WASM_PLAYGROUND_REDIS_TTL_SECONDS",
+        default_value_t = 7 * 24 * 3600,
+        global = true
+    )]
+    pub redis_ttl_seconds: u64,
+
+    /// Key shared by the replicas to sign (HMAC-SHA256) and check Redis entries; without it a
+    /// replica trusts whatever Redis holds.
+    #[arg(
+        long,
+        env = "WASM_PLAYGROUND_REDIS_HMAC_KEY",
+        hide_env_values = true,
+        global = true
+    )]
+    pub redis_hmac_key: Option<Secret>,
+}
+
+/// A setting that must not appear in logs or `Debug` output (a key, a URL with a password).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self(s.to_string()))
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -308,6 +365,10 @@ impl Config {
 
     pub fn epoch_tick(&self) -> Duration {
         Duration::from_millis(self.epoch_tick_ms.max(1))
+    }
+
+    pub fn redis_timeout(&self) -> Duration {
+        Duration::from_millis(self.redis_timeout_ms.max(1))
     }
 
     pub fn compile_timeout(&self) -> Duration {
@@ -385,4 +446,119 @@ pub struct ServeArgs {
         global = true
     )]
     pub addr: SocketAddr,
+}
+
+/// Why the configuration file could not be used (the service refuses to start).
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigFileError {
+    #[error("could not read the configuration file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the configuration file {path} is not valid TOML: {source}")]
+    Parse {
+        path: PathBuf,
+        source: Box<toml::de::Error>,
+    },
+    #[error("unknown key `{key}` in the configuration file {path} (known keys: {known})")]
+    UnknownKey {
+        path: PathBuf,
+        key: String,
+        known: String,
+    },
+    #[error("bad value for `{key}` in the configuration file {path}: {why}")]
+    BadValue {
+        path: PathBuf,
+        key: String,
+        why: String,
+    },
+}
+
+/// The keys a configuration file may set: every long flag of `cmd` (kebab-case, without the
+/// dashes) except `--config` itself, `--help` and `--version`.
+pub fn file_keys(cmd: &clap::Command) -> Vec<&str> {
+    let mut keys: Vec<&str> = cmd
+        .get_arguments()
+        .filter_map(|arg| arg.get_long())
+        .filter(|long| !matches!(*long, "config" | "help" | "version"))
+        .collect();
+    keys.sort_unstable();
+    keys
+}
+
+/// Reads the TOML file at `path` and turns each of its keys into a `--key=value` argument,
+/// except for settings that `matches` (the command line as parsed without the file) already
+/// got from a flag or an environment variable: flag > environment > file > default.
+pub fn file_args(
+    cmd: &clap::Command,
+    matches: &clap::ArgMatches,
+    path: &std::path::Path,
+) -> Result<Vec<std::ffi::OsString>, ConfigFileError> {
+    use clap::parser::ValueSource;
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigFileError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let table: toml::Table = toml::from_str(&text).map_err(|source| ConfigFileError::Parse {
+        path: path.to_path_buf(),
+        source: Box::new(source),
+    })?;
+    let bad = |key: &str, why: String| ConfigFileError::BadValue {
+        path: path.to_path_buf(),
+        key: key.to_string(),
+        why,
+    };
+    let keys = file_keys(cmd);
+    let mut args = Vec::new();
+    for (key, value) in &table {
+        let arg = cmd
+            .get_arguments()
+            .find(|a| a.get_long() == Some(key.as_str()) && keys.contains(&key.as_str()))
+            .ok_or_else(|| ConfigFileError::UnknownKey {
+                path: path.to_path_buf(),
+                key: key.clone(),
+                known: keys.join(", "),
+            })?;
+        let id = arg.get_id().as_str();
+        // Global flags may stand after the subcommand: look there too.
+        let explicit = std::iter::once(matches)
+            .chain(matches.subcommand().map(|(_, m)| m))
+            .any(|m| {
+                matches!(
+                    m.try_get_raw(id).ok().and_then(|_| m.value_source(id)),
+                    Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+                )
+            });
+        if explicit {
+            continue;
+        }
+        if matches!(arg.get_action(), clap::ArgAction::SetTrue) {
+            match value {
+                toml::Value::Boolean(true) => args.push(format!("--{key}").into()),
+                toml::Value::Boolean(false) => {}
+                other => return Err(bad(key, format!("expected true or false, not {other}"))),
+            }
+            continue;
+        }
+        let scalar = |v: &toml::Value| match v {
+            toml::Value::String(s) => Ok(s.clone()),
+            toml::Value::Integer(n) => Ok(n.to_string()),
+            toml::Value::Boolean(b) => Ok(b.to_string()),
+            other => Err(bad(
+                key,
+                format!("expected a string or an integer, not {other}"),
+            )),
+        };
+        let text = match value {
+            toml::Value::Array(items) => items
+                .iter()
+                .map(scalar)
+                .collect::<Result<Vec<_>, _>>()?
+                .join(","),
+            other => scalar(other)?,
+        };
+        args.push(format!("--{key}={text}").into());
+    }
+    Ok(args)
 }

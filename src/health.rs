@@ -13,7 +13,8 @@ pub struct Check {
 }
 
 /// The toolchain and wasm target are there, the sandbox is on (or was explicitly waived), the
-/// work dir is writable, and the compile queue has room.
+/// work dir is writable, and the compile queue has room. The shared Redis cache, when
+/// configured, is listed as up or down but never makes the replica unready.
 pub fn readiness(playground: &Playground) -> Vec<Check> {
     let config = playground.config();
     let mut checks = Vec::new();
@@ -64,5 +65,17 @@ pub fn readiness(playground: &Playground) -> Vec<Check> {
         ok: compiles < config.queue_limit,
         detail: format!("{compiles} of {} places taken", config.queue_limit),
     });
+    if let Some((up, detail)) = playground.cache().shared_status() {
+        // Informational: the replica serves without Redis, so this never fails readiness.
+        checks.push(Check {
+            name: "redis",
+            ok: true,
+            detail: if up {
+                detail
+            } else {
+                format!("down: {detail}")
+            },
+        });
+    }
     checks
 }

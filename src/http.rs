@@ -151,7 +151,14 @@ async fn readyz(State(playground): State<Arc<Playground>>) -> Response {
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    let body = serde_json::json!({ "ready": ready, "checks": checks });
+    // Redis down is reported but not a reason to take the replica out of the load balancer:
+    // it serves from its local cache.
+    let redis = match playground.cache().shared_status() {
+        None => "off",
+        Some((true, _)) => "up",
+        Some((false, _)) => "down",
+    };
+    let body = serde_json::json!({ "ready": ready, "redis": redis, "checks": checks });
     (status, Json(body)).into_response()
 }
 
@@ -233,6 +240,8 @@ pub(crate) fn record_execution(metrics: &Metrics, out: &ExecutionOutput) {
         queue_ms = out.timings.queue_ms,
         compile_ms = out.timings.compile_ms,
         run_ms = out.timings.run_ms,
+        cached = out.timings.cached,
+        cache = out.timings.source.map_or("-", |s| s.as_str()),
         fuel = out.fuel_consumed,
         "execution finished"
     );

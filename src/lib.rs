@@ -6,8 +6,10 @@
 //! [`playground`] ties the two into one call; [`http`] (axum) and [`cli`] expose that call.
 //!
 //! Layout, one module per concept:
-//! - [`config`]: every limit and setting, from flags and `WASM_PLAYGROUND_*` variables.
+//! - [`config`]: every limit and setting, from flags, `WASM_PLAYGROUND_*` variables and a
+//!   `--config` TOML file.
 //! - [`cache`]: the content-addressed artifact cache (memory LRU + disk store).
+//! - [`shared`]: the optional Redis cache shared by replicas, beside each one's own cache.
 //! - [`compile`]: toolchain detection, the `rustc` invocation, diagnostics.
 //! - [`crates`]: the offered third-party crates: their set-up build and the index compiles use.
 //! - [`disasm`]: the x86-64 code Wasmtime generates for a program, for `/compile`.
@@ -39,3 +41,4 @@ pub mod metrics;
 pub mod playground;
 pub mod runner;
 pub mod sandbox;
+pub mod shared;

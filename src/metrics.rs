@@ -4,8 +4,8 @@
 //! describe the present (queue depths) are read when the metrics are scraped.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 use crate::playground::{ExecutionOutput, Playground};
@@ -27,6 +27,12 @@ pub struct Metrics {
     fuel_consumed: IntCounter,
     rejected: IntCounter,
     queue_depth: IntGaugeVec,
+    cache_entries: IntGauge,
+    cache_disk_bytes: IntGauge,
+    redis: IntCounterVec,
+    redis_up: IntGauge,
+    /// Serializes scrapes, which bring the gauges and the Redis counters up to date.
+    scrape: std::sync::Mutex<()>,
 }
 
 impl Metrics {
@@ -71,7 +77,28 @@ impl Metrics {
                 Opts::new("queue_depth", "Requests waiting for a slot, by stage"),
                 &["stage"],
             )?,
+            cache_entries: IntGauge::new(
+                "artifact_cache_entries",
+                "Compiled programs and compile errors held in the memory cache",
+            )?,
+            cache_disk_bytes: IntGauge::new(
+                "artifact_cache_disk_bytes",
+                "Bytes of the on-disk artifact cache",
+            )?,
+            redis: IntCounterVec::new(
+                Opts::new(
+                    "redis_cache_total",
+                    "Shared Redis cache: lookups by result (hit, miss, error; skipped while Redis \
+                     is down) and entries written (write)",
+                ),
+                &["result"],
+            )?,
+            redis_up: IntGauge::new(
+                "redis_up",
+                "1 while the shared Redis cache answers, 0 while it is down (absent without one)",
+            )?,
             registry,
+            scrape: std::sync::Mutex::default(),
         };
         metrics
             .registry
@@ -101,6 +128,9 @@ impl Metrics {
         metrics
             .registry
             .register(Box::new(metrics.queue_depth.clone()))?;
+        for g in [&metrics.cache_entries, &metrics.cache_disk_bytes] {
+            metrics.registry.register(Box::new(g.clone()))?;
+        }
         Ok(metrics)
     }
 
@@ -136,8 +166,34 @@ impl Metrics {
         self.fuel_consumed.inc_by(out.fuel_consumed);
     }
 
-    /// The text exposition format, with the present queue depths.
+    /// The text exposition format, with the present queue depths, cache sizes and the shared
+    /// cache's counters.
     pub fn render(&self, playground: &Playground) -> String {
+        let _scrape = self
+            .scrape
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let cache = playground.cache();
+        self.cache_entries.set(cache.memory_len() as i64);
+        self.cache_disk_bytes
+            .set(i64::try_from(cache.disk_bytes()).unwrap_or(i64::MAX));
+        if let (Some(stats), Some((up, _))) = (cache.shared_stats(), cache.shared_status()) {
+            // Registered on the first scrape: without Redis these series do not exist.
+            let _ = self.registry.register(Box::new(self.redis.clone()));
+            let _ = self.registry.register(Box::new(self.redis_up.clone()));
+            for (result, total) in [
+                ("hit", stats.hits),
+                ("miss", stats.misses),
+                ("error", stats.errors),
+                ("skipped", stats.skipped),
+                ("write", stats.writes),
+            ] {
+                let counter = self.redis.with_label_values(&[result]);
+                // The cache counts; the counter catches up at each scrape.
+                counter.inc_by(total.saturating_sub(counter.get()));
+            }
+            self.redis_up.set(i64::from(up));
+        }
         let (compiles, runs) = playground.queued();
         self.queue_depth
             .with_label_values(&["compile"])

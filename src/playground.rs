@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::admission::{Admission, Overloaded, Permit};
-use crate::cache::{Artifact, ArtifactCache, CacheKey, Report};
+use crate::cache::{Artifact, ArtifactCache, CacheKey, Report, Source};
 use crate::compile::{
     BuildResult, Channel, CompileError, CompileOptions, CompileSettings, Compiler, CrateKind,
     Diagnostic, Edition, Emit, Mode, Toolchain, ToolchainError,
@@ -62,6 +62,9 @@ pub struct Timings {
     /// The compiled program (or compile error) came from the cache: no `rustc` ran for this
     /// request (it may have waited for an identical request's build).
     pub cached: bool,
+    /// Where the build came from (for logs and metrics; the API has `cached`).
+    #[serde(skip)]
+    pub source: Option<Source>,
 }
 
 /// The answer of `/format`, `/clippy` and `/compile` (play.rust-lang.org's shape plus our
@@ -187,10 +190,21 @@ impl Playground {
             }
         }
         let runner = Arc::new(Runner::new(&config)?);
+        let shared = match &config.redis_url {
+            Some(url) => Some(crate::shared::SharedCache::start(
+                url.expose(),
+                &runner.compatibility(),
+                config.redis_timeout(),
+                config.redis_ttl_seconds,
+                config.redis_hmac_key.as_ref().map(|k| k.expose()),
+            )?),
+            None => None,
+        };
         let cache = ArtifactCache::new(
             config.cache_memory_entries,
             &config.cache_dir(),
             config.cache_disk_bytes,
+            shared,
             runner.clone(),
         );
         let compiles = Admission::new(
@@ -225,6 +239,10 @@ impl Playground {
     /// Requests waiting now for a compile slot and for a run slot.
     pub fn queued(&self) -> (usize, usize) {
         (self.compiles.queued(), self.runs.queued())
+    }
+
+    pub fn cache(&self) -> &ArtifactCache {
+        &self.cache
     }
 
     /// The compilers of the available channels, `stable` first.
@@ -310,6 +328,7 @@ impl Playground {
                 compile_ms,
                 run_ms: 0.0,
                 cached,
+                source: Some(source),
             },
         };
         if let Some(sink) = &sink {
@@ -365,6 +384,7 @@ impl Playground {
                 compile_ms,
                 run_ms,
                 cached,
+                source: Some(source),
             },
         })
     }

@@ -520,6 +520,31 @@ impl Runner {
         })
     }
 
+    /// SHA-256 over the engines' compatibility hashes (Wasmtime's version, the compiler and
+    /// every setting that shapes native code): serialized modules are only usable by an
+    /// engine with the same hash.
+    pub fn compatibility(&self) -> [u8; 32] {
+        use std::hash::Hash;
+        /// A `Hasher` feeding SHA-256, so the result is the same in every replica and release.
+        struct Sha(sha2::Sha256);
+        impl std::hash::Hasher for Sha {
+            fn write(&mut self, bytes: &[u8]) {
+                sha2::Digest::update(&mut self.0, bytes);
+            }
+            fn finish(&self) -> u64 {
+                0
+            }
+        }
+        let mut hasher = Sha(<sha2::Sha256 as sha2::Digest>::new());
+        for backend in [&self.winch, &self.cranelift] {
+            match backend {
+                Some(b) => b.engine.precompile_compatibility_hash().hash(&mut hasher),
+                None => 0u8.hash(&mut hasher),
+            }
+        }
+        sha2::Digest::finalize(hasher.0).into()
+    }
+
     /// The engine that compiles a new program (Winch unless the strategy is `cranelift`).
     pub fn first_tier(&self) -> Tier {
         match self.strategy {

@@ -20,6 +20,7 @@ async fn health_and_readiness() {
     assert_eq!(status, 200, "{body}");
     let v: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["ready"], true);
+    assert_eq!(v["redis"], "off");
     let names: Vec<_> = v["checks"]
         .as_array()
         .unwrap()
@@ -70,6 +71,8 @@ async fn metrics_count_requests_and_outcomes() {
         "wasm_playground_run_seconds_count 2",
         "wasm_playground_queue_depth{stage=\"compile\"} 0",
         "wasm_playground_rejected_total 0",
+        "wasm_playground_artifact_cache_entries 3",
+        "wasm_playground_artifact_cache_total{result=\"miss\"} 3",
     ] {
         assert!(
             text.lines().any(|l| l == line),
@@ -83,6 +86,13 @@ async fn metrics_count_requests_and_outcomes() {
         .parse()
         .unwrap();
     assert!(fuel >= 100_000, "{fuel}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("wasm_playground_artifact_cache_disk_bytes ")),
+        "{text}"
+    );
+    // Without --redis-url there are no Redis series.
+    assert!(!text.contains("redis"), "{text}");
 }
 
 #[tokio::test]
@@ -113,4 +123,6 @@ async fn json_logs_have_one_line_per_execution_without_source_or_output() {
     assert_eq!(line["fields"]["status"], "Ok");
     assert_eq!(line["span"]["id"], "req-test-1");
     assert!(line["fields"]["compile_ms"].as_f64().unwrap() > 0.0);
+    assert_eq!(line["fields"]["cached"], false);
+    assert_eq!(line["fields"]["cache"], "built");
 }
