@@ -7,7 +7,7 @@
 #   docker run --rm -p 8000:8000 --read-only --tmpfs /tmp:rw,noexec,nosuid,size=1g \
 #     --tmpfs /var/cache/wasm-playground:size=1g,uid=10001,gid=10001 wasm-playground
 
-# --- Build stage: the same steps as scripts/serve (target, release build) -----------------
+# --- Build stage: the same steps as scripts/serve (target, release build, crates) ---------
 FROM rust:1.95.0-slim-bookworm AS build
 WORKDIR /src
 # The toolchain rust-toolchain.toml pins, with its target and components, installed up front
@@ -23,9 +23,10 @@ RUN cargo build --release --locked --bin wasm-playground
 # The toolchain the service compiles programs with, at a fixed path for the runtime stage.
 RUN cp -a "$(rustc --print sysroot)" /opt/rust \
  && rm -rf /opt/rust/share/doc /opt/rust/lib/rustlib/src
-# PLACEHOLDER (issue #7, prebuilt crates): the set-up step that builds the crates directory goes
-# here, e.g. `RUN ./target/release/wasm-playground setup-crates --out /opt/crates`; copy the
-# result into the runtime stage below, next to /opt/rust.
+# The offered crates (crates/Cargo.toml), built as scripts/serve does, into the path the runtime
+# stage serves them from (the index records absolute paths).
+COPY crates ./crates
+RUN ./target/release/wasm-playground build-crates --crates-dir /opt/crates
 
 # --- Runtime stage ------------------------------------------------------------------------
 FROM debian:bookworm-slim
@@ -39,6 +40,7 @@ RUN apt-get update \
       --shell /usr/sbin/nologin playground \
  && install -d -o 10001 -g 10001 -m 0700 /var/cache/wasm-playground
 COPY --from=build /opt/rust /opt/rust
+COPY --from=build /opt/crates /opt/crates
 COPY --from=build /src/target/release/wasm-playground /usr/local/bin/wasm-playground
 # Only the toolchain copied above is there: no rustup, so no beta or nightly channels.
 # Writable paths (mount them: tmpfs or emptyDir): the work dir for compiles (/tmp) and the
@@ -46,6 +48,7 @@ COPY --from=build /src/target/release/wasm-playground /usr/local/bin/wasm-playgr
 ENV WASM_PLAYGROUND_ADDR=0.0.0.0:8000 \
     WASM_PLAYGROUND_RUSTC=/opt/rust/bin/rustc \
     WASM_PLAYGROUND_CHANNELS=stable \
+    WASM_PLAYGROUND_CRATES_DIR=/opt/crates \
     WASM_PLAYGROUND_WORK_DIR=/tmp \
     WASM_PLAYGROUND_CACHE_DIR=/var/cache/wasm-playground \
     WASM_PLAYGROUND_LOG_FORMAT=json \
