@@ -22,6 +22,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use wasm_playground::compile::{CompileOptions, Toolchain, rustc_args, source_file};
+use wasm_playground::config::Config;
+use wasm_playground::crates::CrateSet;
 
 const HELLO: &str = include_str!("../tests/fixtures/bench/hello.rs");
 const MEDIUM: &str = include_str!("../tests/fixtures/bench/medium.rs");
@@ -216,8 +218,9 @@ fn unique(code: &str, tag: &str, i: usize) -> String {
     format!("// bench {tag} {i} {}\n{code}", std::process::id())
 }
 
-/// Times the same build the service runs (same file, same flags) with `rustc` alone.
-fn bare_rustc(rustc: &Path, code: &str) -> f64 {
+/// Times the same build the service runs (same file, same flags, the offered crates'
+/// `--extern`s) with `rustc` alone.
+fn bare_rustc(rustc: &Path, crate_args: &[String], code: &str) -> f64 {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("src")).unwrap();
     let source = source_file(code, true);
@@ -225,6 +228,7 @@ fn bare_rustc(rustc: &Path, code: &str) -> f64 {
     let started = Instant::now();
     let status = Command::new(rustc)
         .args(rustc_args(&CompileOptions::default(), dir.path()).0)
+        .args(crate_args)
         .current_dir(dir.path())
         .env_clear()
         .stdin(Stdio::null())
@@ -322,6 +326,11 @@ async fn bench(args: Args) {
     let toolchain =
         Toolchain::detect("rustc").expect("a Rust toolchain with the wasm32-wasip1 target");
     let rustc = toolchain.rustc.clone();
+    // The server passes the offered crates to every compile when they are built; so does the
+    // bare rustc it is compared with.
+    let crate_args = CrateSet::load(&Config::default().crates_dir())
+        .map(|crates| crates.rustc_args())
+        .unwrap_or_default();
     let server = Server::start(&args);
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(64)
@@ -337,7 +346,7 @@ async fn bench(args: Args) {
     for (name, code) in [("hello world", HELLO), ("~100-line program", MEDIUM)] {
         // One unmeasured round first: page cache, rustc's own start-up files.
         let warmup = unique(code, "warmup", 0);
-        bare_rustc(&rustc, &warmup);
+        bare_rustc(&rustc, &crate_args, &warmup);
         execute(&client, &url, &warmup).await;
         let (mut bare, mut http, mut server_compile, mut cached) = (vec![], vec![], vec![], 0);
         // CPU totals over the loop: the server is idle while bare rustc runs, and the other way
@@ -345,7 +354,7 @@ async fn bench(args: Args) {
         let (bare_cpu0, server_cpu0) = (children_cpu_ms(), server.cpu_with_children_ms());
         for i in 0..args.cold {
             let program = unique(code, name, i);
-            bare.push(bare_rustc(&rustc, &program));
+            bare.push(bare_rustc(&rustc, &crate_args, &program));
             let r = execute(&client, &url, &program).await;
             assert_eq!(r.json["status"], "ok", "{}", r.json);
             if r.json["timings"]["cached"] == true {
