@@ -6,7 +6,6 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -16,6 +15,7 @@ use axum::http::{HeaderMap, HeaderName, Request, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tower_http::cors::CorsLayer;
@@ -129,11 +129,22 @@ async fn track(
 ) -> Response {
     let started = std::time::Instant::now();
     let response = next.run(req).await;
-    metrics.observe_request(
+    let (route, status, secs) = (
         route.as_str(),
         response.status().as_u16(),
         started.elapsed().as_secs_f64(),
     );
+    metrics.observe_request(route, status, secs);
+    // One line per request: executions wrote theirs (with the outcome); probes and scrapes,
+    // which come every few seconds, only at debug.
+    let ms = secs * 1000.0;
+    if response.extensions().get::<Logged>().is_none() {
+        if matches!(route, "/healthz" | "/readyz" | "/metrics") {
+            tracing::debug!(route, status, ms, "request finished");
+        } else {
+            tracing::info!(route, status, ms, "request finished");
+        }
+    }
     response
 }
 
@@ -223,16 +234,20 @@ async fn execute(
     State(metrics): State<Arc<Metrics>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Json<ExecutionOutput>, ApiError> {
+) -> Result<(Extension<Logged>, Json<ExecutionOutput>), ApiError> {
     let body = body.map_err(ApiError::from_rejection)?;
     let request = parse_execute(&headers, &body)?;
     let out = playground.execute(request).await?;
-    record_execution(&metrics, &out);
-    Ok(Json(out))
+    Ok((record_execution(&metrics, &out), Json(out)))
 }
 
+/// Marks a response whose request already has its log line (the execution's), so that `track`
+/// writes no second one.
+#[derive(Clone, Copy)]
+pub(crate) struct Logged;
+
 /// Metrics and the one log line of an execution (never the program's source or output).
-pub(crate) fn record_execution(metrics: &Metrics, out: &ExecutionOutput) {
+pub(crate) fn record_execution(metrics: &Metrics, out: &ExecutionOutput) -> Extension<Logged> {
     metrics.observe_execution(out);
     tracing::info!(
         status = ?out.status,
@@ -245,6 +260,7 @@ pub(crate) fn record_execution(metrics: &Metrics, out: &ExecutionOutput) {
         fuel = out.fuel_consumed,
         "execution finished"
     );
+    Extension(Logged)
 }
 
 /// A JSON body when the client says so; any other body is the program's source.
@@ -466,7 +482,7 @@ async fn evaluate(
     State(playground): State<Arc<Playground>>,
     State(metrics): State<Arc<Metrics>>,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Json<EvaluateResponse>, ApiError> {
+) -> Result<(Extension<Logged>, Json<EvaluateResponse>), ApiError> {
     let body = body.map_err(ApiError::from_rejection)?;
     let parsed: EvaluateBody = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
@@ -498,8 +514,8 @@ async fn evaluate(
         ..Default::default()
     };
     let out = playground.execute(request).await?;
-    record_execution(&metrics, &out);
-    Ok(Json(if out.status == Status::CompileError {
+    let logged = record_execution(&metrics, &out);
+    let response = if out.status == Status::CompileError {
         EvaluateResponse {
             result: out.compiler_output.clone(),
             error: Some(out.compiler_output),
@@ -514,7 +530,8 @@ async fn evaluate(
             result,
             error: None,
         }
-    }))
+    };
+    Ok((logged, Json(response)))
 }
 
 /// An error answer: a status and a JSON `{"error": message}` body.

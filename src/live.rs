@@ -176,7 +176,8 @@ pub async fn session(socket: WebSocket, playground: Arc<Playground>, metrics: Ar
                 }
                 break match result {
                     Ok(output) => {
-                        crate::http::record_execution(&metrics, &output);
+                        // One log line per execution: the socket's request line came at the upgrade.
+                        let _ = crate::http::record_execution(&metrics, &output);
                         let mut done = serde_json::to_value(output).unwrap_or_default();
                         done["type"] = "done".into();
                         done

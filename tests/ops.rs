@@ -96,7 +96,7 @@ async fn metrics_count_requests_and_outcomes() {
 }
 
 #[tokio::test]
-async fn json_logs_have_one_line_per_execution_without_source_or_output() {
+async fn json_logs_have_one_line_per_request_without_source_or_output() {
     let server = ServerProcess::spawn(&["--log-format", "json"], &[]);
     let code = "fn main() { println!(\"SECRET-OUTPUT-42\"); } // SECRET-SOURCE-42";
     let resp = client()
@@ -108,21 +108,49 @@ async fn json_logs_have_one_line_per_execution_without_source_or_output() {
         .unwrap();
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["x-request-id"], "req-test-1");
-    // The log line is written before the response is sent.
-    let log = server.log.lock().unwrap().clone();
+    for path in ["/healthz", "/meta/versions"] {
+        let resp = client()
+            .get(format!("{}{path}", server.server.url))
+            .header("x-request-id", format!("req-test{path}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+    }
+    // The lines are written before the responses are sent; the test reads them from the
+    // server's stderr on another thread, so it waits for them.
+    let lines = |log: &str| -> Vec<Value> {
+        log.lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|v| v["level"] == "INFO" && v["span"]["id"].is_string())
+            .collect()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let log = loop {
+        let log = server.log.lock().unwrap().clone();
+        if lines(&log).len() >= 2 || std::time::Instant::now() > deadline {
+            break log;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
     assert!(
         !log.contains("SECRET-OUTPUT-42") && !log.contains("SECRET-SOURCE-42"),
         "{log}"
     );
-    let line = log
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .find(|v| v["fields"]["message"] == "execution finished")
-        .unwrap_or_else(|| panic!("no execution line in:\n{log}"));
-    assert_eq!(line["level"], "INFO");
+    // One line per request at info: the execution's (with its outcome), the other request's;
+    // the health probe only at debug.
+    let lines = lines(&log);
+    assert_eq!(lines.len(), 2, "{log}");
+    let line = &lines[0];
+    assert_eq!(line["fields"]["message"], "execution finished");
     assert_eq!(line["fields"]["status"], "Ok");
     assert_eq!(line["span"]["id"], "req-test-1");
     assert!(line["fields"]["compile_ms"].as_f64().unwrap() > 0.0);
     assert_eq!(line["fields"]["cached"], false);
     assert_eq!(line["fields"]["cache"], "built");
+    let line = &lines[1];
+    assert_eq!(line["fields"]["message"], "request finished");
+    assert_eq!(line["fields"]["route"], "/meta/versions");
+    assert_eq!(line["fields"]["status"], 200);
+    assert_eq!(line["span"]["id"], "req-test/meta/versions");
 }
