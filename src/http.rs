@@ -552,7 +552,7 @@ impl ApiError {
         }
     }
 
-    fn bad_request(message: impl Into<String>) -> Self {
+    pub(crate) fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, message)
     }
 
@@ -580,6 +580,22 @@ impl From<PlaygroundError> for ApiError {
                 Self::new(StatusCode::INTERNAL_SERVER_ERROR, internal.to_string())
             }
         }
+    }
+}
+
+impl ApiError {
+    /// The same answer as a `/live` message: the HTTP status it would have had, and for a 503
+    /// the seconds to wait, so a client can treat both transports alike.
+    pub(crate) fn live_message(&self) -> serde_json::Value {
+        let mut message = serde_json::json!({
+            "type": "error",
+            "error": self.message,
+            "status": self.status.as_u16(),
+        });
+        if let Some(secs) = self.retry_after {
+            message["retryAfter"] = secs.into();
+        }
+        message
     }
 }
 

@@ -10,7 +10,9 @@
 //! - server → client: `{"type": "compiling"}`, `{"type": "compiled", "success", "compilerOutput",
 //!   "diagnostics"}`, `{"type": "stdout" | "stderr", "data": "..."}` as output arrives, and last
 //!   `{"type": "done", ...}` with the whole `/execute` answer, `{"type": "killed"}`, or
-//!   `{"type": "error", "error": "..."}`; then the server closes the socket.
+//!   `{"type": "error", "error": "...", "status", "retryAfter"?}` (the status `/execute` would
+//!   have answered, e.g. 400 or 503, and a 503's seconds to wait); then the server closes the
+//!   socket.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -26,6 +28,7 @@ use wasmtime_wasi::cli::{AsyncStdinStream, IsTerminal, StdinStream};
 use wasmtime_wasi::p2::InputStream;
 
 use crate::compile::Diagnostic;
+use crate::http::ApiError;
 use crate::metrics::Metrics;
 use crate::playground::{ExecuteRequest, Playground};
 
@@ -127,9 +130,7 @@ pub async fn session(socket: WebSocket, playground: Arc<Playground>, metrics: Ar
     let request = match first_request(&mut rx).await {
         Ok(request) => request,
         Err(error) => {
-            let _ = tx
-                .send(send(json!({"type": "error", "error": error})))
-                .await;
+            let _ = tx.send(send(error.live_message())).await;
             return;
         }
     };
@@ -182,7 +183,7 @@ pub async fn session(socket: WebSocket, playground: Arc<Playground>, metrics: Ar
                         done["type"] = "done".into();
                         done
                     }
-                    Err(e) => json!({"type": "error", "error": e.to_string()}),
+                    Err(e) => ApiError::from(e).live_message(),
                 };
             }
         }
@@ -194,21 +195,26 @@ pub async fn session(socket: WebSocket, playground: Arc<Playground>, metrics: Ar
 /// Waits for the `run` message and turns it into a request.
 async fn first_request(
     rx: &mut futures_util::stream::SplitStream<WebSocket>,
-) -> Result<ExecuteRequest, String> {
+) -> Result<ExecuteRequest, ApiError> {
     while let Some(message) = rx.next().await {
         let Ok(message) = message else {
             break;
         };
         match parse_client(message) {
             Some(ClientMessage::Run(body)) => {
-                return crate::http::execute_request_from_json(body.to_string())
-                    .map_err(|e| e.to_string());
+                return crate::http::execute_request_from_json(body.to_string());
             }
-            Some(_) => return Err("the first message must be {\"type\": \"run\", ...}".into()),
+            Some(_) => {
+                return Err(ApiError::bad_request(
+                    "the first message must be {\"type\": \"run\", ...}",
+                ));
+            }
             None => continue,
         }
     }
-    Err("the connection closed before a run message".into())
+    Err(ApiError::bad_request(
+        "the connection closed before a run message",
+    ))
 }
 
 /// `None` for pings, pongs and anything that is not a known JSON message.

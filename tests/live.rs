@@ -121,6 +121,42 @@ async fn a_live_run_may_wait_for_input_past_the_batch_limit() {
     assert_eq!(v["status"], "timeout", "{v}");
 }
 
+/// A saturated service answers a live run as it would `/execute`: status 503 and the seconds
+/// to wait.
+#[tokio::test]
+async fn a_saturated_service_says_503_and_when_to_retry() {
+    let server = common::start(wasm_playground::config::Config {
+        max_compiles: 1,
+        queue_limit: 0,
+        ..Default::default()
+    });
+    let url = server.url.replace("http://", "ws://") + "/live";
+    // A program that takes rustc a second or more holds the only compile slot.
+    let slow: String = (0..3000)
+        .map(|i| format!("    println!(\"{i}\");\n"))
+        .collect();
+    let slow = format!("fn main() {{\n{slow}}}\n");
+    let mut first = tokio_tungstenite::connect_async(&url).await.unwrap().0;
+    send(&mut first, json!({"type": "run", "code": slow})).await;
+    assert_eq!(next(&mut first).await.0, json!({"type": "compiling"}));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let mut second = tokio_tungstenite::connect_async(&url).await.unwrap().0;
+    send(&mut second, json!({"type": "run", "code": "fn main() {}"})).await;
+    let refused = loop {
+        let (v, _) = next(&mut second).await;
+        if v["type"] != "compiling" {
+            break v;
+        }
+    };
+    assert_eq!(
+        (refused["type"].as_str(), refused["status"].as_u64()),
+        (Some("error"), Some(503)),
+        "{refused}"
+    );
+    assert!(refused["retryAfter"].as_u64().unwrap() >= 1, "{refused}");
+}
+
 #[tokio::test]
 async fn stdin_close_is_end_of_input() {
     let mut ws = connect().await;
@@ -184,7 +220,7 @@ async fn compile_errors_and_bad_requests() {
     send(&mut ws, json!({"type": "stdin", "data": "x"})).await;
     assert_eq!(
         next(&mut ws).await.0,
-        json!({"type": "error", "error": "the first message must be {\"type\": \"run\", ...}"})
+        json!({"type": "error", "error": "the first message must be {\"type\": \"run\", ...}", "status": 400})
     );
 
     let mut ws = connect().await;
@@ -194,7 +230,10 @@ async fn compile_errors_and_bad_requests() {
     )
     .await;
     let (v, _) = next(&mut ws).await;
-    assert_eq!(v["type"], "error");
+    assert_eq!(
+        (v["type"].as_str(), v["status"].as_u64()),
+        (Some("error"), Some(400))
+    );
     assert!(
         v["error"]
             .as_str()
