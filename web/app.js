@@ -682,11 +682,11 @@ function runLive(program, state) {
             showStopped(state, streaming);
             settle('done');
           } else if (phase !== 'compiled') {
-            // Refused before compiling (too large, bad request, busy): the HTTP API says why,
-            // with the status and Retry-After this message lacks.
+            // Refused before compiling (too large, bad request, busy): shown as the HTTP API's
+            // answer to the same request, the one way every refusal is explained.
             settle('fallback');
           } else {
-            showLiveError(state, String(message.error ?? 'unknown error'), streaming);
+            showLiveError(state, String(message.error ?? 'unknown error'), streaming, message);
             settle('done');
           }
           break;
@@ -832,13 +832,13 @@ function showConnectionLost(state, ran) {
 }
 
 /** The server failed the run after compiling it (for example no run slot was free). */
-function showLiveError(state, message, ran) {
+function showLiveError(state, message, ran, { status, retryAfter } = {}) {
   flushOutput();
   const elapsed = performance.now() - state.started;
   if (!ran) resetOutput();
   setMeta([`Total ${formatMs(elapsed)}`]);
-  const busy = /^the server is busy\b/i.test(message);
-  const wait = Number(/retry in (\d+) s/.exec(message)?.[1] ?? 0);
+  const busy = status === 503 || /^the server is busy\b/i.test(message);
+  const wait = Number(retryAfter ?? /retry in (\d+) s/.exec(message)?.[1] ?? 0);
   if (busy) {
     setBadge('Server busy', 'limit');
     ui.detail.textContent = wait > 0
