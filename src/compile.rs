@@ -324,9 +324,12 @@ impl Toolchain {
     /// Asks `command --print sysroot` for the sysroot.
     fn detect_with(command: &[&str], toolchain_flag: &str) -> Result<Self, ToolchainError> {
         let rustc = command.join(" ");
+        // No backtrace: rustup prints one for a missing toolchain when the service's environment
+        // asks for backtraces, and this message reaches clients (the 400 for that channel).
         let output = std::process::Command::new(command[0])
             .args(&command[1..])
             .args(["--print", "sysroot"])
+            .env("RUST_BACKTRACE", "0")
             .stdin(Stdio::null())
             .output()
             .map_err(|source| ToolchainError::RustcMissing {
