@@ -8,6 +8,7 @@
 //! and label call targets with their function names.
 
 use std::collections::HashMap;
+use std::fmt::Write as _;
 
 use iced_x86::{
     Decoder, DecoderOptions, Formatter, GasFormatter, Instruction, IntelFormatter, OpKind,
@@ -80,12 +81,9 @@ pub fn disassemble(wasm: &[u8], elf: &[u8], flavor: Flavor) -> Result<String, Di
         .filter_map(|s| {
             // Wasm functions by their source name; trampolines and builtins by their symbol.
             let symbol = s.name().ok()?;
-            let name = match function_index(symbol) {
-                Some(index) => wasm_names.get(&index).cloned(),
-                None => None,
-            };
+            let name = function_index(symbol).and_then(|index| wasm_names.get(&index));
             Some(Function {
-                name: name.unwrap_or_else(|| symbol.to_string()),
+                name: name.cloned().unwrap_or_else(|| symbol.to_string()),
                 start: s.address().checked_sub(base)?,
                 size: s.size(),
             })
@@ -114,9 +112,10 @@ pub fn disassemble(wasm: &[u8], elf: &[u8], flavor: Flavor) -> Result<String, Di
         name.starts_with(USER_CRATE)
     });
     for function in users {
+        let end = function.start.checked_add(function.size);
         let Some(bytes) = usize::try_from(function.start)
             .ok()
-            .zip(usize::try_from(function.start + function.size).ok())
+            .zip(end.and_then(|end| usize::try_from(end).ok()))
             .and_then(|(start, end)| code.get(start..end))
         else {
             continue;
@@ -128,7 +127,7 @@ pub fn disassemble(wasm: &[u8], elf: &[u8], flavor: Flavor) -> Result<String, Di
             decoder.decode_out(&mut instruction);
             line.clear();
             formatter.format(&instruction, &mut line);
-            out.push_str(&format!("  {:6x}:  {line}\n", instruction.ip()));
+            let _ = writeln!(out, "  {:6x}:  {line}", instruction.ip());
         }
         out.push('\n');
     }
