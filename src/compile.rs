@@ -34,8 +34,8 @@ const ENTRY_STUB: &str = concat!(
     "::std::panic::set_hook(::std::boxed::Box::new(|info: &::std::panic::PanicHookInfo<'_>| { ",
     "let msg = info.payload_as_str().unwrap_or(\"Box<dyn Any>\"); ",
     "match info.location() { ",
-    "Some(l) => ::std::eprintln!(\"thread 'main' panicked at {}:{}:{}:\\n{}\", l.file(), l.line(), l.column(), msg), ",
-    "None => ::std::eprintln!(\"thread 'main' panicked:\\n{}\", msg), } ",
+    "Some(l) => ::std::eprintln!(\"\\nthread 'main' (1) panicked at {}:{}:{}:\\n{}\", l.file(), l.line(), l.column(), msg), ",
+    "None => ::std::eprintln!(\"\\nthread 'main' (1) panicked:\\n{}\", msg), } ",
     "::std::eprintln!(\"note: run with `RUST_BACKTRACE=1` environment variable to display a backtrace\"); ",
     "::std::process::exit(101) })); ",
     "let code = ::std::process::Termination::report(main()); ",
@@ -45,7 +45,7 @@ const ENTRY_STUB: &str = concat!(
 
 /// Bumped whenever [`ENTRY_STUB`], the flags or the processing of diagnostics change, so caches
 /// keyed on it (the artifact cache, on disk across upgrades) stay correct.
-pub const STUB_VERSION: u32 = 2;
+pub const STUB_VERSION: u32 = 3;
 
 /// The Rust edition a sample is compiled with.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]

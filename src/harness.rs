@@ -107,24 +107,10 @@ fn failure_text(name: &str, out: &RunOutput) -> String {
     text
 }
 
-/// `thread 'main' (1) panicked` becomes `thread 'NAME' panicked`: libtest natively runs each
-/// test on a thread named after it (the id is left out, as in the README's panic format).
+/// `thread 'main' (ID) panicked` becomes `thread 'NAME' (ID) panicked`: libtest natively runs
+/// each test on a thread named after it.
 fn name_the_thread(stderr: &str, name: &str) -> String {
-    let mut out = String::with_capacity(stderr.len());
-    let mut rest = stderr;
-    while let Some(at) = rest.find("thread 'main'") {
-        out.push_str(&rest[..at]);
-        out.push_str(&format!("thread '{name}'"));
-        rest = &rest[at + "thread 'main'".len()..];
-        if let Some(after) = rest.strip_prefix(" (")
-            && let Some((id, tail)) = after.split_once(')')
-            && id.chars().all(|c| c.is_ascii_digit())
-        {
-            rest = tail;
-        }
-    }
-    out.push_str(rest);
-    out
+    stderr.replace("thread 'main' (", &format!("thread '{name}' ("))
 }
 
 fn report(cases: Vec<TestCase>, fuel_consumed: u64, started: Instant, tier: Tier) -> RunOutput {
@@ -214,7 +200,7 @@ mod tests {
                 "thread 'main' (1) panicked at src/main.rs:9:38:\nboom\n",
                 "tests::t"
             ),
-            "thread 'tests::t' panicked at src/main.rs:9:38:\nboom\n"
+            "thread 'tests::t' (1) panicked at src/main.rs:9:38:\nboom\n"
         );
     }
 

@@ -116,7 +116,7 @@ async fn panic_exits_101_with_native_message() {
     assert_eq!(s(&v, "exitDetail"), "Exited with status 101");
     assert_eq!(
         s(&v, "stderr"),
-        "thread 'main' panicked at src/main.rs:3:6:\n\
+        "\nthread 'main' (1) panicked at src/main.rs:3:6:\n\
          index out of bounds: the len is 0 but the index is 3\n\
          note: run with `RUST_BACKTRACE=1` environment variable to display a backtrace\n"
     );

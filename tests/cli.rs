@@ -65,7 +65,7 @@ fn panic_exits_101() {
     let out = run_cli(&["run"], "fn main() {\n    panic!(\"oh no\");\n}\n");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("thread 'main' panicked at src/main.rs:2:5:\noh no\n"),
+        stderr.contains("thread 'main' (1) panicked at src/main.rs:2:5:\noh no\n"),
         "{stderr}"
     );
     assert_eq!(out.status.code(), Some(101));

@@ -27,7 +27,7 @@ async fn tests_run_one_instance_each_and_report_like_cargo_test() {
     assert_eq!(v["status"], "runtimeError");
     assert_eq!(v["exitCode"], 101);
     let stdout = v["stdout"].as_str().unwrap();
-    let expected_start = "\nrunning 3 tests\ntest tests::adds ... ok\ntest tests::fails ... FAILED\ntest tests::slow ... ignored\n\nfailures:\n\n---- tests::fails stdout ----\ninside\n\nthread 'tests::fails' panicked at src/main.rs:9:38:\nassertion `left == right` failed\n  left: 2\n right: 3\nnote: run with `RUST_BACKTRACE=1` environment variable to display a backtrace\n\n\nfailures:\n    tests::fails\n\ntest result: FAILED. 1 passed; 1 failed; 1 ignored; 0 measured; 0 filtered out; finished in ";
+    let expected_start = "\nrunning 3 tests\ntest tests::adds ... ok\ntest tests::fails ... FAILED\ntest tests::slow ... ignored\n\nfailures:\n\n---- tests::fails stdout ----\ninside\n\nthread 'tests::fails' (1) panicked at src/main.rs:9:38:\nassertion `left == right` failed\n  left: 2\n right: 3\nnote: run with `RUST_BACKTRACE=1` environment variable to display a backtrace\n\n\nfailures:\n    tests::fails\n\ntest result: FAILED. 1 passed; 1 failed; 1 ignored; 0 measured; 0 filtered out; finished in ";
     assert!(stdout.starts_with(expected_start), "{stdout:?}");
 
     let passing = TESTS.replace("add(1, 1), 3", "add(1, 1), 2");

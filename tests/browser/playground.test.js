@@ -267,7 +267,7 @@ describe('the playground page', { timeout: 5 * TIMEOUT }, () => {
       'The program panicked: the panic message and where it happened are in the standard error below.',
     );
     assert.equal(await text(page, '#stdout'), 'reading numbers[5]...\n');
-    assert.match(await text(page, '#stderr'), /^thread 'main' panicked at src\/main\.rs:6:27:\nindex out of bounds: the len is 3 but the index is 5\n/);
+    assert.match(await text(page, '#stderr'), /^\nthread 'main' \(1\) panicked at src\/main\.rs:6:27:\nindex out of bounds: the len is 3 but the index is 5\n/);
 
     await page.selectOption('#examples', 'fuel');
     assert.equal(await page.inputValue('#mode'), 'release');
