@@ -21,9 +21,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use wasm_playground::compile::{CompileOptions, Toolchain, rustc_args, source_file};
+use wasm_playground::build::CrateSet;
+use wasm_playground::build::compiler::{rustc_args, source_file};
+use wasm_playground::build::{CompileOptions, Toolchain};
 use wasm_playground::config::Config;
-use wasm_playground::crates::CrateSet;
 
 const HELLO: &str = include_str!("../tests/fixtures/bench/hello.rs");
 const MEDIUM: &str = include_str!("../tests/fixtures/bench/medium.rs");

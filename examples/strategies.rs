@@ -12,7 +12,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use wasm_playground::compile::{CompileOptions, Mode, Toolchain, rustc_args, source_file};
+use wasm_playground::build::compiler::{rustc_args, source_file};
+use wasm_playground::build::{CompileOptions, Mode, Toolchain};
 use wasmtime::{CacheStore, Engine, Module, OptLevel, Strategy};
 
 const HELLO: &str = include_str!("../tests/fixtures/bench/hello.rs");

@@ -7,9 +7,9 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
-use crate::compile::CrateKind;
+use crate::build::CrateKind;
 use crate::config::{Config, LogFormat, ServeArgs};
-use crate::playground::{ExecuteRequest, Playground};
+use crate::pipeline::{ExecuteRequest, Playground};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -37,9 +37,9 @@ enum Command {
     Run {
         file: Option<PathBuf>,
         #[arg(long, default_value = "2024")]
-        edition: crate::compile::Edition,
+        edition: crate::build::Edition,
         #[arg(long, default_value = "debug")]
-        mode: crate::compile::Mode,
+        mode: crate::build::Mode,
         /// Run the program's `#[test]`s instead of `main`.
         #[arg(long)]
         test: bool,
@@ -138,7 +138,7 @@ async fn serve(playground: Arc<Playground>, args: ServeArgs) -> anyhow::Result<i
         sandboxed = playground.compilers().all(|(_, c)| c.sandbox_enforced()),
         "listening"
     );
-    crate::http::serve(listener, playground, shutdown_signal()).await?;
+    crate::api::serve(listener, playground, shutdown_signal()).await?;
     tracing::info!("shut down");
     Ok(0)
 }
@@ -201,7 +201,7 @@ async fn run(
         Some(code) => Ok(code),
         None => {
             eprintln!("{}", output.exit_detail);
-            Ok(if output.status == crate::runner::Status::CompileError {
+            Ok(if output.status == crate::run::Status::CompileError {
                 1
             } else {
                 124
@@ -212,9 +212,9 @@ async fn run(
 
 /// `build-crates`: cargo shows its progress on stderr; one summary line follows.
 fn build_crates(config: &Config, manifest: &std::path::Path) -> anyhow::Result<i32> {
-    let toolchain = crate::compile::Toolchain::detect(&config.rustc)?;
+    let toolchain = crate::build::Toolchain::detect(&config.rustc)?;
     let dir = config.crates_dir();
-    let index = crate::crates::build(&toolchain, manifest, &dir)?;
+    let index = crate::build::crates::build(&toolchain, manifest, &dir)?;
     eprintln!(
         "{} crates ready in {} for {}",
         index.crates.len(),

@@ -2,14 +2,17 @@
 //!
 //! `Config` is parsed by `clap` from flags, with `WASM_PLAYGROUND_*` environment variables as
 //! overrides of the defaults; the README's configuration table mirrors this file.
+//!
+//! The bottom layer: every other layer reads it, and it imports none of them. The choices it
+//! offers between lower layers' strategies ([`Channel`], [`CompilerStrategy`]) live here for
+//! that reason.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 use std::time::Duration;
 
 use clap::Args;
-
-use crate::compile::Channel;
 
 /// Limits and settings shared by the HTTP server and the `run` subcommand.
 #[derive(Debug, Clone, Args)]
@@ -561,4 +564,36 @@ pub fn file_args(
         args.push(format!("--{key}={text}").into());
     }
     Ok(args)
+}
+
+/// A release channel of Rust. The default toolchain serves `stable`; others are used when
+/// rustup has them installed with the wasm target.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Channel {
+    #[default]
+    Stable,
+    Beta,
+    Nightly,
+}
+
+impl Channel {
+    pub const ALL: [Channel; 3] = [Channel::Stable, Channel::Beta, Channel::Nightly];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Channel::Stable => "stable",
+            Channel::Beta => "beta",
+            Channel::Nightly => "nightly",
+        }
+    }
+}
+
+impl FromStr for Channel {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Channel::ALL
+            .into_iter()
+            .find(|c| c.as_str() == s)
+            .ok_or_else(|| format!("unknown channel `{s}`, expected stable, beta or nightly"))
+    }
 }

@@ -1,44 +1,35 @@
 //! wasm-playground: the execution back end of an online Rust playground.
 //!
-//! A request carries a Rust program. [`compile`] writes it, plus a small entry stub, into a fresh
-//! temp dir and builds it with the real `rustc` for `wasm32-wasip1`; [`runner`] runs the module
-//! in Wasmtime under fuel, memory, output and wall-clock limits and classifies how it ended;
-//! [`playground`] ties the two into one call; [`http`] (axum) and [`cli`] expose that call.
+//! A request carries a Rust program. The service builds it with the real `rustc` for
+//! `wasm32-wasip1` in a sandbox, runs the module in Wasmtime under fuel, memory, output and
+//! wall-clock limits, and answers JSON.
 //!
-//! Layout, one module per concept:
+//! # Layout
+//!
+//! Layers, from the wire down; each is a folder whose `mod.rs` says what it owns:
+//!
+//! - [`cli`]: the binary's subcommands (`serve`, `run`, `build-crates`);
+//! - [`api`]: HTTP and WebSocket: the router (`app()`), JSON errors, one module per group of
+//!   routes, the live WebSocket, and the operators' endpoints (health, metrics);
+//! - [`pipeline`]: validate a request, build it, run it, describe the result: one call behind
+//!   every endpoint, with admission control (slots and queues);
+//! - [`inspect`]: `/compile`'s disassembly of what Wasmtime generates;
+//! - [`build`]: source to module: toolchain, sandboxed `rustc`, diagnostics, crates, and the
+//!   artifact cache's tiers (memory, disk, Redis);
+//! - [`run`]: module to outcome: engines and tiers, one store per run with its limits, output
+//!   capture, the test harness, outcome statuses;
 //! - [`config`]: every limit and setting, from flags, `WASM_PLAYGROUND_*` variables and a
-//!   `--config` TOML file.
-//! - [`cache`]: the content-addressed artifact cache (memory LRU + disk store).
-//! - [`shared`]: the optional Redis cache shared by replicas, beside each one's own cache.
-//! - [`compile`]: toolchain detection, the `rustc` invocation, diagnostics.
-//! - [`crates`]: the offered third-party crates: their set-up build and the index compiles use.
-//! - [`disasm`]: the x86-64 code Wasmtime generates for a program, for `/compile`.
-//! - [`sandbox`]: Landlock, rlimits and seccomp around every `rustc` process.
-//! - [`capture`]: the capped stdout/stderr buffers handed to the guest.
-//! - [`runner`]: the engines (Winch, Cranelift, tier-up), pooling allocator, epoch ticker,
-//!   background lane, one store per run, outcome statuses.
-//! - [`admission`]: bounded slots and queues for compiles and runs (503 when saturated).
-//! - [`harness`]: `#[test]`s run one instance each, reported like `cargo test`.
-//! - [`playground`]: request validation and the response shape.
-//! - [`live`]: the `/live` WebSocket: streamed output, interactive stdin, kill.
-//! - [`health`], [`metrics`]: `/readyz` checks and Prometheus metrics for operators.
-//! - [`http`]: the router (`app()`), JSON errors, CORS, request ids.
-//! - [`cli`]: `serve` and `run`.
+//!   `--config` TOML file; read by every layer.
+//!
+//! The rule: a module imports only from the layers listed below its own (or from its own
+//! folder). When a lower layer must call up, as a run streams output to a WebSocket, it defines
+//! a small trait ([`run::OutputSink`], [`pipeline::LiveObserver`]) that the higher layer
+//! implements. `tests/layers.rs` checks the rule on every test run.
 
-pub mod admission;
-pub mod cache;
-pub mod capture;
+pub mod api;
+pub mod build;
 pub mod cli;
-pub mod compile;
 pub mod config;
-pub mod crates;
-pub mod disasm;
-pub mod harness;
-pub mod health;
-pub mod http;
-pub mod live;
-pub mod metrics;
-pub mod playground;
-pub mod runner;
-pub mod sandbox;
-pub mod shared;
+pub mod inspect;
+pub mod pipeline;
+pub mod run;

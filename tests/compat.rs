@@ -79,7 +79,7 @@ async fn arguments_reach_the_program() {
 #[tokio::test]
 async fn channels_that_are_not_enabled_get_400() {
     let srv = common::start(wasm_playground::config::Config {
-        channels: vec![wasm_playground::compile::Channel::Stable],
+        channels: vec![wasm_playground::config::Channel::Stable],
         ..Default::default()
     });
     for channel in ["beta", "nightly"] {

@@ -6,6 +6,7 @@ import { existsSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { after, before } from 'node:test';
 import { chromium } from 'playwright-core';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -111,6 +112,24 @@ export function launchBrowser() {
     throw new Error(`no Chromium at ${CHROMIUM}: install Debian's package with \`apt-get install chromium\``);
   }
   return chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS, headless: true });
+}
+
+/**
+ * Starts one server and one browser before a test file's tests and stops both after them;
+ * `ready(server, browser)` receives them once they are up.
+ */
+export function withServerAndBrowser(ready) {
+  let server;
+  let browser;
+  before(async () => {
+    server = await startServer();
+    browser = await launchBrowser();
+    ready(server, browser);
+  });
+  after(async () => {
+    await browser?.close();
+    await server?.stop();
+  });
 }
 
 /** Opens the page in a new context (its own empty localStorage) and waits until it is ready. */

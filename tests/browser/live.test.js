@@ -3,21 +3,12 @@
 // `POST execute` where WebSockets do not get through.
 
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
-import { TIMEOUT, freePort, launchBrowser, openPage, runAndWait, setCode, startServer, text } from './harness.js';
+import { describe, test } from 'node:test';
+import { TIMEOUT, freePort, openPage, runAndWait, setCode, text, withServerAndBrowser } from './harness.js';
 
 let server;
 let browser;
-
-before(async () => {
-  server = await startServer();
-  browser = await launchBrowser();
-});
-
-after(async () => {
-  await browser?.close();
-  await server?.stop();
-});
+withServerAndBrowser((s, b) => ([server, browser] = [s, b]));
 
 /** The JSON messages the page sends and receives on its WebSockets, in order. */
 function recordFrames(page) {

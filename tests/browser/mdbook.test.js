@@ -7,8 +7,8 @@ import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { after, before, describe, test } from 'node:test';
-import { TIMEOUT, launchBrowser, startServer } from './harness.js';
+import { describe, test } from 'node:test';
+import { TIMEOUT, withServerAndBrowser } from './harness.js';
 
 const FIXTURE = path.join(path.dirname(fileURLToPath(import.meta.url)), 'fixtures', 'mdbook');
 const BOOK = 'http://book.test/';
@@ -16,16 +16,7 @@ const PLAYGROUND = 'https://play.rust-lang.org/';
 
 let server;
 let browser;
-
-before(async () => {
-  server = await startServer();
-  browser = await launchBrowser();
-});
-
-after(async () => {
-  await browser?.close();
-  await server?.stop();
-});
+withServerAndBrowser((s, b) => ([server, browser] = [s, b]));
 
 /** Opens the fixture book in a fresh context, wired to the local server; returns the page and the playground requests it made. */
 async function openBook() {

@@ -2,21 +2,12 @@
 // headless Chromium. Run with `./scripts/test-browser` from the repository root.
 
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
-import { TIMEOUT, launchBrowser, openPage, runAndWait, setCode, startServer, text } from './harness.js';
+import { describe, test } from 'node:test';
+import { TIMEOUT, openPage, runAndWait, setCode, startServer, text, withServerAndBrowser } from './harness.js';
 
 let server;
 let browser;
-
-before(async () => {
-  server = await startServer();
-  browser = await launchBrowser();
-});
-
-after(async () => {
-  await browser?.close();
-  await server?.stop();
-});
+withServerAndBrowser((s, b) => ([server, browser] = [s, b]));
 
 /** The offset of 1-based `line` and `column` in `code`. */
 function offsetOf(code, line, column) {

@@ -7,7 +7,7 @@ use std::sync::{Arc, OnceLock};
 
 use serde_json::{Value, json};
 use wasm_playground::config::Config;
-use wasm_playground::playground::Playground;
+use wasm_playground::pipeline::Playground;
 
 /// A server running on its own thread and runtime for the rest of the test process.
 pub struct TestServer {
@@ -50,7 +50,7 @@ pub fn start(mut config: Config) -> TestServer {
                 .expect("bind");
             tx.send(listener.local_addr().expect("addr"))
                 .expect("send addr");
-            wasm_playground::http::serve(listener, playground, std::future::pending())
+            wasm_playground::api::serve(listener, playground, std::future::pending())
                 .await
                 .expect("serve");
         });

@@ -19,45 +19,20 @@
 
 use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use tokio::sync::{Notify, Semaphore, watch};
+use tokio::sync::{Semaphore, watch};
 use wasmtime::{
     CacheStore, Enabled, Engine, InstanceAllocationStrategy, InstancePre, Linker, Module, OptLevel,
-    PoolingAllocationConfig, Store, StoreLimits, StoreLimitsBuilder, Strategy, Trap,
-    UpdateDeadline,
+    PoolingAllocationConfig, StoreLimits, Strategy,
 };
-use wasmtime_wasi::I32Exit;
-use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi::p1::WasiP1Ctx;
-use wasmtime_wasi::p2::pipe::MemoryInputPipe;
 
-use crate::capture::{CaptureStream, OutputLimitExceeded};
+use super::outcome::RunError;
 use crate::config::{CompilerStrategy, Config};
-use crate::live::{LiveSink, LiveStdin, StreamKind};
-
-/// `argv[0]` of every program.
-pub const PROGRAM_NAME: &str = "target/debug/playground";
-
-/// How an execution ended. `compileError` is produced by the caller, never by the runner.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub enum Status {
-    Ok,
-    CompileError,
-    RuntimeError,
-    OutOfFuel,
-    Timeout,
-    MemoryLimit,
-    StackOverflow,
-    OutputLimit,
-}
 
 /// Which compiler produced a program's machine code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -67,91 +42,14 @@ pub enum Tier {
     Cranelift,
 }
 
-/// Limits of a single run; normally all taken from [`Config`].
-#[derive(Clone)]
-pub struct RunOptions {
-    pub fuel: u64,
-    /// Yield to the executor every N units of fuel; `None` relies on epoch ticks alone.
-    pub fuel_yield_interval: Option<u64>,
-    pub timeout: Duration,
-    pub memory_limit: usize,
-    pub output_limit: usize,
-    pub stdin: Input,
-    /// Arguments after the program name (`std::env::args().skip(1)`).
-    pub args: Vec<String>,
-    /// Where output goes as it is written, besides the captured buffers.
-    pub live: Option<LiveSink>,
-}
-
-/// The program's stdin.
-#[derive(Clone)]
-pub enum Input {
-    /// All of it, known up front.
-    Bytes(Vec<u8>),
-    /// Fed while the program runs (`/live`).
-    Live(LiveStdin),
-}
-
-impl RunOptions {
-    /// A live run streams output and consumes stdin as it goes, so it can never be restarted
-    /// (on faster code) without the client seeing it.
-    fn restartable(&self) -> bool {
-        self.live.is_none() && matches!(self.stdin, Input::Bytes(_))
-    }
-}
-
-impl RunOptions {
-    pub fn from_config(config: &Config) -> Self {
-        Self {
-            fuel: config.fuel,
-            fuel_yield_interval: (config.fuel_yield_interval > 0)
-                .then_some(config.fuel_yield_interval),
-            timeout: config.run_timeout(),
-            memory_limit: config.memory_limit,
-            output_limit: config.output_limit,
-            stdin: Input::Bytes(Vec::new()),
-            args: Vec::new(),
-            live: None,
-        }
-    }
-}
-
-/// Everything a run produced.
-#[derive(Debug, Clone)]
-pub struct RunOutput {
-    pub status: Status,
-    /// `None` when the program was stopped from outside (fuel, deadline, a trap).
-    pub exit_code: Option<i32>,
-    /// One sentence for people, e.g. "Exited with status 101".
-    pub exit_detail: String,
-    pub stdout: String,
-    pub stderr: String,
-    pub truncated: bool,
-    pub fuel_consumed: u64,
-    /// The code the final run executed.
-    pub tier: Tier,
-    /// The native stack overflowed (as opposed to the program's own shadow stack): the limit
-    /// depends on the compiler's frame sizes, so a Winch run is retried on Cranelift.
-    pub native_stack_overflow: bool,
-}
-
-/// Failures of the service, not of the program.
-#[derive(Debug, thiserror::Error)]
-pub enum RunError {
-    #[error("could not load the compiled module: {0}")]
-    Load(String),
-    #[error("could not set up the program's store: {0}")]
-    Setup(String),
-}
-
-struct StoreState {
-    wasi: WasiP1Ctx,
-    limits: StoreLimits,
+pub(super) struct StoreState {
+    pub(super) wasi: WasiP1Ctx,
+    pub(super) limits: StoreLimits,
 }
 
 /// One engine with its WASI linker.
-struct Backend {
-    engine: Engine,
+pub(super) struct Backend {
+    pub(super) engine: Engine,
     linker: Linker<StoreState>,
 }
 
@@ -215,7 +113,7 @@ impl Program {
         }
     }
 
-    fn current(&self) -> (Tier, InstancePre<StoreState>) {
+    pub(super) fn current(&self) -> (Tier, InstancePre<StoreState>) {
         let c = self.compiled.lock().unwrap_or_else(PoisonError::into_inner);
         (c.tier, c.pre.clone())
     }
@@ -251,7 +149,7 @@ impl Program {
     }
 
     /// Starts the Cranelift compile on a blocking thread, once per program.
-    fn start_upgrade(self: &Arc<Self>, cranelift: &Arc<Backend>) {
+    pub(super) fn start_upgrade(self: &Arc<Self>, cranelift: &Arc<Backend>) {
         let started = self.upgrade.send_if_modified(|state| {
             let start = *state == Upgrade::NotStarted;
             if start {
@@ -312,7 +210,7 @@ impl Program {
     }
 
     /// Waits for a started upgrade; the Cranelift code, or `None` if it failed.
-    async fn upgraded(&self) -> Option<InstancePre<StoreState>> {
+    pub(super) async fn upgraded(&self) -> Option<InstancePre<StoreState>> {
         let mut rx = self.upgrade.subscribe();
         loop {
             let state = *rx.borrow_and_update();
@@ -386,29 +284,19 @@ impl CacheStore for IncrementalCache {
 /// Byte budget of the incremental compilation cache (~40 programs' worth of std functions).
 const INCREMENTAL_CACHE_BYTES: usize = 32 << 20;
 
-/// Shared state between a run and the code driving it.
-#[derive(Default)]
-struct RunSignals {
-    /// The run burned more than the tier-up fuel.
-    hot: AtomicBool,
-    hot_notify: Notify,
-    /// The run was executing guest code at an epoch tick: it belongs in the background lane.
-    demote: AtomicBool,
-}
-
 /// The process-wide Wasmtime engines, WASI linkers, epoch ticker and run lanes.
 pub struct Runner {
-    winch: Option<Arc<Backend>>,
-    cranelift: Option<Arc<Backend>>,
-    strategy: CompilerStrategy,
-    tier_up_fuel: u64,
-    tick: Duration,
-    ticker_stop: Arc<AtomicBool>,
+    pub(super) winch: Option<Arc<Backend>>,
+    pub(super) cranelift: Option<Arc<Backend>>,
+    pub(super) strategy: CompilerStrategy,
+    pub(super) tier_up_fuel: u64,
+    pub(super) tick: Duration,
+    pub(super) ticker_stop: Arc<AtomicBool>,
     /// Free pooling-allocator slots; a run holds one permit.
-    slots: Arc<Semaphore>,
+    pub(super) slots: Arc<Semaphore>,
     /// The background lane (`None` only while dropping).
-    background: Option<tokio::runtime::Runtime>,
-    background_handle: tokio::runtime::Handle,
+    pub(super) background: Option<tokio::runtime::Runtime>,
+    pub(super) background_handle: tokio::runtime::Handle,
 }
 
 /// Engine settings shared by both tiers: fuel, epochs, the stack limit and a pooling allocator
@@ -553,7 +441,7 @@ impl Runner {
         }
     }
 
-    fn backend(&self, tier: Tier) -> Option<&Arc<Backend>> {
+    pub(super) fn backend(&self, tier: Tier) -> Option<&Arc<Backend>> {
         match tier {
             Tier::Winch => self.winch.as_ref(),
             Tier::Cranelift => self.cranelift.as_ref(),
@@ -612,240 +500,6 @@ impl Runner {
         let keep = self.strategy == CompilerStrategy::Tiered && tier == Tier::Winch;
         Ok(Program::new(tier, pre, wasm.filter(|_| keep)))
     }
-
-    /// Runs `program`: a program's `_initialize` (if exported) then `__entry`, or a command
-    /// module's `_start` (the test harness). On Winch code, tiers up to Cranelift as described
-    /// in the module docs; a live run is never restarted, but still starts the upgrade for the
-    /// next run.
-    pub async fn execute(
-        &self,
-        program: &Arc<Program>,
-        opts: &RunOptions,
-    ) -> Result<RunOutput, RunError> {
-        let (tier, pre) = program.current();
-        let cranelift = match (&self.cranelift, tier, self.strategy) {
-            (Some(cranelift), Tier::Winch, CompilerStrategy::Tiered) => cranelift.clone(),
-            _ => return self.run(tier, pre, opts, None).await,
-        };
-        let signals = Arc::new(RunSignals::default());
-        if !opts.restartable() {
-            let mut run = Box::pin(self.run(Tier::Winch, pre, opts, Some(signals.clone())));
-            return tokio::select! {
-                out = &mut run => out,
-                () = signals.hot_notify.notified() => {
-                    program.start_upgrade(&cranelift);
-                    run.await
-                }
-            };
-        }
-        let mut first = Box::pin(self.run(Tier::Winch, pre, opts, Some(signals.clone())));
-        let finished = tokio::select! {
-            out = &mut first => Some(out?),
-            () = signals.hot_notify.notified() => None,
-        };
-        let winch_out = match finished {
-            Some(out) => out,
-            None => {
-                // CPU-bound: compile with Cranelift while the Winch run goes on, and take
-                // whichever is ready first.
-                program.start_upgrade(&cranelift);
-                tokio::select! {
-                    out = &mut first => out?,
-                    Some(pre) = program.upgraded() => {
-                        drop(first);
-                        return self.run(Tier::Cranelift, pre, opts, None).await;
-                    }
-                }
-            }
-        };
-        let hot = signals.hot.load(Ordering::Relaxed);
-        let retry = winch_out.native_stack_overflow || (hot && winch_out.status == Status::Timeout);
-        if !retry {
-            return Ok(winch_out);
-        }
-        program.start_upgrade(&cranelift);
-        match program.upgraded().await {
-            Some(pre) => self.run(Tier::Cranelift, pre, opts, None).await,
-            None => Ok(winch_out),
-        }
-    }
-
-    /// One run on `pre`, started on the current executor and moved to the background lane if
-    /// it is still computing at an epoch tick.
-    async fn run(
-        &self,
-        tier: Tier,
-        pre: InstancePre<StoreState>,
-        opts: &RunOptions,
-        signals: Option<Arc<RunSignals>>,
-    ) -> Result<RunOutput, RunError> {
-        let backend = self
-            .backend(tier)
-            .ok_or_else(|| RunError::Setup(format!("no {tier:?} engine")))?
-            .clone();
-        let signals = signals.unwrap_or_default();
-        let tier_up_fuel = (tier == Tier::Winch && self.strategy == CompilerStrategy::Tiered)
-            .then_some(self.tier_up_fuel);
-        let mut run = Box::pin(run_instance(
-            backend,
-            pre,
-            opts.clone(),
-            tier,
-            self.tick,
-            tier_up_fuel,
-            signals.clone(),
-            self.slots.clone(),
-        ));
-        let first = std::future::poll_fn(|cx| match run.as_mut().poll(cx) {
-            Poll::Ready(out) => Poll::Ready(Some(out)),
-            Poll::Pending if signals.demote.load(Ordering::Relaxed) => Poll::Ready(None),
-            Poll::Pending => Poll::Pending,
-        })
-        .await;
-        if let Some(out) = first {
-            return out;
-        }
-        let mut task = AbortOnDrop(self.background_handle.spawn(run));
-        (&mut task.0)
-            .await
-            .map_err(|e| RunError::Setup(format!("the run's task failed: {e}")))?
-    }
-}
-
-/// Aborts a spawned run when the request that awaits it goes away.
-struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
-
-impl<T> Drop for AbortOnDrop<T> {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-/// Background-lane threads run at nice 10, so the OS prefers the HTTP workers and short runs.
-fn lower_thread_priority() {
-    // SAFETY: setpriority has no memory-safety preconditions; on Linux, PRIO_PROCESS with id 0
-    // applies to the calling thread only. Failure just leaves the priority unchanged.
-    unsafe {
-        libc::setpriority(libc::PRIO_PROCESS, 0, 10);
-    }
-}
-
-/// A boxed, sendable run, so it can move to the background lane.
-type RunFuture = Pin<Box<dyn Future<Output = Result<RunOutput, RunError>> + Send>>;
-
-#[allow(clippy::too_many_arguments)]
-fn run_instance(
-    backend: Arc<Backend>,
-    pre: InstancePre<StoreState>,
-    opts: RunOptions,
-    tier: Tier,
-    tick: Duration,
-    tier_up_fuel: Option<u64>,
-    signals: Arc<RunSignals>,
-    slots: Arc<Semaphore>,
-) -> RunFuture {
-    Box::pin(async move {
-        let _slot = slots
-            .acquire_owned()
-            .await
-            .map_err(|e| RunError::Setup(e.to_string()))?;
-        let live = |stream| opts.live.clone().map(|sink| (sink, stream));
-        let stdout = CaptureStream::new(opts.output_limit, live(StreamKind::Stdout));
-        let stderr = CaptureStream::new(opts.output_limit, live(StreamKind::Stderr));
-        // No env, no preopened directories, no sockets: stdio, clocks and randomness only. The
-        // program name is what play.rust-lang.org shows.
-        let mut wasi = WasiCtxBuilder::new();
-        match &opts.stdin {
-            Input::Bytes(bytes) => wasi.stdin(MemoryInputPipe::new(bytes.clone())),
-            Input::Live(live) => wasi.stdin(live.clone()),
-        };
-        let wasi = wasi
-            .arg(PROGRAM_NAME)
-            .args(&opts.args)
-            .allow_tcp(false)
-            .allow_udp(false)
-            .allow_ip_name_lookup(false)
-            .stdout(stdout.clone())
-            .stderr(stderr.clone())
-            .build_p1();
-        let limits = StoreLimitsBuilder::new()
-            .memory_size(opts.memory_limit)
-            .instances(1)
-            .memories(10)
-            .tables(10)
-            .build();
-        let mut store = Store::new(&backend.engine, StoreState { wasi, limits });
-        store.limiter(|s| &mut s.limits);
-        let setup = |e: wasmtime::Error| RunError::Setup(e.to_string());
-        store.set_fuel(opts.fuel).map_err(setup)?;
-        store
-            .fuel_async_yield_interval(opts.fuel_yield_interval)
-            .map_err(setup)?;
-        let deadline = Instant::now() + opts.timeout;
-        let fuel = opts.fuel;
-        let tick_signals = signals.clone();
-        let mut ticks = 0u32;
-        store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(move |ctx| {
-            if Instant::now() >= deadline {
-                return Ok(UpdateDeadline::Interrupt);
-            }
-            if let Some(limit) = tier_up_fuel {
-                let burned = fuel.saturating_sub(ctx.get_fuel().unwrap_or(0));
-                if burned >= limit && !tick_signals.hot.swap(true, Ordering::Relaxed) {
-                    tick_signals.hot_notify.notify_one();
-                }
-            }
-            // The first tick may come right after the start; at the second, the run has
-            // computed for at least a whole tick.
-            ticks += 1;
-            if ticks >= 2 {
-                tick_signals.demote.store(true, Ordering::Relaxed);
-            }
-            Ok(UpdateDeadline::Yield(1))
-        });
-
-        let run = async {
-            let instance = pre.instantiate_async(&mut store).await?;
-            // `get_func` rather than `get_typed_func` to probe: a missing export must not build
-            // an error (with a backtrace under RUST_BACKTRACE=1) on every run.
-            if let Some(entry) = instance.get_func(&mut store, "__entry") {
-                if let Some(init) = instance.get_func(&mut store, "_initialize") {
-                    init.typed::<(), ()>(&store)?
-                        .call_async(&mut store, ())
-                        .await?;
-                }
-                return entry
-                    .typed::<(), i32>(&store)?
-                    .call_async(&mut store, ())
-                    .await;
-            }
-            let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
-            start.call_async(&mut store, ()).await.map(|()| 0)
-        };
-        // The epoch check cannot fire while the guest waits in a host call (e.g. a sleep); this
-        // outer timeout covers that, one tick after the deadline.
-        let result = match tokio::time::timeout(opts.timeout + tick, run).await {
-            Ok(result) => Outcome::from_result(result),
-            Err(_) => Outcome::Timeout,
-        };
-        let fuel_consumed = opts.fuel.saturating_sub(store.get_fuel().unwrap_or(0));
-        let (stdout, stdout_truncated) = stdout.contents();
-        let (stderr, stderr_truncated) = stderr.contents();
-        let native_stack_overflow = matches!(result, Outcome::Trapped(Trap::StackOverflow));
-        let (status, exit_code, exit_detail) = result.classify(&opts, &stderr);
-        Ok(RunOutput {
-            status,
-            exit_code,
-            exit_detail,
-            stdout,
-            stderr,
-            truncated: stdout_truncated || stderr_truncated,
-            fuel_consumed,
-            tier,
-            native_stack_overflow,
-        })
-    })
 }
 
 impl Drop for Runner {
@@ -858,99 +512,11 @@ impl Drop for Runner {
     }
 }
 
-/// The raw ending of a run, before it is put into words.
-enum Outcome {
-    Exited(i32),
-    Trapped(Trap),
-    OutputLimit,
-    Timeout,
-    Other(String),
-}
-
-impl Outcome {
-    fn from_result(result: wasmtime::Result<i32>) -> Self {
-        let err = match result {
-            Ok(code) => return Outcome::Exited(code),
-            Err(err) => err,
-        };
-        if let Some(exit) = err.downcast_ref::<I32Exit>() {
-            Outcome::Exited(exit.0)
-        } else if err.is::<OutputLimitExceeded>() {
-            Outcome::OutputLimit
-        } else if let Some(trap) = err.downcast_ref::<Trap>() {
-            Outcome::Trapped(*trap)
-        } else {
-            Outcome::Other(format!("{err:#}"))
-        }
-    }
-
-    fn classify(self, opts: &RunOptions, stderr: &str) -> (Status, Option<i32>, String) {
-        let secs = opts.timeout.as_secs_f64();
-        match self {
-            Outcome::Exited(0) => (Status::Ok, Some(0), "Exited with status 0".into()),
-            Outcome::Exited(code) => (
-                Status::RuntimeError,
-                Some(code),
-                format!("Exited with status {code}"),
-            ),
-            Outcome::OutputLimit => (
-                Status::OutputLimit,
-                None,
-                format!(
-                    "Stopped after writing more than {} bytes of output",
-                    opts.output_limit
-                ),
-            ),
-            Outcome::Timeout | Outcome::Trapped(Trap::Interrupt) => (
-                Status::Timeout,
-                None,
-                format!("Stopped after the {secs} s time limit"),
-            ),
-            Outcome::Trapped(Trap::OutOfFuel) => (
-                Status::OutOfFuel,
-                None,
-                format!("Ran out of fuel after {} units", opts.fuel),
-            ),
-            Outcome::Trapped(Trap::StackOverflow) => (
-                Status::StackOverflow,
-                None,
-                "Stack overflow: the call stack is exhausted".into(),
-            ),
-            // Rust's shadow stack lives at the bottom of linear memory: a frame too big for it
-            // lands below address 0, i.e. out of bounds.
-            Outcome::Trapped(Trap::MemoryOutOfBounds) => (
-                Status::StackOverflow,
-                None,
-                "Stack overflow: the program's stack overran its memory (out of bounds memory access)"
-                    .into(),
-            ),
-            Outcome::Trapped(Trap::UnreachableCodeReached)
-                if stderr.contains("memory allocation of") =>
-            {
-                (
-                    Status::MemoryLimit,
-                    None,
-                    format!(
-                        "Ran out of memory: the limit is {} bytes",
-                        opts.memory_limit
-                    ),
-                )
-            }
-            Outcome::Trapped(Trap::UnreachableCodeReached) => (
-                Status::RuntimeError,
-                None,
-                "Aborted (wasm `unreachable` instruction executed)".into(),
-            ),
-            Outcome::Trapped(trap) => (
-                Status::RuntimeError,
-                None,
-                format!("Crashed: {trap}"),
-            ),
-            Outcome::Other(message) => (
-                Status::RuntimeError,
-                None,
-                format!("Crashed: {message}"),
-            ),
-        }
+/// Background-lane threads run at nice 10, so the OS prefers the HTTP workers and short runs.
+fn lower_thread_priority() {
+    // SAFETY: setpriority has no memory-safety preconditions; on Linux, PRIO_PROCESS with id 0
+    // applies to the calling thread only. Failure just leaves the priority unchanged.
+    unsafe {
+        libc::setpriority(libc::PRIO_PROCESS, 0, 10);
     }
 }

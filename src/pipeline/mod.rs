@@ -1,24 +1,39 @@
-//! The whole pipeline behind one call: validate a request, compile it, run it, and describe the
-//! result. The HTTP handlers and the `run` subcommand are thin wrappers around [`Playground`].
+//! The whole pipeline behind one call: validate a request, build it, run it, and describe the
+//! result. The HTTP handlers, the WebSockets and the `run` subcommand are thin wrappers around
+//! [`Playground`].
+//!
+//! - this file: [`Playground`] (set-up, channels, `execute`), the request and answer types;
+//! - [`tools`]: rustfmt, clippy and `/compile`'s views;
+//! - [`admission`]: the bounded slots and queues for compiles and runs (503 when saturated).
+//!
+//! It uses [`build`](crate::build), [`run`](crate::run), [`inspect`](crate::inspect) and
+//! [`config`](crate::config). What it needs from above, a live client to report to, is the
+//! [`LiveObserver`] trait, which the WebSocket implements.
+
+pub mod admission;
+pub mod tools;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::admission::{Admission, Overloaded, Permit};
-use crate::cache::{Artifact, ArtifactCache, CacheKey, Report, Source};
-use crate::compile::{
-    BuildResult, Channel, CompileError, CompileOptions, CompileSettings, Compiler, CrateKind,
-    Diagnostic, Edition, Emit, Mode, Toolchain, ToolchainError,
+use crate::build::{
+    Artifact, ArtifactCache, CacheKey, Channel, CompileError, CompileOptions, CompileSettings,
+    Compiler, CrateKind, CrateSet, Diagnostic, Edition, Emit, Mode, OfferedCrate, ProcessLimits,
+    Report, Sandbox, Source, Toolchain, ToolchainError,
 };
 use crate::config::Config;
-use crate::crates::{CrateSet, OfferedCrate};
-use crate::disasm::{self, Flavor};
-use crate::harness;
-use crate::live::{LiveEvent, LiveSink, LiveStdin};
-use crate::runner::{Input, RunError, RunOptions, Runner, Status};
-use crate::sandbox::{ProcessLimits, Sandbox};
+use crate::run::{Input, LiveStdin, OutputSink, RunError, RunOptions, Runner, Status};
+use admission::{Admission, Overloaded};
+pub use tools::{Target, ToolOutput};
+
+/// What a live execution reports as it goes, besides the program's output: implemented by the
+/// WebSocket that streams it.
+pub trait LiveObserver: OutputSink {
+    /// The build is done (from the cache or `rustc`); the run starts next if it succeeded.
+    fn compiled(&self, report: &Report);
+}
 
 /// One program to compile and run.
 #[derive(Debug, Clone, Default)]
@@ -65,48 +80,6 @@ pub struct Timings {
     /// Where the build came from (for logs and metrics; the API has `cached`).
     #[serde(skip)]
     pub source: Option<Source>,
-}
-
-/// The answer of `/format`, `/clippy` and `/compile` (play.rust-lang.org's shape plus our
-/// structured diagnostics).
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ToolOutput {
-    pub success: bool,
-    pub exit_detail: String,
-    /// The formatted code, or the requested compiler output; empty on failure.
-    pub code: String,
-    pub stdout: String,
-    /// The tool's diagnostics, as rendered text.
-    pub stderr: String,
-    pub diagnostics: Vec<Diagnostic>,
-    pub truncated: bool,
-}
-
-/// What `/compile` shows of a program.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Target {
-    /// The module as WAT text.
-    Wasm,
-    Mir,
-    LlvmIr,
-    /// The x86-64 code Wasmtime generates for the program's functions.
-    Asm,
-}
-
-impl std::str::FromStr for Target {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "wasm" => Ok(Target::Wasm),
-            "mir" => Ok(Target::Mir),
-            "llvm-ir" => Ok(Target::LlvmIr),
-            "asm" => Ok(Target::Asm),
-            _ => Err(format!(
-                "unknown target `{s}`, expected one of asm, llvm-ir, mir, wasm"
-            )),
-        }
-    }
 }
 
 /// Why a request could not be executed.
@@ -191,7 +164,7 @@ impl Playground {
         }
         let runner = Arc::new(Runner::new(&config)?);
         let shared = match &config.redis_url {
-            Some(url) => Some(crate::shared::SharedCache::start(
+            Some(url) => Some(crate::build::shared_cache::SharedCache::start(
                 url.expose(),
                 &runner.compatibility(),
                 config.redis_timeout(),
@@ -275,17 +248,18 @@ impl Playground {
     pub async fn execute_live(
         &self,
         req: ExecuteRequest,
-        sink: LiveSink,
+        observer: Arc<dyn LiveObserver>,
         stdin: LiveStdin,
     ) -> Result<ExecutionOutput, PlaygroundError> {
-        self.execute_with(req, Input::Live(stdin), Some(sink)).await
+        self.execute_with(req, Input::Live(stdin), Some(observer))
+            .await
     }
 
     async fn execute_with(
         &self,
         req: ExecuteRequest,
         stdin: Input,
-        sink: Option<LiveSink>,
+        observer: Option<Arc<dyn LiveObserver>>,
     ) -> Result<ExecutionOutput, PlaygroundError> {
         self.validate(&req)?;
         let compiler = self.compiler(req.channel)?;
@@ -331,12 +305,8 @@ impl Playground {
                 source: Some(source),
             },
         };
-        if let Some(sink) = &sink {
-            sink.send(LiveEvent::Compiled {
-                success: report.success,
-                compiler_output: report.rendered.clone(),
-                diagnostics: report.diagnostics.clone(),
-            });
+        if let Some(observer) = &observer {
+            observer.compiled(report);
         }
         if !report.success {
             return Ok(not_run(Status::CompileError, "Compilation failed"));
@@ -353,17 +323,19 @@ impl Playground {
         };
 
         let mut run_opts = RunOptions::from_config(&self.config);
-        if sink.is_some() {
+        if observer.is_some() {
             run_opts.timeout = self.config.live_timeout();
         }
         run_opts.stdin = stdin;
-        run_opts.live = sink;
+        run_opts.live = observer.map(|o| -> Arc<dyn OutputSink> { o });
         run_opts.args = req.args;
         let slot = self.runs.enter().await?;
         queued += slot.waited;
         let started = Instant::now();
         let run = match req.kind {
-            CrateKind::Tests => harness::run_tests(&self.runner, program, &run_opts).await?,
+            CrateKind::Tests => {
+                crate::run::harness::run_tests(&self.runner, program, &run_opts).await?
+            }
             _ => self.runner.execute(program, &run_opts).await?,
         };
         let run_ms = millis(started.elapsed());
@@ -429,102 +401,6 @@ impl Playground {
         Ok((Artifact { report, program }, build.cacheable))
     }
 
-    /// What every tool request does first: check the code, pick the channel's compiler, and take
-    /// a compile slot (held until the returned permit is dropped).
-    async fn tool_slot(
-        &self,
-        code: &str,
-        channel: Channel,
-    ) -> Result<(&Compiler, Permit<'_>), PlaygroundError> {
-        self.validate_code(code)?;
-        let compiler = self.compiler(channel)?;
-        Ok((compiler, self.compiles.enter().await?))
-    }
-
-    /// Formats `code` with rustfmt for the channel and edition of `opts`.
-    pub async fn format(
-        &self,
-        code: &str,
-        opts: CompileOptions,
-    ) -> Result<ToolOutput, PlaygroundError> {
-        let (compiler, _slot) = self.tool_slot(code, opts.channel).await?;
-        let build = compiler.format(code, opts.edition).await?;
-        let formatted = if build.success {
-            std::fs::read_to_string(&build.wasm).map_err(CompileError::Workspace)?
-        } else {
-            String::new()
-        };
-        Ok(tool_output(build, formatted, "Formatted", "rustfmt failed"))
-    }
-
-    /// Runs clippy's lints over `code`.
-    pub async fn clippy(
-        &self,
-        code: &str,
-        opts: CompileOptions,
-    ) -> Result<ToolOutput, PlaygroundError> {
-        let (compiler, _slot) = self.tool_slot(code, opts.channel).await?;
-        let build = compiler.clippy(code, &opts).await?;
-        Ok(tool_output(
-            build,
-            String::new(),
-            "Checked",
-            "Clippy found errors",
-        ))
-    }
-
-    /// Compiles `code` and returns one of its intermediate or final forms as text. `asm` is
-    /// the machine code of the module as it runs here (the tier that runs a program for long),
-    /// in `flavor`'s syntax; LLVM's own assembly would only show WebAssembly.
-    pub async fn compile_to(
-        &self,
-        code: &str,
-        mut opts: CompileOptions,
-        target: Target,
-        flavor: Flavor,
-    ) -> Result<ToolOutput, PlaygroundError> {
-        opts.emit = match target {
-            Target::Wasm | Target::Asm => Emit::Link,
-            Target::Mir => Emit::Mir,
-            Target::LlvmIr => Emit::LlvmIr,
-        };
-        if matches!(target, Target::Wasm | Target::Asm) && opts.kind == CrateKind::Program {
-            opts.kind = CrateKind::Binary;
-        }
-        let (compiler, _slot) = self.tool_slot(code, opts.channel).await?;
-        let build = compiler.compile_input(code, &opts).await?;
-        let mut text = String::new();
-        if build.success {
-            let bytes = std::fs::read(&build.wasm).map_err(CompileError::Workspace)?;
-            text = match target {
-                Target::Wasm => wasmprinter::print_bytes(&bytes).map_err(|e| {
-                    CompileError::Workspace(std::io::Error::other(format!("printing WAT: {e}")))
-                })?,
-                Target::Asm => {
-                    let runner = self.runner.clone();
-                    tokio::task::spawn_blocking(move || {
-                        let elf = runner.machine_code(&bytes)?;
-                        disasm::disassemble(&bytes, &elf, flavor)
-                            .map_err(|e| RunError::Load(e.to_string()))
-                    })
-                    .await
-                    .map_err(|e| RunError::Load(format!("the disassembly task failed: {e}")))??
-                }
-                _ => String::from_utf8_lossy(&bytes).into_owned(),
-            };
-        }
-        let mut out = tool_output(build, text, "Compiled", "Compilation failed");
-        if out.code.len() > self.config.output_limit {
-            let mut cut = self.config.output_limit;
-            while !out.code.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            out.code.truncate(cut);
-            out.truncated = true;
-        }
-        Ok(out)
-    }
-
     fn validate(&self, req: &ExecuteRequest) -> Result<(), PlaygroundError> {
         self.validate_code(&req.code)?;
         if req.stdin.len() > self.config.stdin_limit {
@@ -551,18 +427,6 @@ impl Playground {
             )));
         }
         Ok(())
-    }
-}
-
-fn tool_output(build: BuildResult, code: String, ok: &str, failed: &str) -> ToolOutput {
-    ToolOutput {
-        success: build.success,
-        exit_detail: if build.success { ok } else { failed }.into(),
-        code,
-        stdout: String::new(),
-        stderr: build.rendered,
-        diagnostics: build.diagnostics,
-        truncated: build.truncated,
     }
 }
 

@@ -2,7 +2,7 @@
 //! hit on the others.
 //!
 //! Each value is a whole cache file as the disk store writes it (magic, SHA-256, the local
-//! [`CacheKey`](crate::cache::CacheKey), diagnostics, module), optionally preceded by an
+//! [`CacheKey`](super::cache::CacheKey), diagnostics, module), optionally preceded by an
 //! HMAC-SHA256 tag made with a key the replicas share (`--redis-hmac-key`). The Redis key is
 //! `wasm-playground:ENGINE:KEY`, where `ENGINE` hashes the Wasmtime engines' compatibility
 //! (`Engine::precompile_compatibility_hash`: version, compiler and settings), so replicas with
@@ -20,7 +20,7 @@ use hmac::{Hmac, Mac};
 use redis::aio::MultiplexedConnection;
 use sha2::Sha256;
 
-use crate::cache::CacheKey;
+use super::cache::CacheKey;
 
 /// How often the background task checks the connection (and retries a lost one).
 const PROBE_INTERVAL: Duration = Duration::from_secs(1);

@@ -8,7 +8,13 @@ use prometheus::{
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
-use crate::playground::{ExecutionOutput, Playground};
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+
+use crate::pipeline::{ExecutionOutput, Playground};
 
 /// Latency buckets in seconds, from a cached run to a compile near its limit.
 const BUCKETS: &[f64] = &[
@@ -206,4 +212,19 @@ impl Metrics {
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
         String::from_utf8_lossy(&out).into_owned()
     }
+}
+
+/// `GET /metrics` in Prometheus' text format.
+pub(super) async fn metrics(
+    State(playground): State<Arc<Playground>>,
+    State(metrics): State<Arc<Metrics>>,
+) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        metrics.render(&playground),
+    )
+        .into_response()
 }

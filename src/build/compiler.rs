@@ -8,20 +8,20 @@
 //! the guest a reactor we can call into, while the stub reproduces what a native `fn main` does
 //! around it (exit codes through `Termination`, native-looking panic messages, flushed stdout).
 
-use std::fmt;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 use tempfile::TempDir;
 use tokio::io::AsyncReadExt;
 use tokio::process::Command;
 
-use crate::crates::CrateSet;
-use crate::sandbox::{ProcessLimits, Sandbox, SandboxError};
+use super::crates::CrateSet;
+use super::diagnostics::{Diagnostic, parse_diagnostics};
+use super::options::{CompileOptions, CrateKind, Edition, Emit, Mode};
+use super::sandbox::{ProcessLimits, Sandbox, SandboxError};
+use super::toolchain::Toolchain;
 
 /// Appended (after a newline) to every sample; it must stay on one line so that it adds exactly
 /// one line after the user's code, which [`Compiler`] recognises in diagnostics.
@@ -46,137 +46,6 @@ const ENTRY_STUB: &str = concat!(
 /// Bumped whenever [`ENTRY_STUB`], the flags or the processing of diagnostics change, so caches
 /// keyed on it (the artifact cache, on disk across upgrades) stay correct.
 pub const STUB_VERSION: u32 = 3;
-
-/// The Rust edition a sample is compiled with.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum Edition {
-    #[serde(rename = "2015")]
-    E2015,
-    #[serde(rename = "2018")]
-    E2018,
-    #[serde(rename = "2021")]
-    E2021,
-    #[default]
-    #[serde(rename = "2024")]
-    E2024,
-}
-
-impl Edition {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Edition::E2015 => "2015",
-            Edition::E2018 => "2018",
-            Edition::E2021 => "2021",
-            Edition::E2024 => "2024",
-        }
-    }
-}
-
-impl FromStr for Edition {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "2015" => Ok(Edition::E2015),
-            "2018" => Ok(Edition::E2018),
-            "2021" => Ok(Edition::E2021),
-            "2024" => Ok(Edition::E2024),
-            _ => Err(format!(
-                "unknown edition `{s}`, expected one of 2015, 2018, 2021, 2024"
-            )),
-        }
-    }
-}
-
-impl fmt::Display for Edition {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// Debug (overflow checks, no optimisation: what `cargo run` does) or release.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Mode {
-    #[default]
-    Debug,
-    Release,
-}
-
-impl FromStr for Mode {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "debug" => Ok(Mode::Debug),
-            "release" => Ok(Mode::Release),
-            _ => Err(format!("unknown mode `{s}`, expected debug or release")),
-        }
-    }
-}
-
-/// What to build from the sample.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
-pub enum CrateKind {
-    /// A program: a `cdylib` whose `__entry` export runs `main` (the entry stub is appended).
-    #[default]
-    Program,
-    /// The test harness (`rustc --test`): a WASI command module that takes libtest's arguments.
-    Tests,
-    /// A library that is only compiled, never run.
-    Library,
-    /// A plain binary (`--crate-type bin`), for inspecting its intermediate forms.
-    Binary,
-}
-
-/// What rustc writes: the linked artifact, or one of its intermediate forms as text.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
-pub enum Emit {
-    #[default]
-    Link,
-    Mir,
-    LlvmIr,
-    /// LLVM's WebAssembly assembly.
-    Asm,
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
-pub struct CompileOptions {
-    pub channel: Channel,
-    pub edition: Edition,
-    pub mode: Mode,
-    pub kind: CrateKind,
-    pub emit: Emit,
-}
-
-/// One structured compiler message, for editors to mark the line.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Diagnostic {
-    /// `error`, `warning`, `note`, `help`, ...
-    pub level: String,
-    /// The error code, e.g. `E0308`, or the lint name.
-    pub code: Option<String>,
-    pub message: String,
-    /// 1-based position of the primary span in `src/main.rs`, when there is one in it.
-    pub line: Option<u32>,
-    pub column: Option<u32>,
-    pub end_line: Option<u32>,
-    pub end_column: Option<u32>,
-}
-
-impl Diagnostic {
-    /// An error with no location, for failures rustc itself could not describe.
-    pub fn error(message: String) -> Self {
-        Self {
-            level: "error".into(),
-            code: None,
-            message,
-            line: None,
-            column: None,
-            end_line: None,
-            end_column: None,
-        }
-    }
-}
 
 /// What came out of one `rustc` run. The wasm file lives in `dir` and goes away with it.
 #[derive(Debug)]
@@ -215,73 +84,6 @@ pub enum CompileError {
     Sandbox(#[from] SandboxError),
 }
 
-/// Problems found at start-up, each with the command that fixes it.
-#[derive(Debug, thiserror::Error)]
-pub enum ToolchainError {
-    #[error(
-        "could not run `{rustc} --print sysroot` ({source}); install Rust with rustup (https://rustup.rs) and make sure `rustc` is on PATH"
-    )]
-    RustcMissing {
-        rustc: String,
-        source: std::io::Error,
-    },
-    #[error("`{rustc} --print sysroot` failed: {stderr}")]
-    SysrootFailed { rustc: String, stderr: String },
-    #[error(
-        "the wasm32-wasip1 target is not installed in {sysroot}; install it with `rustup target add wasm32-wasip1{toolchain_flag}`"
-    )]
-    TargetMissing {
-        sysroot: String,
-        /// ` --toolchain nightly` for a channel other than the default one.
-        toolchain_flag: String,
-    },
-}
-
-/// A release channel of Rust. The default toolchain serves `stable`; others are used when
-/// rustup has them installed with the wasm target.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Channel {
-    #[default]
-    Stable,
-    Beta,
-    Nightly,
-}
-
-impl Channel {
-    pub const ALL: [Channel; 3] = [Channel::Stable, Channel::Beta, Channel::Nightly];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Channel::Stable => "stable",
-            Channel::Beta => "beta",
-            Channel::Nightly => "nightly",
-        }
-    }
-}
-
-impl FromStr for Channel {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        Channel::ALL
-            .into_iter()
-            .find(|c| c.as_str() == s)
-            .ok_or_else(|| format!("unknown channel `{s}`, expected stable, beta or nightly"))
-    }
-}
-
-/// The first line of `program --version`, if it runs.
-fn tool_version(program: &Path) -> Option<String> {
-    let output = std::process::Command::new(program)
-        .arg("--version")
-        .env_clear()
-        .stdin(Stdio::null())
-        .output()
-        .ok()?;
-    let text = String::from_utf8_lossy(&output.stdout);
-    let line = text.lines().next()?.trim();
-    (output.status.success() && !line.is_empty()).then(|| line.to_string())
-}
-
 /// Where and under which limits compiles run.
 #[derive(Debug, Clone)]
 pub struct CompileSettings {
@@ -289,80 +91,6 @@ pub struct CompileSettings {
     pub work_dir: PathBuf,
     pub timeout: Duration,
     pub diagnostics_bytes: usize,
-}
-
-/// The real compiler behind the rustup proxy, found once at start-up.
-#[derive(Debug, Clone)]
-pub struct Toolchain {
-    pub rustc: PathBuf,
-    pub sysroot: PathBuf,
-    /// `rustc --version`.
-    pub version: String,
-    /// `rustfmt --version` and `clippy-driver --version`, when those components are installed.
-    pub rustfmt_version: Option<String>,
-    pub clippy_version: Option<String>,
-}
-
-impl Toolchain {
-    /// Another binary of the toolchain, e.g. `rustfmt` or `clippy-driver`.
-    pub fn tool(&self, name: &str) -> PathBuf {
-        self.sysroot.join("bin").join(name)
-    }
-
-    /// Resolves the real `rustc` from `rustc --print sysroot` (the rustup proxy is slower and
-    /// obeys a `rust-toolchain.toml` in the working directory) and checks the wasm target.
-    pub fn detect(rustc: &str) -> Result<Self, ToolchainError> {
-        Self::detect_with(&[rustc], "")
-    }
-
-    /// The toolchain rustup has for `channel` (via `rustup run CHANNEL rustc`).
-    pub fn detect_channel(channel: Channel) -> Result<Self, ToolchainError> {
-        let flag = format!(" --toolchain {}", channel.as_str());
-        Self::detect_with(&["rustup", "run", channel.as_str(), "rustc"], &flag)
-    }
-
-    /// Asks `command --print sysroot` for the sysroot.
-    fn detect_with(command: &[&str], toolchain_flag: &str) -> Result<Self, ToolchainError> {
-        let rustc = command.join(" ");
-        // No backtrace: rustup prints one for a missing toolchain when the service's environment
-        // asks for backtraces, and this message reaches clients (the 400 for that channel).
-        let output = std::process::Command::new(command[0])
-            .args(&command[1..])
-            .args(["--print", "sysroot"])
-            .env("RUST_BACKTRACE", "0")
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|source| ToolchainError::RustcMissing {
-                rustc: rustc.clone(),
-                source,
-            })?;
-        if !output.status.success() {
-            return Err(ToolchainError::SysrootFailed {
-                rustc,
-                stderr: String::from_utf8_lossy(&output.stderr).trim().to_string(),
-            });
-        }
-        let sysroot = PathBuf::from(String::from_utf8_lossy(&output.stdout).trim());
-        if !sysroot.join("lib/rustlib/wasm32-wasip1/lib").is_dir() {
-            return Err(ToolchainError::TargetMissing {
-                sysroot: sysroot.display().to_string(),
-                toolchain_flag: toolchain_flag.to_string(),
-            });
-        }
-        let real_rustc = sysroot.join("bin/rustc");
-        let version = tool_version(&real_rustc).ok_or_else(|| ToolchainError::RustcMissing {
-            rustc: real_rustc.display().to_string(),
-            source: std::io::Error::other("`rustc --version` failed"),
-        })?;
-        let bin = sysroot.join("bin");
-        Ok(Self {
-            rustfmt_version: tool_version(&bin.join("rustfmt")),
-            clippy_version: tool_version(&bin.join("clippy-driver")),
-            rustc: real_rustc,
-            sysroot,
-            version,
-        })
-    }
 }
 
 /// The toolchain, the sandbox its processes run in, and the limits; one per process.
@@ -732,176 +460,12 @@ async fn read_capped(
     }
 }
 
-#[derive(Deserialize)]
-struct RawDiagnostic {
-    message: String,
-    code: Option<RawCode>,
-    level: String,
-    #[serde(default)]
-    spans: Vec<RawSpan>,
-    rendered: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct RawCode {
-    code: String,
-}
-
-#[derive(Deserialize)]
-struct RawSpan {
-    file_name: String,
-    line_start: u32,
-    line_end: u32,
-    column_start: u32,
-    column_end: u32,
-    is_primary: bool,
-}
-
-/// Splits rustc's JSON lines into the rendered text and structured diagnostics. Messages whose
-/// primary span is in the entry stub are rewritten to point at the user's `main`, since the
-/// stub's source means nothing to the user.
-fn parse_diagnostics(stderr: &[u8], stub_line: u32) -> (String, Vec<Diagnostic>) {
-    let mut rendered = String::new();
-    let mut diagnostics = Vec::new();
-    for line in String::from_utf8_lossy(stderr).lines() {
-        let Ok(mut raw) = serde_json::from_str::<RawDiagnostic>(line) else {
-            // A line cut by the cap, plain text from rustfmt or from a crashing compiler (minus
-            // its backtrace, which shows nothing useful and host addresses).
-            if !line.trim_start().starts_with('{') && !is_backtrace_line(line) {
-                rendered.push_str(&redact_text_line(line));
-                rendered.push('\n');
-            }
-            continue;
-        };
-        redact_file_errors(&mut raw);
-        let primary = raw
-            .spans
-            .iter()
-            .find(|s| s.is_primary && s.file_name == "src/main.rs");
-        let in_stub = primary.is_some_and(|s| s.line_start >= stub_line);
-        let code = raw.code.map(|c| c.code);
-        if in_stub {
-            let (message, text) = explain_stub_error(&raw.message, code.as_deref(), &raw.level);
-            rendered.push_str(&text);
-            diagnostics.push(Diagnostic {
-                level: raw.level,
-                code,
-                ..Diagnostic::error(message)
-            });
-            continue;
-        }
-        if let Some(text) = &raw.rendered {
-            rendered.push_str(text);
-        }
-        if raw.level == "failure-note" || raw.message.starts_with("aborting due to") {
-            continue;
-        }
-        diagnostics.push(Diagnostic {
-            level: raw.level,
-            code,
-            message: raw.message,
-            line: primary.map(|s| s.line_start),
-            column: primary.map(|s| s.column_start),
-            end_line: primary.map(|s| s.line_end),
-            end_column: primary.map(|s| s.column_end),
-        });
-    }
-    (rendered, diagnostics)
-}
-
-fn is_backtrace_line(line: &str) -> bool {
-    let trimmed = line.trim_start();
-    trimmed.starts_with("stack backtrace:")
-        || trimmed.starts_with("at ")
-        || trimmed.split_once(": ").is_some_and(|(n, rest)| {
-            n.parse::<u32>().is_ok() && rest.trim_start().starts_with("0x")
-        })
-}
-
-/// The message for any file the program tried to read at compile time (`include_str!`,
-/// `#[path]`, ...): the sandbox denies everything outside the job dir, and the answer must not
-/// tell whether a host path exists.
-const FILE_DENIED: &str = "cannot read files outside the program";
-
-fn redact_file_errors(raw: &mut RawDiagnostic) {
-    if !raw.message.starts_with("couldn't read `") {
-        return;
-    }
-    raw.message = FILE_DENIED.to_string();
-    if let Some(rendered) = &mut raw.rendered {
-        let rest = rendered.split_once('\n').map_or("", |(_, rest)| rest);
-        *rendered = format!("{}: {FILE_DENIED}\n{rest}", raw.level);
-    }
-}
-
-/// [`redact_file_errors`] for plain-text tools (rustfmt): its messages about files it could not
-/// read or resolve tell whether a host path exists.
-fn redact_text_line(line: &str) -> std::borrow::Cow<'_, str> {
-    if line.starts_with("error: couldn't read `")
-        || line.starts_with("Error writing files: failed to resolve mod")
-    {
-        format!("error: {FILE_DENIED}").into()
-    } else {
-        line.into()
-    }
-}
-
-fn explain_stub_error(message: &str, code: Option<&str>, level: &str) -> (String, String) {
-    if code == Some("E0425") && message.contains("`main`") {
-        let message = "`main` function not found in crate `playground`".to_string();
-        let text = format!(
-            "error[E0601]: {message}\n  |\n  = note: consider adding a `main` function to `src/main.rs`\n\n"
-        );
-        return (message, text);
-    }
-    let header = match code {
-        Some(code) => format!("{level}[{code}]: {message}"),
-        None => format!("{level}: {message}"),
-    };
-    let text = format!(
-        "{header}\n  = note: reported for the playground's call of `fn main` in `src/main.rs`\n\n"
-    );
-    (message.to_string(), text)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn editions_and_modes_parse_and_reject_unknown_values() {
-        assert_eq!("2018".parse::<Edition>(), Ok(Edition::E2018));
-        assert_eq!(
-            "2023".parse::<Edition>(),
-            Err("unknown edition `2023`, expected one of 2015, 2018, 2021, 2024".into())
-        );
-        assert_eq!("release".parse::<Mode>(), Ok(Mode::Release));
-        assert!("fast".parse::<Mode>().is_err());
-    }
-
-    #[test]
     fn stub_is_one_line() {
         assert_eq!(ENTRY_STUB.lines().count(), 1);
-    }
-
-    #[test]
-    fn file_errors_do_not_name_the_host_path() {
-        let line = r#"{"message":"couldn't read `/etc/x`: No such file or directory (os error 2)","code":null,"level":"error","spans":[{"file_name":"src/main.rs","line_start":1,"line_end":1,"column_start":1,"column_end":5,"is_primary":true}],"rendered":"error: couldn't read `/etc/x`: No such file or directory (os error 2)\n --> src/main.rs:1:1\n"}"#;
-        let (rendered, diags) = parse_diagnostics(line.as_bytes(), 9);
-        assert_eq!(
-            rendered,
-            "error: cannot read files outside the program\n --> src/main.rs:1:1\n"
-        );
-        assert_eq!(diags[0].message, FILE_DENIED);
-        assert_eq!(diags[0].line, Some(1));
-    }
-
-    #[test]
-    fn diagnostics_in_the_stub_are_rewritten() {
-        let line = r#"{"message":"cannot find function `main` in this scope","code":{"code":"E0425"},"level":"error","spans":[{"file_name":"src/main.rs","line_start":3,"line_end":3,"column_start":1,"column_end":5,"is_primary":true}],"rendered":"error[E0425]: secret stub text"}"#;
-        let (rendered, diags) = parse_diagnostics(line.as_bytes(), 3);
-        assert!(rendered.starts_with("error[E0601]: `main` function not found"));
-        assert!(!rendered.contains("stub text"));
-        assert_eq!(diags[0].line, None);
     }
 }

@@ -14,7 +14,18 @@ use tokio::io::AsyncWrite;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError};
 
-use crate::live::{LiveEvent, LiveSink, StreamKind};
+/// Which output stream a chunk came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamKind {
+    Stdout,
+    Stderr,
+}
+
+/// Receives a run's output as the program writes it (a live client, above this layer). Called
+/// with the bytes that fit under the cap, in order, while the guest waits: it must not block.
+pub trait OutputSink: Send + Sync {
+    fn output(&self, stream: StreamKind, bytes: &[u8]);
+}
 
 /// The error a write past the cap traps with; the runner looks for it to classify the run.
 #[derive(Debug, thiserror::Error)]
@@ -35,11 +46,11 @@ pub struct CaptureStream {
     buffer: Arc<Mutex<Buffer>>,
     limit: usize,
     /// Also sends what is kept to a live session as it is written.
-    live: Option<(LiveSink, StreamKind)>,
+    live: Option<(Arc<dyn OutputSink>, StreamKind)>,
 }
 
 impl CaptureStream {
-    pub fn new(limit: usize, live: Option<(LiveSink, StreamKind)>) -> Self {
+    pub fn new(limit: usize, live: Option<(Arc<dyn OutputSink>, StreamKind)>) -> Self {
         Self {
             buffer: Arc::default(),
             limit,
@@ -61,10 +72,7 @@ impl CaptureStream {
         if let Some((sink, stream)) = &self.live
             && take > 0
         {
-            sink.send(LiveEvent::Output {
-                stream: *stream,
-                bytes: bytes[..take].to_vec(),
-            });
+            sink.output(*stream, &bytes[..take]);
         }
         if take < bytes.len() {
             buffer.truncated = true;

@@ -3,7 +3,7 @@
 //!
 //! - The key is SHA-256 over the code, the channel, the edition, the mode, the crate kind (program,
 //!   tests, library), the channel's `rustc --version`, the fingerprint of the offered crates,
-//!   [`compile::STUB_VERSION`](crate::compile::STUB_VERSION) (the stub and the flags) and the
+//!   [`STUB_VERSION`](super::compiler::STUB_VERSION) (the stub and the flags) and the
 //!   diagnostics cap (which shapes the cached text).
 //! - In memory: an LRU, bounded by entry count, of ready [`Program`]s (an `InstancePre` each) plus
 //!   the compiler's diagnostics. Compile errors are entries too.
@@ -13,7 +13,7 @@
 //!   renamed into place, so readers and concurrent writers (threads or processes) only ever see
 //!   whole files. The total size is bounded; the least recently used files go first.
 //! - Concurrent identical requests share one build.
-//! - Optionally, in Redis ([`crate::shared`]): the same files, shared by replicas. A lookup goes
+//! - Optionally, in Redis ([`shared_cache`](super::shared_cache)): the same files, shared by replicas. A lookup goes
 //!   to memory, then disk, then Redis, then builds; a build is written through to all three,
 //!   and an entry found in Redis is copied to memory and disk.
 //!
@@ -49,9 +49,11 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::sync::OnceCell;
 
-use crate::compile::{CompileOptions, Diagnostic, Mode, STUB_VERSION};
-use crate::runner::{Program, Runner, Tier};
-use crate::shared::SharedCache;
+use super::compiler::STUB_VERSION;
+use super::diagnostics::Diagnostic;
+use super::options::{CompileOptions, Mode};
+use super::shared_cache::SharedCache;
+use crate::run::{Program, Runner, Tier};
 
 /// SHA-256 of everything that determines a build's outcome.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -377,7 +379,7 @@ impl ArtifactCache {
         self.shared.as_ref().map(|s| s.status())
     }
 
-    pub fn shared_stats(&self) -> Option<crate::shared::SharedStats> {
+    pub fn shared_stats(&self) -> Option<super::shared_cache::SharedStats> {
         self.shared.as_ref().map(|s| s.stats())
     }
 
@@ -882,15 +884,15 @@ mod tests {
         );
         let others = [
             CompileOptions {
-                edition: crate::compile::Edition::E2021,
+                edition: crate::build::Edition::E2021,
                 ..opts
             },
             CompileOptions {
-                channel: crate::compile::Channel::Nightly,
+                channel: crate::build::Channel::Nightly,
                 ..opts
             },
             CompileOptions {
-                kind: crate::compile::CrateKind::Tests,
+                kind: crate::build::CrateKind::Tests,
                 ..opts
             },
         ];

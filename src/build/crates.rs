@@ -19,7 +19,7 @@ use std::process::{Command, Stdio};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::compile::Toolchain;
+use super::toolchain::Toolchain;
 
 /// The file the set-up writes in the crates directory.
 pub const INDEX_FILE: &str = "index.json";

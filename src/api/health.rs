@@ -1,8 +1,39 @@
-//! Readiness: can this instance take on a compile right now?
+//! `GET /healthz` and `GET /readyz`: is this instance up, and can it take on a compile now?
 
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-use crate::playground::Playground;
+use crate::pipeline::Playground;
+
+/// `GET /healthz`: the process is up and serving.
+pub(super) async fn healthz() -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "status": "ok" }))
+}
+
+/// `GET /readyz`: 200 when compiles can be taken on, 503 (with the failing checks) otherwise.
+pub(super) async fn readyz(State(playground): State<Arc<Playground>>) -> Response {
+    let checks = readiness(&playground);
+    let ready = checks.iter().all(|c| c.ok);
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    // Redis down is reported but not a reason to take the replica out of the load balancer:
+    // it serves from its local cache.
+    let redis = match playground.cache().shared_status() {
+        None => "off",
+        Some((true, _)) => "up",
+        Some((false, _)) => "down",
+    };
+    let body = serde_json::json!({ "ready": ready, "redis": redis, "checks": checks });
+    (status, Json(body)).into_response()
+}
 
 /// One named check of `/readyz`.
 #[derive(Debug, Serialize)]

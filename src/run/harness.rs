@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::runner::{Program, RunError, RunOptions, RunOutput, Runner, Status, Tier};
+use super::{Program, RunError, RunOptions, RunOutput, Runner, Status, Tier};
 
 /// The outcome of one test, in the order libtest would print it.
 struct TestCase {

@@ -14,34 +14,27 @@
 //!   have answered, e.g. 400 or 503, and a 503's seconds to wait); then the server closes the
 //!   socket.
 
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
-use axum::extract::ws::{Message, WebSocket};
+use axum::extract::State;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::response::Response;
 use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
 use serde_json::json;
-use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
+use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
-use wasmtime_wasi::cli::{AsyncStdinStream, IsTerminal, StdinStream};
-use wasmtime_wasi::p2::InputStream;
 
-use crate::compile::Diagnostic;
-use crate::http::ApiError;
-use crate::metrics::Metrics;
-use crate::playground::{ExecuteRequest, Playground};
-
-/// Which output stream a chunk came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StreamKind {
-    Stdout,
-    Stderr,
-}
+use super::error::ApiError;
+use super::execute::{execute_request_from_json, record_execution};
+use super::metrics::Metrics;
+use crate::build::{Diagnostic, Report};
+use crate::pipeline::{ExecuteRequest, LiveObserver, Playground};
+use crate::run::{LiveStdin, OutputSink, StreamKind};
 
 /// What a live run reports while it goes.
 #[derive(Debug)]
-pub enum LiveEvent {
+enum LiveEvent {
     Compiled {
         success: bool,
         compiler_output: String,
@@ -53,63 +46,33 @@ pub enum LiveEvent {
     },
 }
 
-/// Where a run sends its [`LiveEvent`]s; cheap to clone.
-#[derive(Debug, Clone)]
-pub struct LiveSink(UnboundedSender<LiveEvent>);
+/// Where a run sends its [`LiveEvent`]s: a channel the session drains into the socket.
+struct LiveSink(UnboundedSender<LiveEvent>);
 
 impl LiveSink {
-    pub fn new() -> (Self, UnboundedReceiver<LiveEvent>) {
+    fn new() -> (Arc<Self>, UnboundedReceiver<LiveEvent>) {
         let (tx, rx) = unbounded_channel();
-        (Self(tx), rx)
-    }
-
-    /// Sends an event; a closed receiver (client gone) is not the run's problem.
-    pub fn send(&self, event: LiveEvent) {
-        let _ = self.0.send(event);
+        (Arc::new(Self(tx)), rx)
     }
 }
 
-/// A program's stdin fed while it runs; shared by every handle the guest opens.
-#[derive(Clone)]
-pub struct LiveStdin(Arc<AsyncStdinStream>);
-
-impl LiveStdin {
-    /// The guest's end, and the writer that feeds it (dropping the writer is end of input).
-    pub fn pipe() -> (Self, tokio::io::DuplexStream) {
-        let (writer, reader) = tokio::io::duplex(64 << 10);
-        (
-            Self(Arc::new(AsyncStdinStream::new(ReadOnly(reader)))),
-            writer,
-        )
+// A closed receiver (client gone) is not the run's problem: sends may fail silently.
+impl OutputSink for LiveSink {
+    fn output(&self, stream: StreamKind, bytes: &[u8]) {
+        let _ = self.0.send(LiveEvent::Output {
+            stream,
+            bytes: bytes.to_vec(),
+        });
     }
 }
 
-impl IsTerminal for LiveStdin {
-    fn is_terminal(&self) -> bool {
-        false
-    }
-}
-
-impl StdinStream for LiveStdin {
-    fn p2_stream(&self) -> Box<dyn InputStream> {
-        self.0.p2_stream()
-    }
-
-    fn async_stream(&self) -> Box<dyn AsyncRead + Send + Sync> {
-        self.0.async_stream()
-    }
-}
-
-/// The read half of a duplex pipe (its write half is never used).
-struct ReadOnly(tokio::io::DuplexStream);
-
-impl AsyncRead for ReadOnly {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.0).poll_read(cx, buf)
+impl LiveObserver for LiveSink {
+    fn compiled(&self, report: &Report) {
+        let _ = self.0.send(LiveEvent::Compiled {
+            success: report.success,
+            compiler_output: report.rendered.clone(),
+            diagnostics: report.diagnostics.clone(),
+        });
     }
 }
 
@@ -122,9 +85,18 @@ enum ClientMessage {
     Kill,
 }
 
+/// `GET /live`: upgrades to this module's WebSocket protocol.
+pub(super) async fn live(
+    ws: WebSocketUpgrade,
+    State(playground): State<Arc<Playground>>,
+    State(metrics): State<Arc<Metrics>>,
+) -> Response {
+    ws.on_upgrade(move |socket| session(socket, playground, metrics))
+}
+
 /// Drives one live session until the run ends, the client kills it, or the client goes away
 /// (dropping the run kills the compiler or stops the program).
-pub async fn session(socket: WebSocket, playground: Arc<Playground>, metrics: Arc<Metrics>) {
+async fn session(socket: WebSocket, playground: Arc<Playground>, metrics: Arc<Metrics>) {
     let (mut tx, mut rx) = socket.split();
     let send = |value: serde_json::Value| Message::Text(value.to_string().into());
     let request = match first_request(&mut rx).await {
@@ -178,7 +150,7 @@ pub async fn session(socket: WebSocket, playground: Arc<Playground>, metrics: Ar
                 break match result {
                     Ok(output) => {
                         // One log line per execution: the socket's request line came at the upgrade.
-                        let _ = crate::http::record_execution(&metrics, &output);
+                        let _ = record_execution(&metrics, &output);
                         let mut done = serde_json::to_value(output).unwrap_or_default();
                         done["type"] = "done".into();
                         done
@@ -202,7 +174,7 @@ async fn first_request(
         };
         match parse_client(message) {
             Some(ClientMessage::Run(body)) => {
-                return crate::http::execute_request_from_json(body.to_string());
+                return execute_request_from_json(body.to_string());
             }
             Some(_) => {
                 return Err(ApiError::bad_request(

@@ -1,0 +1,153 @@
+//! The HTTP and WebSocket API: an axum router over a shared [`Playground`].
+//!
+//! Owns everything about the wire: request parsing, JSON answers and errors, the page's files,
+//! the live WebSocket and the operators' endpoints. It calls the [`pipeline`](crate::pipeline)
+//! for all real work and may use the types of the layers below; nothing below imports it.
+//!
+//! Every error is JSON (`{"error": "..."}`) with a precise status: 400 for a request we cannot
+//! understand, 413 for one over a size limit, 500 only when the service itself failed.
+//!
+//! - [`error`]: [`ApiError`] and its statuses;
+//! - [`execute`]: `/execute` and mdBook's `/evaluate.json`;
+//! - [`tools`]: `/format`, `/clippy`, `/compile`;
+//! - [`meta`]: `/meta/versions`, `/meta/crates`;
+//! - [`page`]: the playground page's embedded files;
+//! - [`live`]: the `/live` WebSocket;
+//! - [`health`], [`metrics`]: `/healthz`, `/readyz` and `/metrics` for operators.
+
+mod error;
+mod execute;
+pub mod health;
+mod live;
+mod meta;
+pub mod metrics;
+mod page;
+mod tools;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, FromRef, MatchedPath, State};
+use axum::http::{HeaderName, Request, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, post};
+use tokio::net::TcpListener;
+use tower_http::cors::CorsLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+pub use error::ApiError;
+use execute::Logged;
+use metrics::Metrics;
+
+use crate::pipeline::Playground;
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// What every handler can reach.
+#[derive(Clone)]
+struct AppState {
+    playground: Arc<Playground>,
+    metrics: Arc<Metrics>,
+}
+
+impl FromRef<AppState> for Arc<Playground> {
+    fn from_ref(state: &AppState) -> Self {
+        state.playground.clone()
+    }
+}
+
+impl FromRef<AppState> for Arc<Metrics> {
+    fn from_ref(state: &AppState) -> Self {
+        state.metrics.clone()
+    }
+}
+
+/// The application's router, ready to serve.
+pub fn app(playground: Arc<Playground>) -> Result<Router, prometheus::Error> {
+    let body_limit = playground.config().body_limit;
+    let state = AppState {
+        playground,
+        metrics: Arc::new(Metrics::new()?),
+    };
+    Ok(Router::new()
+        .route("/", get(page::index))
+        .route("/static/style.css", get(page::style))
+        .route("/static/editor.js", get(page::editor_js))
+        .route("/static/app.js", get(page::app_js))
+        .route("/hello", get(page::hello))
+        .route("/execute", post(execute::execute))
+        .route("/evaluate.json", post(execute::evaluate))
+        .route("/format", post(tools::format))
+        .route("/clippy", post(tools::clippy))
+        .route("/compile", post(tools::compile))
+        .route("/meta/versions", get(meta::versions))
+        .route("/meta/crates", get(meta::crates).post(meta::crates))
+        .route("/live", get(live::live))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(metrics::metrics))
+        .route_layer(middleware::from_fn_with_state(state.clone(), track))
+        .fallback(not_found)
+        .with_state(state)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(CorsLayer::permissive())
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
+                let id = req
+                    .headers()
+                    .get(REQUEST_ID)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("-");
+                tracing::info_span!("request", id, method = %req.method(), path = %req.uri().path())
+            }),
+        )
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid)))
+}
+
+/// Serves `app` on `listener` until `shutdown` resolves, then finishes in-flight requests.
+pub async fn serve(
+    listener: TcpListener,
+    playground: Arc<Playground>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = app(playground).map_err(std::io::Error::other)?;
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// Counts every routed request by route template and status.
+async fn track(
+    State(metrics): State<Arc<Metrics>>,
+    route: MatchedPath,
+    req: Request<axum::body::Body>,
+    next: Next,
+) -> Response {
+    let started = std::time::Instant::now();
+    let response = next.run(req).await;
+    let (route, status, secs) = (
+        route.as_str(),
+        response.status().as_u16(),
+        started.elapsed().as_secs_f64(),
+    );
+    metrics.observe_request(route, status, secs);
+    // One line per request: executions wrote theirs (with the outcome); probes and scrapes,
+    // which come every few seconds, only at debug.
+    let ms = secs * 1000.0;
+    if response.extensions().get::<Logged>().is_none() {
+        if matches!(route, "/healthz" | "/readyz" | "/metrics") {
+            tracing::debug!(route, status, ms, "request finished");
+        } else {
+            tracing::info!(route, status, ms, "request finished");
+        }
+    }
+    response
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "no such endpoint")
+}

@@ -1,0 +1,35 @@
+//! Source to module: everything between a program's text and a compiled [`Program`] (or the
+//! compiler's refusal), with the diagnostics users see.
+//!
+//! - [`toolchain`]: finding each channel's real `rustc`, `rustfmt` and `clippy-driver`;
+//! - [`options`]: what a request asks for (edition, mode, crate kind, output form);
+//! - [`compiler`]: the job dir, the entry stub and the `rustc` (or tool) invocation;
+//! - [`sandbox`]: Landlock, rlimits and seccomp around every compiler process;
+//! - [`diagnostics`]: rustc's JSON messages as rendered text and structured diagnostics;
+//! - [`crates`]: the offered third-party crates, built once at set-up;
+//! - [`cache`]: the artifact cache's memory and disk tiers, and [`shared_cache`], the Redis tier
+//!   shared by replicas.
+//!
+//! It may use [`run`](crate::run) (a build ends in Wasmtime's compile, and the cache holds
+//! compiled programs) and [`config`](crate::config); it never names the pipeline or the API.
+//!
+//! [`Program`]: crate::run::Program
+
+pub mod cache;
+pub mod compiler;
+pub mod crates;
+pub mod diagnostics;
+pub mod options;
+pub mod sandbox;
+pub mod shared_cache;
+pub mod toolchain;
+
+pub use cache::{Artifact, ArtifactCache, CacheKey, Report, Source};
+pub use compiler::{BuildResult, CompileError, CompileSettings, Compiler};
+pub use crates::{CrateSet, OfferedCrate};
+pub use diagnostics::Diagnostic;
+pub use options::{CompileOptions, CrateKind, Edition, Emit, Mode};
+pub use sandbox::{ProcessLimits, Sandbox};
+pub use toolchain::{Toolchain, ToolchainError};
+
+pub use crate::config::Channel;

@@ -1,0 +1,124 @@
+//! What a request asks the compiler for: edition, mode, crate kind and output form.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::Channel;
+
+/// The Rust edition a sample is compiled with.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Edition {
+    #[serde(rename = "2015")]
+    E2015,
+    #[serde(rename = "2018")]
+    E2018,
+    #[serde(rename = "2021")]
+    E2021,
+    #[default]
+    #[serde(rename = "2024")]
+    E2024,
+}
+
+impl Edition {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Edition::E2015 => "2015",
+            Edition::E2018 => "2018",
+            Edition::E2021 => "2021",
+            Edition::E2024 => "2024",
+        }
+    }
+}
+
+impl FromStr for Edition {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "2015" => Ok(Edition::E2015),
+            "2018" => Ok(Edition::E2018),
+            "2021" => Ok(Edition::E2021),
+            "2024" => Ok(Edition::E2024),
+            _ => Err(format!(
+                "unknown edition `{s}`, expected one of 2015, 2018, 2021, 2024"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for Edition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Debug (overflow checks, no optimisation: what `cargo run` does) or release.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    #[default]
+    Debug,
+    Release,
+}
+
+impl FromStr for Mode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "debug" => Ok(Mode::Debug),
+            "release" => Ok(Mode::Release),
+            _ => Err(format!("unknown mode `{s}`, expected debug or release")),
+        }
+    }
+}
+
+/// What to build from the sample.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum CrateKind {
+    /// A program: a `cdylib` whose `__entry` export runs `main` (the entry stub is appended).
+    #[default]
+    Program,
+    /// The test harness (`rustc --test`): a WASI command module that takes libtest's arguments.
+    Tests,
+    /// A library that is only compiled, never run.
+    Library,
+    /// A plain binary (`--crate-type bin`), for inspecting its intermediate forms.
+    Binary,
+}
+
+/// What rustc writes: the linked artifact, or one of its intermediate forms as text.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum Emit {
+    #[default]
+    Link,
+    Mir,
+    LlvmIr,
+    /// LLVM's WebAssembly assembly.
+    Asm,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct CompileOptions {
+    pub channel: Channel,
+    pub edition: Edition,
+    pub mode: Mode,
+    pub kind: CrateKind,
+    pub emit: Emit,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn editions_and_modes_parse_and_reject_unknown_values() {
+        assert_eq!("2018".parse::<Edition>(), Ok(Edition::E2018));
+        assert_eq!(
+            "2023".parse::<Edition>(),
+            Err("unknown edition `2023`, expected one of 2015, 2018, 2021, 2024".into())
+        );
+        assert_eq!("release".parse::<Mode>(), Ok(Mode::Release));
+        assert!("fast".parse::<Mode>().is_err());
+    }
+}

@@ -1,0 +1,115 @@
+//! Finding the real `rustc` (and its `rustfmt`, `clippy-driver`) of each channel at start-up.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use crate::config::Channel;
+
+/// Problems found at start-up, each with the command that fixes it.
+#[derive(Debug, thiserror::Error)]
+pub enum ToolchainError {
+    #[error(
+        "could not run `{rustc} --print sysroot` ({source}); install Rust with rustup (https://rustup.rs) and make sure `rustc` is on PATH"
+    )]
+    RustcMissing {
+        rustc: String,
+        source: std::io::Error,
+    },
+    #[error("`{rustc} --print sysroot` failed: {stderr}")]
+    SysrootFailed { rustc: String, stderr: String },
+    #[error(
+        "the wasm32-wasip1 target is not installed in {sysroot}; install it with `rustup target add wasm32-wasip1{toolchain_flag}`"
+    )]
+    TargetMissing {
+        sysroot: String,
+        /// ` --toolchain nightly` for a channel other than the default one.
+        toolchain_flag: String,
+    },
+}
+
+/// The first line of `program --version`, if it runs.
+fn tool_version(program: &Path) -> Option<String> {
+    let output = std::process::Command::new(program)
+        .arg("--version")
+        .env_clear()
+        .stdin(Stdio::null())
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    let line = text.lines().next()?.trim();
+    (output.status.success() && !line.is_empty()).then(|| line.to_string())
+}
+
+/// The real compiler behind the rustup proxy, found once at start-up.
+#[derive(Debug, Clone)]
+pub struct Toolchain {
+    pub rustc: PathBuf,
+    pub sysroot: PathBuf,
+    /// `rustc --version`.
+    pub version: String,
+    /// `rustfmt --version` and `clippy-driver --version`, when those components are installed.
+    pub rustfmt_version: Option<String>,
+    pub clippy_version: Option<String>,
+}
+
+impl Toolchain {
+    /// Another binary of the toolchain, e.g. `rustfmt` or `clippy-driver`.
+    pub fn tool(&self, name: &str) -> PathBuf {
+        self.sysroot.join("bin").join(name)
+    }
+
+    /// Resolves the real `rustc` from `rustc --print sysroot` (the rustup proxy is slower and
+    /// obeys a `rust-toolchain.toml` in the working directory) and checks the wasm target.
+    pub fn detect(rustc: &str) -> Result<Self, ToolchainError> {
+        Self::detect_with(&[rustc], "")
+    }
+
+    /// The toolchain rustup has for `channel` (via `rustup run CHANNEL rustc`).
+    pub fn detect_channel(channel: Channel) -> Result<Self, ToolchainError> {
+        let flag = format!(" --toolchain {}", channel.as_str());
+        Self::detect_with(&["rustup", "run", channel.as_str(), "rustc"], &flag)
+    }
+
+    /// Asks `command --print sysroot` for the sysroot.
+    fn detect_with(command: &[&str], toolchain_flag: &str) -> Result<Self, ToolchainError> {
+        let rustc = command.join(" ");
+        // No backtrace: rustup prints one for a missing toolchain when the service's environment
+        // asks for backtraces, and this message reaches clients (the 400 for that channel).
+        let output = std::process::Command::new(command[0])
+            .args(&command[1..])
+            .args(["--print", "sysroot"])
+            .env("RUST_BACKTRACE", "0")
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|source| ToolchainError::RustcMissing {
+                rustc: rustc.clone(),
+                source,
+            })?;
+        if !output.status.success() {
+            return Err(ToolchainError::SysrootFailed {
+                rustc,
+                stderr: String::from_utf8_lossy(&output.stderr).trim().to_string(),
+            });
+        }
+        let sysroot = PathBuf::from(String::from_utf8_lossy(&output.stdout).trim());
+        if !sysroot.join("lib/rustlib/wasm32-wasip1/lib").is_dir() {
+            return Err(ToolchainError::TargetMissing {
+                sysroot: sysroot.display().to_string(),
+                toolchain_flag: toolchain_flag.to_string(),
+            });
+        }
+        let real_rustc = sysroot.join("bin/rustc");
+        let version = tool_version(&real_rustc).ok_or_else(|| ToolchainError::RustcMissing {
+            rustc: real_rustc.display().to_string(),
+            source: std::io::Error::other("`rustc --version` failed"),
+        })?;
+        let bin = sysroot.join("bin");
+        Ok(Self {
+            rustfmt_version: tool_version(&bin.join("rustfmt")),
+            clippy_version: tool_version(&bin.join("clippy-driver")),
+            rustc: real_rustc,
+            sysroot,
+            version,
+        })
+    }
+}

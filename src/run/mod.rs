@@ -1,0 +1,26 @@
+//! Module to outcome: Wasmtime's engines and tiers, one store per run with its limits, the
+//! program's stdio, the test harness, and how a run ended.
+//!
+//! - [`engine`]: the engines (Winch, Cranelift, tier-up), the pooling allocator, the epoch
+//!   ticker and the background lane; [`Program`] is a compiled module ready to instantiate;
+//! - [`execute`]: one run in a fresh store under fuel, memory, output and wall-clock limits;
+//! - [`capture`]: the capped stdout/stderr buffers, and [`OutputSink`], through which a run's
+//!   output reaches a live client above this layer;
+//! - [`stdin`]: stdin fed while a program runs;
+//! - [`harness`]: `#[test]`s run one instance each, reported like `cargo test`;
+//! - [`outcome`]: the statuses and the sentence for each.
+//!
+//! It may use [`config`](crate::config) only.
+
+pub mod capture;
+pub mod engine;
+pub mod execute;
+pub mod harness;
+pub mod outcome;
+pub mod stdin;
+
+pub use capture::{OutputSink, StreamKind};
+pub use engine::{Program, Runner, Serialized, Tier};
+pub use execute::{Input, RunOptions};
+pub use outcome::{RunError, RunOutput, Status};
+pub use stdin::LiveStdin;
