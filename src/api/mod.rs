@@ -5,8 +5,11 @@
 //! for all real work and may use the types of the layers below; nothing below imports it.
 //!
 //! Every error is JSON (`{"error": "..."}`) with a precise status: 400 for a request we cannot
-//! understand, 413 for one over a size limit, 500 only when the service itself failed.
+//! understand, 413 for one over a size limit, 429 for a client over one of its own limits, 503
+//! for a saturated server, 500 only when the service itself failed.
 //!
+//! - [`connections`]: the accept loop, with connection limits and header timeouts;
+//! - [`client`]: who a request comes from (the peer, or what a trusted proxy reports);
 //! - [`error`]: [`ApiError`] and its statuses;
 //! - [`execute`]: `/execute` and mdBook's `/evaluate.json`;
 //! - [`tools`]: `/format`, `/clippy`, `/compile`;
@@ -15,6 +18,8 @@
 //! - [`live`]: the `/live` WebSocket;
 //! - [`health`], [`metrics`]: `/healthz`, `/readyz` and `/metrics` for operators.
 
+mod client;
+mod connections;
 mod error;
 mod execute;
 pub mod health;
@@ -36,9 +41,11 @@ use axum::routing::{get, post};
 use tokio::net::TcpListener;
 use tower_http::cors::CorsLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::RequestBodyTimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 pub use error::ApiError;
+use error::Rejected;
 use execute::Logged;
 use metrics::Metrics;
 
@@ -67,12 +74,17 @@ impl FromRef<AppState> for Arc<Metrics> {
 
 /// The application's router, ready to serve.
 pub fn app(playground: Arc<Playground>) -> Result<Router, prometheus::Error> {
+    Ok(router(playground, Arc::new(Metrics::new()?)))
+}
+
+fn router(playground: Arc<Playground>, metrics: Arc<Metrics>) -> Router {
     let body_limit = playground.config().body_limit;
+    let body_timeout = playground.config().body_timeout();
     let state = AppState {
         playground,
-        metrics: Arc::new(Metrics::new()?),
+        metrics,
     };
-    Ok(Router::new()
+    Router::new()
         .route("/", get(page::index))
         .route("/static/style.css", get(page::style))
         .route("/static/editor.js", get(page::editor_js))
@@ -93,6 +105,7 @@ pub fn app(playground: Arc<Playground>) -> Result<Router, prometheus::Error> {
         .fallback(not_found)
         .with_state(state)
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(RequestBodyTimeoutLayer::new(body_timeout))
         .layer(CorsLayer::permissive())
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(
@@ -105,7 +118,7 @@ pub fn app(playground: Arc<Playground>) -> Result<Router, prometheus::Error> {
                 tracing::info_span!("request", id, method = %req.method(), path = %req.uri().path())
             }),
         )
-        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid)))
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
 }
 
 /// Serves `app` on `listener` until `shutdown` resolves, then finishes in-flight requests.
@@ -114,10 +127,10 @@ pub async fn serve(
     playground: Arc<Playground>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = app(playground).map_err(std::io::Error::other)?;
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    let metrics = Arc::new(Metrics::new().map_err(std::io::Error::other)?);
+    let config = playground.config().clone();
+    let app = router(playground, metrics.clone());
+    connections::serve(listener, app, &config, metrics, shutdown).await
 }
 
 /// Counts every routed request by route template and status.
@@ -135,6 +148,9 @@ async fn track(
         started.elapsed().as_secs_f64(),
     );
     metrics.observe_request(route, status, secs);
+    if let Some(Rejected(limit)) = response.extensions().get::<Rejected>() {
+        metrics.observe_rejection(limit);
+    }
     // One line per request: executions wrote theirs (with the outcome); probes and scrapes,
     // which come every few seconds, only at debug.
     let ms = secs * 1000.0;

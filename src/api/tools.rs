@@ -8,6 +8,7 @@ use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use serde::Deserialize;
 
+use super::client::Client;
 use super::error::ApiError;
 use super::execute::{OptionFields, compile_options};
 use crate::build::CompileOptions;
@@ -38,22 +39,25 @@ fn parse_tool(body: Result<Bytes, BytesRejection>) -> Result<(ToolBody, CompileO
 
 pub(super) async fn format(
     State(playground): State<Arc<Playground>>,
+    Client(client): Client,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<ToolOutput>, ApiError> {
     let (req, opts) = parse_tool(body)?;
-    Ok(Json(playground.format(&req.code, opts).await?))
+    Ok(Json(playground.format(&req.code, opts, client).await?))
 }
 
 pub(super) async fn clippy(
     State(playground): State<Arc<Playground>>,
+    Client(client): Client,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<ToolOutput>, ApiError> {
     let (req, opts) = parse_tool(body)?;
-    Ok(Json(playground.clippy(&req.code, opts).await?))
+    Ok(Json(playground.clippy(&req.code, opts, client).await?))
 }
 
 pub(super) async fn compile(
     State(playground): State<Arc<Playground>>,
+    Client(client): Client,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<ToolOutput>, ApiError> {
     let (req, opts) = parse_tool(body)?;
@@ -69,7 +73,7 @@ pub(super) async fn compile(
     };
     Ok(Json(
         playground
-            .compile_to(&req.code, opts, target, flavor)
+            .compile_to(&req.code, opts, target, flavor, client)
             .await?,
     ))
 }

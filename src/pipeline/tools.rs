@@ -3,7 +3,7 @@
 use serde::Serialize;
 
 use super::admission::Permit;
-use super::{Playground, PlaygroundError};
+use super::{ClientId, Playground, PlaygroundError};
 use crate::build::{
     BuildResult, Channel, CompileError, CompileOptions, Compiler, CrateKind, Diagnostic, Emit,
 };
@@ -59,10 +59,12 @@ impl Playground {
         &self,
         code: &str,
         channel: Channel,
-    ) -> Result<(&Compiler, Permit<'_>), PlaygroundError> {
+        client: ClientId,
+    ) -> Result<(&Compiler, Permit), PlaygroundError> {
         self.validate_code(code)?;
         let compiler = self.compiler(channel)?;
-        Ok((compiler, self.compiles.enter().await?))
+        self.charge_compile(client)?;
+        Ok((compiler, self.compiles.enter(client).await?))
     }
 
     /// Formats `code` with rustfmt for the channel and edition of `opts`.
@@ -70,8 +72,9 @@ impl Playground {
         &self,
         code: &str,
         opts: CompileOptions,
+        client: ClientId,
     ) -> Result<ToolOutput, PlaygroundError> {
-        let (compiler, _slot) = self.tool_slot(code, opts.channel).await?;
+        let (compiler, _slot) = self.tool_slot(code, opts.channel, client).await?;
         let build = compiler.format(code, opts.edition).await?;
         let formatted = if build.success {
             std::fs::read_to_string(&build.wasm).map_err(CompileError::Workspace)?
@@ -86,8 +89,9 @@ impl Playground {
         &self,
         code: &str,
         opts: CompileOptions,
+        client: ClientId,
     ) -> Result<ToolOutput, PlaygroundError> {
-        let (compiler, _slot) = self.tool_slot(code, opts.channel).await?;
+        let (compiler, _slot) = self.tool_slot(code, opts.channel, client).await?;
         let build = compiler.clippy(code, &opts).await?;
         Ok(tool_output(
             build,
@@ -106,6 +110,7 @@ impl Playground {
         mut opts: CompileOptions,
         target: Target,
         flavor: Flavor,
+        client: ClientId,
     ) -> Result<ToolOutput, PlaygroundError> {
         opts.emit = match target {
             Target::Wasm | Target::Asm => Emit::Link,
@@ -115,7 +120,7 @@ impl Playground {
         if matches!(target, Target::Wasm | Target::Asm) && opts.kind == CrateKind::Program {
             opts.kind = CrateKind::Binary;
         }
-        let (compiler, _slot) = self.tool_slot(code, opts.channel).await?;
+        let (compiler, _slot) = self.tool_slot(code, opts.channel, client).await?;
         let build = compiler.compile_input(code, &opts).await?;
         let mut text = String::new();
         if build.success {
@@ -126,13 +131,25 @@ impl Playground {
                 })?,
                 Target::Asm => {
                     let runner = self.runner.clone();
-                    tokio::task::spawn_blocking(move || {
+                    let listing = tokio::task::spawn_blocking(move || {
                         let elf = runner.machine_code(&bytes)?;
                         inspect::disassemble(&bytes, &elf, flavor)
                             .map_err(|e| RunError::Load(e.to_string()))
                     })
                     .await
-                    .map_err(|e| RunError::Load(format!("the disassembly task failed: {e}")))??
+                    .map_err(|e| RunError::Load(format!("the disassembly task failed: {e}")))?;
+                    match listing {
+                        Ok(listing) => listing,
+                        Err(RunError::Unfit(unfit)) => {
+                            return Ok(tool_output(
+                                build.with_error(unfit.0),
+                                String::new(),
+                                "Compiled",
+                                "Compilation failed",
+                            ));
+                        }
+                        Err(other) => return Err(other.into()),
+                    }
                 }
                 _ => String::from_utf8_lossy(&bytes).into_owned(),
             };

@@ -4,6 +4,8 @@
 //! - [`engine`]: the engines (Winch, Cranelift, tier-up), the pooling allocator, the epoch
 //!   ticker and the background lane; [`Program`] is a compiled module ready to instantiate;
 //! - [`execute`]: one run in a fresh store under fuel, memory, output and wall-clock limits;
+//! - [`check`]: what the sandbox will not load (imports it lacks, memory over the limit, huge
+//!   functions), in words for the user;
 //! - [`capture`]: the capped stdout/stderr buffers, and [`OutputSink`], through which a run's
 //!   output reaches a live client above this layer;
 //! - [`stdin`]: stdin fed while a program runs;
@@ -13,6 +15,7 @@
 //! It may use [`config`](crate::config) only.
 
 pub mod capture;
+pub mod check;
 pub mod engine;
 pub mod execute;
 pub mod harness;
@@ -20,7 +23,8 @@ pub mod outcome;
 pub mod stdin;
 
 pub use capture::{OutputSink, StreamKind};
+pub use check::Unfit;
 pub use engine::{Program, Runner, Serialized, Tier};
 pub use execute::{Input, RunOptions};
 pub use outcome::{RunError, RunOutput, Status};
-pub use stdin::LiveStdin;
+pub use stdin::{LiveStdin, RunSlot};
