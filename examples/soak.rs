@@ -295,13 +295,17 @@ async fn soak(length: Duration, every: Duration) {
                 let outcome = async {
                     let mut ws = live_from(addr, 3).await.ok_or("no socket")?;
                     let run = json!({"type": "run", "code": ASK}).to_string();
-                    ws.send(Message::Text(run.into())).await.map_err(|_| "send")?;
+                    ws.send(Message::Text(run.into()))
+                        .await
+                        .map_err(|_| "send")?;
                     let prompt = next_json(&mut ws, "stdout").await.ok_or("no prompt")?;
                     if prompt["data"] != "name?\n" {
                         return Err("wrong prompt");
                     }
                     let line = json!({"type": "stdin", "data": format!("{name}\n")}).to_string();
-                    ws.send(Message::Text(line.into())).await.map_err(|_| "send")?;
+                    ws.send(Message::Text(line.into()))
+                        .await
+                        .map_err(|_| "send")?;
                     let done = next_json(&mut ws, "done").await.ok_or("no done")?;
                     if done["stdout"] != format!("name?\nhello, {name}!\n") {
                         return Err("wrong answer");
@@ -325,7 +329,11 @@ async fn soak(length: Duration, every: Duration) {
             async move {
                 let client = client_from(4);
                 while Instant::now() < end {
-                    let status = match client.post(format!("{url}/execute")).body(SLOW).send().await
+                    let status = match client
+                        .post(format!("{url}/execute"))
+                        .body(SLOW)
+                        .send()
+                        .await
                     {
                         Ok(r) => r.status().as_u16().to_string(),
                         Err(_) => "error".into(),
@@ -409,14 +417,21 @@ async fn soak(length: Duration, every: Duration) {
                         continue;
                     };
                     let mut cut = false;
-                    for byte in b"POST /execute HTTP/1.1\r\nHost: soak\r\nX-Slow: ".iter().cycle() {
+                    for byte in b"POST /execute HTTP/1.1\r\nHost: soak\r\nX-Slow: "
+                        .iter()
+                        .cycle()
+                    {
                         if Instant::now() >= end || socket.write_all(&[*byte]).await.is_err() {
                             cut = true;
                             break;
                         }
                         tokio::time::sleep(Duration::from_millis(500)).await;
                     }
-                    tally.count(if cut { "hostile slow sockets cut" } else { "hostile slow sockets" });
+                    tally.count(if cut {
+                        "hostile slow sockets cut"
+                    } else {
+                        "hostile slow sockets"
+                    });
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             }
@@ -436,7 +451,11 @@ async fn soak(length: Duration, every: Duration) {
 }
 
 fn report(samples: &[Sample], tally: &Tally, length: Duration) {
-    println!("soak: {:.1} minutes, {} samples", length.as_secs_f64() / 60.0, samples.len());
+    println!(
+        "soak: {:.1} minutes, {} samples",
+        length.as_secs_f64() / 60.0,
+        samples.len()
+    );
     println!("| metric | first | last | min | max |");
     println!("|---|---|---|---|---|");
     let row = |name: &str, get: &dyn Fn(&Sample) -> f64| {

@@ -169,20 +169,15 @@ async fn new_compiles_are_rate_limited_per_client_and_cache_hits_are_free() {
     assert!((1..=60).contains(&secs), "Retry-After {secs}");
     // A program the cache holds costs nothing.
     let hit = post(s, 2, "/execute", program(1)).await;
-    assert_eq!((hit.status, hit.body["stdout"].as_str()), (200, Some("1\n")));
+    assert_eq!(
+        (hit.status, hit.body["stdout"].as_str()),
+        (200, Some("1\n"))
+    );
     // Another client has its own bucket.
     assert_eq!(post(s, 3, "/execute", program(3)).await.status, 200);
 
     // Behind the trusted proxy, each forwarded address is a client of its own ...
-    let via = |n, xff| {
-        post_with(
-            s,
-            4,
-            "/execute",
-            program(n),
-            &[("x-forwarded-for", xff)],
-        )
-    };
+    let via = |n, xff| post_with(s, 4, "/execute", program(n), &[("x-forwarded-for", xff)]);
     assert_eq!(via(10, "10.1.1.1").await.status, 200);
     assert_eq!(via(11, "10.1.1.1").await.status, 200);
     assert_eq!(via(12, "10.1.1.1").await.status, 429);
@@ -386,13 +381,10 @@ async fn idle_and_slow_connections_are_bounded_and_cut() {
         .await
         .unwrap();
     let mut answer = String::new();
-    tokio::time::timeout(
-        Duration::from_secs(5),
-        stalled.read_to_string(&mut answer),
-    )
-    .await
-    .expect("no answer to a stalled body")
-    .ok();
+    tokio::time::timeout(Duration::from_secs(5), stalled.read_to_string(&mut answer))
+        .await
+        .expect("no answer to a stalled body")
+        .ok();
     assert!(answer.starts_with("HTTP/1.1 408 "), "{answer}");
     assert!(
         answer.contains("{\"error\":\"the request body did not arrive within the time limit\"}"),
@@ -430,8 +422,7 @@ fn open_sockets(pid: u32) -> usize {
         .unwrap()
         .filter_map(Result::ok)
         .filter(|e| {
-            std::fs::read_link(e.path())
-                .is_ok_and(|l| l.to_string_lossy().starts_with("socket:"))
+            std::fs::read_link(e.path()).is_ok_and(|l| l.to_string_lossy().starts_with("socket:"))
         })
         .count()
 }

@@ -244,7 +244,15 @@ async fn run_time_attacks_are_contained() {
 /// What an answer must never show: host paths (of the toolchain, the job dir) and addresses.
 fn assert_no_host_details(v: &Value) {
     let text = v.to_string();
-    for leak in ["/root", "/home", "/tmp", ".rustup", ".so", "0x", "wasm-playground-"] {
+    for leak in [
+        "/root",
+        "/home",
+        "/tmp",
+        ".rustup",
+        ".so",
+        "0x",
+        "wasm-playground-",
+    ] {
         assert!(!text.contains(leak), "`{leak}` in {text}");
     }
 }
@@ -279,7 +287,11 @@ async fn odd_programs_get_a_sentence_not_a_500() {
             "error: the program's code and static data are over the 32 MiB limit on the size of a compiled program",
         ),
         (
-            &format!("fn main() {{ let x = {}1{}; println!(\"{{x}}\"); }}", "(".repeat(20_000), ")".repeat(20_000)),
+            &format!(
+                "fn main() {{ let x = {}1{}; println!(\"{{x}}\"); }}",
+                "(".repeat(20_000),
+                ")".repeat(20_000)
+            ),
             "error: the compiler crashed: its stack overflowed (the program is nested too deeply)",
         ),
     ];
@@ -288,11 +300,18 @@ async fn odd_programs_get_a_sentence_not_a_500() {
         assert_eq!(v["status"], "compileError", "{v}");
         let out = v["compilerOutput"].as_str().unwrap();
         let last = out.lines().last().unwrap_or_default();
-        assert!(last.starts_with(last_line), "expected {last_line:?}, got {out}");
+        assert!(
+            last.starts_with(last_line),
+            "expected {last_line:?}, got {out}"
+        );
         assert_no_host_details(&v);
     }
     // The tools crash the same way on the deep nesting, and say so the same way.
-    let deep = format!("fn main() {{ let x = {}1{}; }}\n", "(".repeat(20_000), ")".repeat(20_000));
+    let deep = format!(
+        "fn main() {{ let x = {}1{}; }}\n",
+        "(".repeat(20_000),
+        ")".repeat(20_000)
+    );
     for path in ["/format", "/clippy"] {
         let resp = client()
             .post(format!("{}{path}", h.server.server.url))
@@ -304,7 +323,10 @@ async fn odd_programs_get_a_sentence_not_a_500() {
         let v: Value = resp.json().await.unwrap();
         assert_eq!(v["success"], false, "{path}: {v}");
         assert!(
-            v["stderr"].as_str().unwrap().contains("error: the compiler crashed: "),
+            v["stderr"]
+                .as_str()
+                .unwrap()
+                .contains("error: the compiler crashed: "),
             "{path}: {v}"
         );
         assert_no_host_details(&v);

@@ -167,12 +167,13 @@ impl Admission {
         let (entry, inflight) = self.clients.join(client)?;
         let client_permit = match entry.slots.clone().try_acquire_owned() {
             Ok(permit) => permit,
-            Err(_) => match tokio::time::timeout(self.max_wait, entry.slots.clone().acquire_owned())
-                .await
-            {
-                Ok(Ok(permit)) => permit,
-                Ok(Err(_)) | Err(_) => return Err(self.clients.refusal().into()),
-            },
+            Err(_) => {
+                match tokio::time::timeout(self.max_wait, entry.slots.clone().acquire_owned()).await
+                {
+                    Ok(Ok(permit)) => permit,
+                    Ok(Err(_)) | Err(_) => return Err(self.clients.refusal().into()),
+                }
+            }
         };
         let wait = self.max_wait.saturating_sub(started.elapsed());
         let global = self.enter_global(wait).await?;
@@ -243,7 +244,10 @@ impl ClientSlots {
     /// Counts a request of `client` in, or refuses it when the client's queue is full.
     fn join(&self, client: ClientId) -> Result<(Arc<ClientEntry>, Inflight), Limited> {
         let (entry, inflight) = self.join_unbounded(client);
-        let count = *entry.inflight.lock().unwrap_or_else(PoisonError::into_inner);
+        let count = *entry
+            .inflight
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         if count > self.slots + self.queue {
             return Err(self.refusal());
         }
@@ -261,7 +265,10 @@ impl ClientSlots {
                 })
             })
             .clone();
-        *entry.inflight.lock().unwrap_or_else(PoisonError::into_inner) += 1;
+        *entry
+            .inflight
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) += 1;
         let inflight = Inflight {
             map: self.map.clone(),
             client,

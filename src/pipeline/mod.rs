@@ -223,7 +223,8 @@ impl Playground {
             per_client(config.client_max_runs),
             Limit::ClientRuns,
         ));
-        let live_sessions = Sessions::new(config.max_live_sessions, config.client_max_live_sessions);
+        let live_sessions =
+            Sessions::new(config.max_live_sessions, config.client_max_live_sessions);
         let compile_rate =
             CompileRate::new(config.client_compile_rate, config.client_compile_burst);
         Ok(Self {

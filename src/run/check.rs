@@ -91,7 +91,9 @@ pub(super) fn link_error(err: &wasmtime::Error) -> Unfit {
             unknown.name()
         ));
     }
-    Unfit(format!("the program cannot be linked in the sandbox: {err:#}"))
+    Unfit(format!(
+        "the program cannot be linked in the sandbox: {err:#}"
+    ))
 }
 
 #[cfg(test)]
@@ -126,7 +128,9 @@ mod tests {
         );
         assert!(check(&memories(&[2]), 10_000_000, 1 << 20).is_ok());
         assert_eq!(
-            check(&memories(&[1, 1]), 10_000_000, 1 << 20).unwrap_err().0,
+            check(&memories(&[1, 1]), 10_000_000, 1 << 20)
+                .unwrap_err()
+                .0,
             "the program has 2 linear memories; the sandbox allows one"
         );
 
