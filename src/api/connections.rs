@@ -12,9 +12,8 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::ConnectInfo;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -31,18 +30,20 @@ pub(super) async fn serve(
     metrics: Arc<Metrics>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let open = Arc::new(Semaphore::new(config.max_connections.max(1)));
+    let max_connections = config.max_connections.max(1);
+    let open = Arc::new(Semaphore::new(max_connections));
     let peers = PeerCounts {
         per_peer: config.client_max_connections.max(1),
         trusted: config.trusted_proxies.clone(),
         counts: Arc::default(),
     };
-    let mut builder = auto::Builder::new(TokioExecutor::new()).http1_only();
+    // hyper's HTTP/1 server directly: hyper-util's `auto` builder first sniffs the version
+    // with no timeout, so a socket that never sends a byte would stay open.
+    let mut builder = http1::Builder::new();
     builder
-        .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(config.header_timeout());
-    let graceful = GracefulShutdown::new();
+    let (stop, stopping) = tokio::sync::watch::channel(false);
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -74,19 +75,31 @@ pub(super) async fn serve(
                 req
             });
         let conn = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(app))
-            .into_owned();
-        let conn = graceful.watch(conn);
+            .serve_connection(TokioIo::new(stream), TowerToHyperService::new(app))
+            .with_upgrades();
+        let mut stopping = stopping.clone();
         tokio::spawn(async move {
+            tokio::pin!(conn);
+            let result = tokio::select! {
+                result = conn.as_mut() => result,
+                () = async { drop(stopping.wait_for(|stop| *stop).await) } => {
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            };
             // Errors here are the client's (a header timeout, a reset): nothing to answer.
-            if let Err(err) = conn.await {
+            if let Err(err) = result {
                 tracing::debug!(%peer, error = %err, "connection ended");
             }
             drop((permit, place));
         });
     }
     drop(listener);
-    graceful.shutdown().await;
+    // Every connection holds a permit: all of them back means all connections closed.
+    let _ = stop.send(true);
+    let _ = open
+        .acquire_many(u32::try_from(max_connections).unwrap_or(u32::MAX))
+        .await;
     Ok(())
 }
 
