@@ -470,6 +470,10 @@ fn crash_gist(status: ExitStatus, captured: &[u8]) -> Option<String> {
         {
             None
         }
+        // rustc's own stack-overflow report does not always make it out before the signal.
+        Some(libc::SIGSEGV) => {
+            Some("it ran out of stack (SIGSEGV; the program may be nested too deeply)".into())
+        }
         Some(signal) => Some(format!("it was stopped by signal {signal}")),
         None => None,
     }
