@@ -396,7 +396,7 @@ mod tests {
     async fn full_queue_is_refused_at_once() {
         let admission = Admission::new(1, 1, Duration::from_secs(10), ONE, Limit::ClientRuns);
         let held = admission.enter(client(1)).await.unwrap();
-        assert_eq!(held.waited, Duration::ZERO);
+        assert!(held.waited < Duration::from_millis(50));
         let mut waiter = Box::pin(admission.enter(client(2)));
         // Polled once, the waiter takes the one queue place.
         assert!(poll_once(&mut waiter).await.is_none());
@@ -439,7 +439,7 @@ mod tests {
         );
         // Another client takes the second slot at once.
         let other = admission.enter(client(2)).await.unwrap();
-        assert_eq!(other.waited, Duration::ZERO);
+        assert!(other.waited < Duration::from_millis(50));
         drop((held, other));
         assert!(second.await.is_ok());
         assert!(admission.clients.map.lock().unwrap().is_empty());
