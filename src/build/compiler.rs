@@ -297,7 +297,7 @@ impl Compiler {
             // Killed by a signal or a limit before it could say why.
             None if !status.success() && !explained => Some(describe_exit(
                 status,
-                &String::from_utf8_lossy(&captured),
+                &String::from_utf8_lossy(captured),
                 self.sandbox.limits(),
             )),
             None => None,

@@ -40,7 +40,11 @@ impl CompileRate {
 
     /// Takes one token from `client`'s bucket, or says when the next one comes.
     pub fn charge(&self, client: ClientId) -> Result<(), Limited> {
-        if self.checks.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == 0 {
+        if self
+            .checks
+            .fetch_add(1, Ordering::Relaxed)
+            .is_multiple_of(SWEEP_EVERY)
+        {
             self.limiter.retain_recent();
         }
         self.limiter.check_key(&client).map_err(|not_until| {
