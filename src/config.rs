@@ -156,6 +156,16 @@ pub struct Config {
     )]
     pub max_runs: usize,
 
+    /// Threads one program may have alive at once, its main thread included; a spawn beyond
+    /// fails as it does natively when the OS refuses (`WouldBlock`).
+    #[arg(
+        long,
+        env = "WASM_PLAYGROUND_MAX_THREADS",
+        default_value_t = 16,
+        global = true
+    )]
+    pub max_threads: u32,
+
     /// Requests allowed to wait for a compile slot (and, separately, for a run slot).
     #[arg(
         long,
@@ -382,6 +392,13 @@ impl Config {
     /// runs allowed at once, since a run restarting on Cranelift briefly holds two.
     pub fn pool_slots(&self) -> u32 {
         u32::try_from(self.max_runs.saturating_mul(2).max(4)).unwrap_or(u32::MAX)
+    }
+
+    /// Instance, table and stack slots: the pool's slots plus, for threaded runs (each counted
+    /// as several runs by the admission control), one per extra thread of every run.
+    pub fn pool_thread_slots(&self) -> u32 {
+        let extra = u64::from(self.max_threads.saturating_sub(1)) * self.max_runs as u64;
+        u32::try_from(u64::from(self.pool_slots()) + extra).unwrap_or(u32::MAX)
     }
 
     /// The on-disk cache's directory: the configured one, else the user's cache dir.

@@ -51,7 +51,7 @@ use tokio::sync::OnceCell;
 
 use super::compiler::STUB_VERSION;
 use super::diagnostics::Diagnostic;
-use super::options::{CompileOptions, Mode};
+use super::options::{CompileOptions, Mode, Target};
 use super::shared_cache::SharedCache;
 use crate::run::{Program, Runner, Tier};
 
@@ -83,6 +83,7 @@ impl CacheKey {
             },
             &kind,
             &emit,
+            Target::for_program(code, opts).as_str(),
         ] {
             h.update((part.len() as u64).to_le_bytes());
             h.update(part.as_bytes());

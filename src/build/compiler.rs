@@ -19,7 +19,7 @@ use tokio::process::Command;
 
 use super::crates::CrateSet;
 use super::diagnostics::{Diagnostic, parse_diagnostics};
-use super::options::{CompileOptions, CrateKind, Edition, Emit, Mode};
+use super::options::{CompileOptions, CrateKind, Edition, Emit, Mode, Target};
 use super::sandbox::{ProcessLimits, Sandbox, SandboxError};
 use super::toolchain::Toolchain;
 
@@ -43,9 +43,35 @@ const ENTRY_STUB: &str = concat!(
     "(0..=255u8).find(|&c| code == ::std::process::ExitCode::from(c)).map_or(1, i32::from) }\n",
 );
 
+/// The entry stub of `wasm32-wasip1-threads` programs. It differs in two ways:
+/// - it calls `__wasi_init_tp()` first: a cdylib on that target has no `_initialize`, and
+///   nothing else sets up the main thread's pthread (without it `thread::spawn` spins forever);
+/// - the hook names the panicking thread (std never names the entry thread of a cdylib, so
+///   the thread whose id the stub recorded first is "main") and prints its id.
+const THREADS_ENTRY_STUB: &str = concat!(
+    "#[doc(hidden)] #[unsafe(no_mangle)] pub extern \"C\" fn __entry() -> i32 { ",
+    "{ unsafe extern \"C\" { fn __wasi_init_tp(); } unsafe { __wasi_init_tp() } } ",
+    "static MAIN: ::std::sync::OnceLock<::std::thread::ThreadId> = ::std::sync::OnceLock::new(); ",
+    "let _ = MAIN.set(::std::thread::current().id()); ",
+    "::std::panic::set_hook(::std::boxed::Box::new(|info: &::std::panic::PanicHookInfo<'_>| { ",
+    "let msg = info.payload_as_str().unwrap_or(\"Box<dyn Any>\"); ",
+    "let t = ::std::thread::current(); ",
+    "let name = if MAIN.get() == Some(&t.id()) { \"main\" } else { t.name().unwrap_or(\"<unnamed>\") }; ",
+    "let id = ::std::format!(\"{:?}\", t.id()); ",
+    "let id = id.trim_start_matches(\"ThreadId(\").trim_end_matches(')'); ",
+    "match info.location() { ",
+    "Some(l) => ::std::eprintln!(\"\\nthread '{}' ({}) panicked at {}:{}:{}:\\n{}\", name, id, l.file(), l.line(), l.column(), msg), ",
+    "None => ::std::eprintln!(\"\\nthread '{}' ({}) panicked:\\n{}\", name, id, msg), } ",
+    "::std::eprintln!(\"note: run with `RUST_BACKTRACE=1` environment variable to display a backtrace\"); ",
+    "::std::process::exit(101) })); ",
+    "let code = ::std::process::Termination::report(main()); ",
+    "let _ = ::std::io::Write::flush(&mut ::std::io::stdout()); ",
+    "(0..=255u8).find(|&c| code == ::std::process::ExitCode::from(c)).map_or(1, i32::from) }\n",
+);
+
 /// Bumped whenever [`ENTRY_STUB`], the flags or the processing of diagnostics change, so caches
 /// keyed on it (the artifact cache, on disk across upgrades) stay correct.
-pub const STUB_VERSION: u32 = 3;
+pub const STUB_VERSION: u32 = 4;
 
 /// What came out of one `rustc` run. The wasm file lives in `dir` and goes away with it.
 #[derive(Debug)]
@@ -144,9 +170,20 @@ impl Compiler {
         sample: &str,
         opts: &CompileOptions,
     ) -> Result<BuildResult, CompileError> {
-        let job = Job::new(&self.settings.work_dir, sample, needs_stub(opts))?;
-        let (args, output) = rustc_args(opts, job.dir.path());
-        let args = [args, self.crate_args.clone()].concat();
+        let mut target = Target::for_program(sample, opts);
+        if target == Target::Wasip1Threads && !self.toolchain.threads {
+            // Logged at start-up; the program fails to spawn as it did before threads.
+            target = Target::Wasip1;
+        }
+        let stub = needs_stub(opts).then_some(target);
+        let job = Job::new(&self.settings.work_dir, sample, stub)?;
+        let (args, output) = rustc_args(opts, target, job.dir.path());
+        // The offered crates are built for wasm32-wasip1 only.
+        let crate_args = match target {
+            Target::Wasip1 => self.crate_args.clone(),
+            Target::Wasip1Threads => Vec::new(),
+        };
+        let args = [args, crate_args].concat();
         self.run_job(&self.toolchain.rustc, &args, job, output)
             .await
     }
@@ -157,7 +194,7 @@ impl Compiler {
         sample: &str,
         opts: &CompileOptions,
     ) -> Result<BuildResult, CompileError> {
-        let job = Job::new(&self.settings.work_dir, sample, false)?;
+        let job = Job::new(&self.settings.work_dir, sample, None)?;
         let crate_type = if opts.kind == CrateKind::Library {
             "lib"
         } else {
@@ -185,7 +222,7 @@ impl Compiler {
         sample: &str,
         edition: Edition,
     ) -> Result<BuildResult, CompileError> {
-        let job = Job::new(&self.settings.work_dir, sample, false)?;
+        let job = Job::new(&self.settings.work_dir, sample, None)?;
         let args = ["--edition", edition.as_str(), "src/main.rs"].map(String::from);
         let rustfmt = self.toolchain.tool("rustfmt");
         self.run_job(&rustfmt, &args, job, "src/main.rs").await
@@ -321,7 +358,11 @@ pub fn needs_stub(opts: &CompileOptions) -> bool {
 
 /// The `rustc` arguments of a build in `dir` (its working directory, holding `src/main.rs`)
 /// and the file it writes there. Public so that benchmarks can time the very same command.
-pub fn rustc_args(opts: &CompileOptions, dir: &Path) -> (Vec<String>, &'static str) {
+pub fn rustc_args(
+    opts: &CompileOptions,
+    target: Target,
+    dir: &Path,
+) -> (Vec<String>, &'static str) {
     let (crate_args, output): (&[&str], &str) = match build_kind(opts) {
         CrateKind::Program => (&["--crate-type", "cdylib"], "main.wasm"),
         CrateKind::Binary => (&["--crate-type", "bin"], "main.wasm"),
@@ -334,7 +375,7 @@ pub fn rustc_args(opts: &CompileOptions, dir: &Path) -> (Vec<String>, &'static s
         Emit::LlvmIr => ("--emit=llvm-ir", "main.ll"),
         Emit::Asm => ("--emit=asm", "main.s"),
     };
-    let mut args: Vec<String> = ["--target", "wasm32-wasip1"]
+    let mut args: Vec<String> = ["--target", target.as_str()]
         .iter()
         .chain(crate_args)
         .map(|s| s.to_string())
@@ -349,15 +390,18 @@ pub fn rustc_args(opts: &CompileOptions, dir: &Path) -> (Vec<String>, &'static s
     (args, output)
 }
 
-/// `sample` as the file a build compiles: with the entry stub appended when `with_stub`.
-pub fn source_file(sample: &str, with_stub: bool) -> String {
-    let mut source = String::with_capacity(sample.len() + ENTRY_STUB.len() + 1);
+/// `sample` as the file a build compiles: with `target`'s entry stub appended, if any.
+pub fn source_file(sample: &str, stub: Option<Target>) -> String {
+    let mut source = String::with_capacity(sample.len() + THREADS_ENTRY_STUB.len() + 1);
     source.push_str(sample);
-    if with_stub {
+    if let Some(target) = stub {
         if !sample.ends_with('\n') {
             source.push('\n');
         }
-        source.push_str(ENTRY_STUB);
+        source.push_str(match target {
+            Target::Wasip1 => ENTRY_STUB,
+            Target::Wasip1Threads => THREADS_ENTRY_STUB,
+        });
     }
     source
 }
@@ -370,15 +414,15 @@ struct Job {
 }
 
 impl Job {
-    fn new(work_dir: &Path, sample: &str, with_stub: bool) -> Result<Self, CompileError> {
+    fn new(work_dir: &Path, sample: &str, stub: Option<Target>) -> Result<Self, CompileError> {
         let dir = tempfile::Builder::new()
             .prefix("wasm-playground-")
             .tempdir_in(work_dir)
             .map_err(CompileError::Workspace)?;
         let src = dir.path().join("src");
         std::fs::create_dir(&src).map_err(CompileError::Workspace)?;
-        let source = source_file(sample, with_stub);
-        let stub_line = if with_stub {
+        let source = source_file(sample, stub);
+        let stub_line = if stub.is_some() {
             source.lines().count() as u32
         } else {
             u32::MAX
@@ -467,5 +511,6 @@ mod tests {
     #[test]
     fn stub_is_one_line() {
         assert_eq!(ENTRY_STUB.lines().count(), 1);
+        assert_eq!(THREADS_ENTRY_STUB.lines().count(), 1);
     }
 }

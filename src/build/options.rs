@@ -98,6 +98,39 @@ pub enum Emit {
     Asm,
 }
 
+/// The WebAssembly target a program is built for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Target {
+    Wasip1,
+    /// Programs that may start threads (run/threads.rs).
+    Wasip1Threads,
+}
+
+impl Target {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Target::Wasip1 => "wasm32-wasip1",
+            Target::Wasip1Threads => "wasm32-wasip1-threads",
+        }
+    }
+
+    /// The target a build of `sample` uses: the threads target for a program that may start a
+    /// thread. A plain substring scan: no program starts a thread without naming one of these
+    /// (`thread::spawn`, `Builder::spawn`, `thread::scope`, rayon, crossbeam); a false positive
+    /// only costs a threaded run (~0.5 ms).
+    pub fn for_program(sample: &str, opts: &CompileOptions) -> Self {
+        const MARKERS: [&str; 4] = ["spawn", "scope", "rayon", "crossbeam"];
+        let threaded = opts.kind == CrateKind::Program
+            && opts.emit == Emit::Link
+            && MARKERS.iter().any(|m| sample.contains(m));
+        if threaded {
+            Target::Wasip1Threads
+        } else {
+            Target::Wasip1
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub struct CompileOptions {
     pub channel: Channel,

@@ -114,6 +114,10 @@ impl Sandbox {
             (sysroot.join("lib/rustlib/wasm32-wasip1/lib"), read),
             (PathBuf::from("/proc/sys/vm/overcommit_memory"), read),
         ];
+        let threads_lib = sysroot.join("lib/rustlib/wasm32-wasip1-threads/lib");
+        if threads_lib.is_dir() {
+            paths.push((threads_lib, read));
+        }
         for entry in read_dir(&sysroot.join("lib"))? {
             let name = entry.file_name().to_string_lossy().into_owned();
             if name.starts_with("librustc_driver-") || name.starts_with("libLLVM") {

@@ -50,6 +50,8 @@ pub struct Toolchain {
     /// `rustfmt --version` and `clippy-driver --version`, when those components are installed.
     pub rustfmt_version: Option<String>,
     pub clippy_version: Option<String>,
+    /// The wasm32-wasip1-threads target is installed: programs that start threads can run.
+    pub threads: bool,
 }
 
 impl Toolchain {
@@ -98,6 +100,15 @@ impl Toolchain {
                 toolchain_flag: toolchain_flag.to_string(),
             });
         }
+        let threads = sysroot
+            .join("lib/rustlib/wasm32-wasip1-threads/lib")
+            .is_dir();
+        if !threads {
+            tracing::warn!(
+                "the wasm32-wasip1-threads target is not installed in {}: programs that start threads will fail to spawn them; install it with `rustup target add wasm32-wasip1-threads{toolchain_flag}`",
+                sysroot.display()
+            );
+        }
         let real_rustc = sysroot.join("bin/rustc");
         let version = tool_version(&real_rustc).ok_or_else(|| ToolchainError::RustcMissing {
             rustc: real_rustc.display().to_string(),
@@ -109,6 +120,7 @@ impl Toolchain {
             clippy_version: tool_version(&bin.join("clippy-driver")),
             rustc: real_rustc,
             sysroot,
+            threads,
             version,
         })
     }

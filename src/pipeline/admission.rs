@@ -22,6 +22,7 @@ pub struct Overloaded {
 /// One stage's slots and queue (the playground has one for compiles and one for runs).
 pub struct Admission {
     slots: Semaphore,
+    total: usize,
     waiting: AtomicUsize,
     queue_limit: usize,
     max_wait: Duration,
@@ -37,6 +38,7 @@ impl Admission {
     pub fn new(slots: usize, queue_limit: usize, max_wait: Duration) -> Self {
         Self {
             slots: Semaphore::new(slots.max(1)),
+            total: slots.max(1),
             waiting: AtomicUsize::new(0),
             queue_limit,
             max_wait,
@@ -45,8 +47,15 @@ impl Admission {
 
     /// Takes a slot, waiting in the queue if needed.
     pub async fn enter(&self) -> Result<Permit<'_>, Overloaded> {
+        self.enter_weighted(1).await
+    }
+
+    /// Takes `weight` slots at once (at most all of them), waiting in the queue if needed: a
+    /// threaded run counts as the cores it may keep busy.
+    pub async fn enter_weighted(&self, weight: usize) -> Result<Permit<'_>, Overloaded> {
+        let weight = u32::try_from(weight.clamp(1, self.total)).unwrap_or(1);
         let started = Instant::now();
-        if let Ok(permit) = self.slots.try_acquire() {
+        if let Ok(permit) = self.slots.try_acquire_many(weight) {
             return Ok(Permit {
                 _permit: permit,
                 waited: Duration::ZERO,
@@ -61,7 +70,7 @@ impl Admission {
             });
         }
         let _leave = LeaveQueue(&self.waiting);
-        match tokio::time::timeout(self.max_wait, self.slots.acquire()).await {
+        match tokio::time::timeout(self.max_wait, self.slots.acquire_many(weight)).await {
             Ok(Ok(permit)) => Ok(Permit {
                 _permit: permit,
                 waited: started.elapsed(),

@@ -329,7 +329,14 @@ impl Playground {
         run_opts.stdin = stdin;
         run_opts.live = observer.map(|o| -> Arc<dyn OutputSink> { o });
         run_opts.args = req.args;
-        let slot = self.runs.enter().await?;
+        // A threaded run may keep up to `max_threads` cores busy.
+        let weight = if program.is_threaded() {
+            let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+            cores.min(self.config.max_threads as usize)
+        } else {
+            1
+        };
+        let slot = self.runs.enter_weighted(weight).await?;
         queued += slot.waited;
         let started = Instant::now();
         let run = match req.kind {

@@ -7,6 +7,8 @@
 //! - [`capture`]: the capped stdout/stderr buffers, and [`OutputSink`], through which a run's
 //!   output reaches a live client above this layer;
 //! - [`stdin`]: stdin fed while a program runs;
+//! - [`threads`]: threaded programs (wasi-threads): one OS thread and store per guest thread,
+//!   one shared memory, fuel budget and deadline per run, and a teardown that stops them all;
 //! - [`harness`]: `#[test]`s run one instance each, reported like `cargo test`;
 //! - [`outcome`]: the statuses and the sentence for each.
 //!
@@ -18,6 +20,7 @@ pub mod execute;
 pub mod harness;
 pub mod outcome;
 pub mod stdin;
+pub mod threads;
 
 pub use capture::{OutputSink, StreamKind};
 pub use engine::{Program, Runner, Serialized, Tier};
