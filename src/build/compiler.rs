@@ -128,6 +128,8 @@ pub struct Compiler {
     crates: Option<Arc<CrateSet>>,
     /// `--extern` and `-L` arguments for them.
     crate_args: Vec<String>,
+    /// The same for wasm32-wasip1-threads programs.
+    threads_crate_args: Vec<String>,
 }
 
 impl Compiler {
@@ -138,6 +140,7 @@ impl Compiler {
             settings,
             crates: None,
             crate_args: Vec::new(),
+            threads_crate_args: Vec::new(),
         }
     }
 
@@ -145,6 +148,7 @@ impl Compiler {
     pub fn with_crates(mut self, crates: Arc<CrateSet>) -> Result<Self, SandboxError> {
         self.sandbox.allow_read(&crates.dirs())?;
         self.crate_args = crates.rustc_args();
+        self.threads_crate_args = crates.threads_rustc_args().unwrap_or_default();
         self.crates = Some(crates);
         Ok(self)
     }
@@ -178,10 +182,9 @@ impl Compiler {
         let stub = needs_stub(opts).then_some(target);
         let job = Job::new(&self.settings.work_dir, sample, stub)?;
         let (args, output) = rustc_args(opts, target, job.dir.path());
-        // The offered crates are built for wasm32-wasip1 only.
         let crate_args = match target {
             Target::Wasip1 => self.crate_args.clone(),
-            Target::Wasip1Threads => Vec::new(),
+            Target::Wasip1Threads => self.threads_crate_args.clone(),
         };
         let args = [args, crate_args].concat();
         self.run_job(&self.toolchain.rustc, &args, job, output)

@@ -103,7 +103,9 @@ impl Toolchain {
         let threads = sysroot
             .join("lib/rustlib/wasm32-wasip1-threads/lib")
             .is_dir();
-        if !threads {
+        // Said once, for the toolchain the service runs with; beta and nightly programs that
+        // start threads just fail to spawn them without it.
+        if !threads && toolchain_flag.is_empty() {
             tracing::warn!(
                 "the wasm32-wasip1-threads target is not installed in {}: programs that start threads will fail to spawn them; install it with `rustup target add wasm32-wasip1-threads{toolchain_flag}`",
                 sysroot.display()

@@ -296,8 +296,6 @@ impl ThreadedRun {
 
     /// The body of every guest thread's OS thread.
     fn thread_main(self: Arc<Self>, entry: Entry) {
-        // Like the background lane: spinning guests never delay the HTTP workers.
-        lower_thread_priority();
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_time()
             .build();
@@ -360,7 +358,14 @@ impl ThreadedRun {
         store.set_epoch_deadline(1);
         let run = self.clone();
         let mark = mark.clone();
+        let mut ticks = 0u32;
         store.epoch_deadline_callback(move |ctx| {
+            // As a plain run moves to the background lane: a thread still computing at its
+            // second tick drops to nice 10, so spinning threads never delay the HTTP workers.
+            ticks += 1;
+            if ticks == 2 {
+                lower_thread_priority();
+            }
             if run.stop.load(Ordering::Relaxed) {
                 return Ok(UpdateDeadline::Interrupt);
             }
