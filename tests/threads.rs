@@ -211,3 +211,19 @@ fn main() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// wasm has no `available_parallelism`; the service sets `RAYON_NUM_THREADS` so rayon uses as
+/// many workers as natively (the cores, at most `--max-threads` - 1). The crates' own programs
+/// are in tests/fixtures/crates/ (rayon.rs, crossbeam.rs), run by tests/crates.rs.
+#[tokio::test]
+async fn rayon_uses_as_many_workers_as_natively() {
+    let server = ServerProcess::spawn(&[], &[]);
+    let code = "fn main() {\n    println!(\"{}\", rayon::current_num_threads());\n    println!(\"{}\", std::env::var(\"RAYON_NUM_THREADS\").unwrap());\n}\n";
+    let v = run(&server.server, code).await;
+    let cores = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .min(15);
+    assert_eq!(text(&v, "status"), "ok", "{v}");
+    assert_eq!(text(&v, "stdout"), format!("{cores}\n{cores}\n"));
+    no_guest_threads(server.pid(), "rayon").await;
+}
