@@ -9,7 +9,7 @@ use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, Semaphore};
-use wasmtime::{InstancePre, Store, StoreLimitsBuilder, Trap, UpdateDeadline};
+use wasmtime::{InstancePre, Store, StoreLimitsBuilder, UpdateDeadline};
 use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi::p2::pipe::MemoryInputPipe;
 
@@ -325,20 +325,6 @@ fn run_instance(
             Err(_) => Outcome::Timeout,
         };
         let fuel_consumed = opts.fuel.saturating_sub(store.get_fuel().unwrap_or(0));
-        let (stdout, stdout_truncated) = stdout.contents();
-        let (stderr, stderr_truncated) = stderr.contents();
-        let native_stack_overflow = matches!(result, Outcome::Trapped(Trap::StackOverflow));
-        let (status, exit_code, exit_detail) = result.classify(&opts, &stderr);
-        Ok(RunOutput {
-            status,
-            exit_code,
-            exit_detail,
-            stdout,
-            stderr,
-            truncated: stdout_truncated || stderr_truncated,
-            fuel_consumed,
-            tier,
-            native_stack_overflow,
-        })
+        Ok(result.into_output(&opts, &stdout, &stderr, fuel_consumed, tier))
     })
 }

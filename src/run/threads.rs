@@ -137,20 +137,7 @@ pub(super) async fn run(
         .await
         .map_err(|_| RunError::Setup("the threaded run's controller stopped".into()))?;
     let fuel_consumed = run.fuel_burned.load(Ordering::Relaxed).min(opts.fuel);
-    let (stdout, stdout_truncated) = run.stdout.contents();
-    let (stderr, stderr_truncated) = run.stderr.contents();
-    let (status, exit_code, exit_detail) = outcome.classify(opts, &stderr);
-    Ok(RunOutput {
-        status,
-        exit_code,
-        exit_detail,
-        stdout,
-        stderr,
-        truncated: stdout_truncated || stderr_truncated,
-        fuel_consumed,
-        tier,
-        native_stack_overflow: false,
-    })
+    Ok(outcome.into_output(opts, &run.stdout, &run.stderr, fuel_consumed, tier))
 }
 
 /// Ends the run when the future awaiting it is dropped (client gone, `/live` killed).
