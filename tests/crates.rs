@@ -248,7 +248,8 @@ async fn meta_crates(server: &TestServer) -> Value {
 async fn meta_crates_lists_name_version_and_id() {
     let v = meta_crates(server()).await;
     let crates = v["crates"].as_array().unwrap();
-    assert_eq!(crates.len(), 33, "{v}");
+    assert_eq!(crates.len(), 35, "{v}");
+    assert!(crates.contains(&json!({"name": "rayon", "version": "1.12.0", "id": "rayon"})));
     assert!(crates.contains(&json!({"name": "md-5", "version": "0.10.6", "id": "md5"})));
     assert!(crates.contains(&json!({"name": "rand", "version": "0.10.4", "id": "rand"})));
     assert!(crates.contains(&json!({"name": "tokio", "version": "1.54.1", "id": "tokio"})));
