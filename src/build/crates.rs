@@ -2,10 +2,11 @@
 //! passed to every compile.
 //!
 //! `crates/Cargo.toml` (with its committed `Cargo.lock`) lists the offered crates. The set-up
-//! builds it with the toolchain's own cargo (`--release --target wasm32-wasip1`, proc-macros for
-//! the host) into the crates directory (`--crates-dir`) and writes `index.json` there: each direct
-//! dependency's name, version, crate name and library file, the two `deps` directories and the
-//! `rustc --version` they were built with. A second run is a cargo no-op.
+//! builds it with the toolchain's own cargo (`--release --target wasm32-wasip1`, then
+//! `wasm32-wasip1-threads` when the toolchain has it, proc-macros for the host) into the crates
+//! directory (`--crates-dir`) and writes `index.json` there: each direct dependency's name,
+//! version, crate name and library files, the `deps` directories and the `rustc --version` they
+//! were built with. A second run is a cargo no-op.
 //!
 //! At start-up the service reads the index; a compile then gets `--extern NAME=FILE` per offered
 //! crate and `-L dependency=` for both `deps` directories, so `use rand::prelude::*;` just works.
