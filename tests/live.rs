@@ -254,7 +254,10 @@ async fn output_from_every_thread_arrives_while_the_program_runs() {
     let mut arrivals = Vec::new();
     for i in 0..3 {
         let (v, at) = next(&mut ws).await;
-        assert_eq!(v, json!({"type": "stdout", "data": format!("worker {i}\n")}));
+        assert_eq!(
+            v,
+            json!({"type": "stdout", "data": format!("worker {i}\n")})
+        );
         arrivals.push(at);
     }
     assert!(
