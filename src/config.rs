@@ -272,9 +272,15 @@ pub struct Config {
     pub tier_up_fuel: u64,
 
     /// Directory of the offered crates, built by `wasm-playground build-crates` (default: `crates`
-    /// in the cargo target dir this binary was built in, i.e. `target/crates`).
+    /// in the cargo target dir this binary was built in, i.e. `target/crates`). Beta's and
+    /// nightly's builds sit beside it, in `DIR-beta` and `DIR-nightly`.
     #[arg(long, env = "WASM_PLAYGROUND_CRATES_DIR", global = true)]
     pub crates_dir: Option<PathBuf>,
+
+    /// Miri's sysroot, prepared once by `wasm-playground build-crates --channel nightly`
+    /// (default: `miri-sysroot` beside the crates directory, i.e. `target/miri-sysroot`).
+    #[arg(long, env = "WASM_PLAYGROUND_MIRI_SYSROOT", global = true)]
+    pub miri_sysroot: Option<PathBuf>,
 
     /// The `rustc` used to find the toolchain's sysroot (the real compiler inside it is used).
     #[arg(
@@ -411,6 +417,26 @@ impl Config {
         }
         dir.and_then(Path::parent)
             .map_or_else(|| PathBuf::from("target/crates"), |t| t.join("crates"))
+    }
+
+    /// The crates directory of `channel`: each toolchain loads only the libraries it built.
+    pub fn crates_dir_for(&self, channel: Channel) -> PathBuf {
+        let dir = self.crates_dir();
+        match channel {
+            Channel::Stable => dir,
+            other => {
+                let mut name = dir.file_name().unwrap_or_default().to_os_string();
+                name.push(format!("-{}", other.as_str()));
+                dir.with_file_name(name)
+            }
+        }
+    }
+
+    /// Where Miri's sysroot is (or is to be built).
+    pub fn miri_sysroot(&self) -> PathBuf {
+        self.miri_sysroot
+            .clone()
+            .unwrap_or_else(|| self.crates_dir().with_file_name("miri-sysroot"))
     }
 }
 

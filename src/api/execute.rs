@@ -18,7 +18,7 @@ use crate::pipeline::{ExecuteRequest, ExecutionOutput, Playground};
 use crate::run::Status;
 
 /// The JSON form of `/execute`'s request, a superset of play.rust-lang.org's. Unknown fields
-/// (e.g. its `backtrace`) are ignored.
+/// are ignored.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct ExecuteBody {
@@ -101,6 +101,7 @@ pub(super) fn execute_request_from_json(
         edition: opts.edition,
         mode: opts.mode,
         kind: opts.kind,
+        backtrace: opts.backtrace,
         args: parsed.args,
         stdin: parsed.stdin.unwrap_or_default(),
     })
@@ -114,9 +115,12 @@ pub(super) struct OptionFields {
     channel: Option<String>,
     edition: Option<String>,
     mode: Option<String>,
-    crate_type: Option<String>,
+    pub(super) crate_type: Option<String>,
     #[serde(default)]
     tests: bool,
+    /// A panic prints a stack backtrace (`RUST_BACKTRACE=1`).
+    #[serde(default)]
+    backtrace: bool,
 }
 
 pub(super) fn compile_options(fields: &OptionFields) -> Result<CompileOptions, ApiError> {
@@ -157,6 +161,7 @@ pub(super) fn compile_options(fields: &OptionFields) -> Result<CompileOptions, A
             .unwrap_or_default(),
         kind,
         emit: Emit::Link,
+        backtrace: fields.backtrace,
     })
 }
 

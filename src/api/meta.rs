@@ -35,14 +35,16 @@ pub(super) async fn versions(State(playground): State<Arc<Playground>>) -> Json<
     let mut versions = serde_json::Map::new();
     for (channel, compiler) in playground.compilers() {
         let toolchain = compiler.toolchain();
-        versions.insert(
-            channel.as_str().into(),
-            serde_json::json!({
-                "rustc": describe(Some(&toolchain.version)),
-                "rustfmt": describe(toolchain.rustfmt_version.as_deref()),
-                "clippy": describe(toolchain.clippy_version.as_deref()),
-            }),
-        );
+        let mut entry = serde_json::json!({
+            "rustc": describe(Some(&toolchain.version)),
+            "rustfmt": describe(toolchain.rustfmt_version.as_deref()),
+            "clippy": describe(toolchain.clippy_version.as_deref()),
+        });
+        // play.rust-lang.org omits `miri` where it is not offered.
+        if compiler.has_miri() {
+            entry["miri"] = describe(toolchain.miri_version.as_deref()).into();
+        }
+        versions.insert(channel.as_str().into(), entry);
     }
     Json(versions.into())
 }

@@ -9,7 +9,7 @@
 //!
 //! - [`error`]: [`ApiError`] and its statuses;
 //! - [`execute`]: `/execute` and mdBook's `/evaluate.json`;
-//! - [`tools`]: `/format`, `/clippy`, `/compile`;
+//! - [`tools`]: `/format`, `/clippy`, `/compile`, `/miri`, `/macro-expansion`;
 //! - [`meta`]: `/meta/versions`, `/meta/crates`;
 //! - [`page`]: the playground page's embedded files;
 //! - [`live`]: the `/live` WebSocket;
@@ -83,6 +83,8 @@ pub fn app(playground: Arc<Playground>) -> Result<Router, prometheus::Error> {
         .route("/format", post(tools::format))
         .route("/clippy", post(tools::clippy))
         .route("/compile", post(tools::compile))
+        .route("/miri", post(tools::miri))
+        .route("/macro-expansion", post(tools::macro_expansion))
         .route("/meta/versions", get(meta::versions))
         .route("/meta/crates", get(meta::crates).post(meta::crates))
         .route("/live", get(live::live))

@@ -87,6 +87,10 @@ impl CacheKey {
             h.update((part.len() as u64).to_le_bytes());
             h.update(part.as_bytes());
         }
+        // Only backtrace builds carry the marker: every other key is as before it existed.
+        if opts.backtrace {
+            h.update(b"backtrace\0");
+        }
         h.update((diagnostics_limit as u64).to_le_bytes());
         h.update((code.len() as u64).to_le_bytes());
         h.update(code.as_bytes());
@@ -893,6 +897,10 @@ mod tests {
             },
             CompileOptions {
                 kind: crate::build::CrateKind::Tests,
+                ..opts
+            },
+            CompileOptions {
+                backtrace: true,
                 ..opts
             },
         ];

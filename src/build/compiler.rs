@@ -23,29 +23,54 @@ use super::options::{CompileOptions, CrateKind, Edition, Emit, Mode};
 use super::sandbox::{ProcessLimits, Sandbox, SandboxError};
 use super::toolchain::Toolchain;
 
+/// The one-line entry stub: `$call_main` calls `main`; `$after_message` runs in the panic hook
+/// after the message.
+macro_rules! entry_stub {
+    ($call_main:literal; $($after_message:literal),*) => {
+        concat!(
+            "#[doc(hidden)] #[unsafe(no_mangle)] pub extern \"C\" fn __entry() -> i32 { ",
+            "::std::panic::set_hook(::std::boxed::Box::new(|info: &::std::panic::PanicHookInfo<'_>| { ",
+            "let msg = info.payload_as_str().unwrap_or(\"Box<dyn Any>\"); ",
+            "match info.location() { ",
+            "Some(l) => ::std::eprintln!(\"\\nthread 'main' (1) panicked at {}:{}:{}:\\n{}\", l.file(), l.line(), l.column(), msg), ",
+            "None => ::std::eprintln!(\"\\nthread 'main' (1) panicked:\\n{}\", msg), } ",
+            $($after_message,)*
+            "::std::process::exit(101) })); ",
+            "let code = ::std::process::Termination::report(", $call_main, "); ",
+            "let _ = ::std::io::Write::flush(&mut ::std::io::stdout()); ",
+            "(0..=255u8).find(|&c| code == ::std::process::ExitCode::from(c)).map_or(1, i32::from) }\n",
+        )
+    };
+}
+
 /// Appended (after a newline) to every sample; it must stay on one line so that it adds exactly
 /// one line after the user's code, which [`Compiler`] recognises in diagnostics.
 ///
 /// Written with absolute paths so it compiles in every edition and whatever the sample imports.
 /// `std::process::exit` inside the panic hook both stops the guest (wasm32-wasip1 aborts on
 /// panic) and runs std's cleanup, which flushes stdout, as a native panic in `main` would.
-const ENTRY_STUB: &str = concat!(
-    "#[doc(hidden)] #[unsafe(no_mangle)] pub extern \"C\" fn __entry() -> i32 { ",
-    "::std::panic::set_hook(::std::boxed::Box::new(|info: &::std::panic::PanicHookInfo<'_>| { ",
-    "let msg = info.payload_as_str().unwrap_or(\"Box<dyn Any>\"); ",
-    "match info.location() { ",
-    "Some(l) => ::std::eprintln!(\"\\nthread 'main' (1) panicked at {}:{}:{}:\\n{}\", l.file(), l.line(), l.column(), msg), ",
-    "None => ::std::eprintln!(\"\\nthread 'main' (1) panicked:\\n{}\", msg), } ",
-    "::std::eprintln!(\"note: run with `RUST_BACKTRACE=1` environment variable to display a backtrace\"); ",
-    "::std::process::exit(101) })); ",
-    "let code = ::std::process::Termination::report(main()); ",
-    "let _ = ::std::io::Write::flush(&mut ::std::io::stdout()); ",
-    "(0..=255u8).find(|&c| code == ::std::process::ExitCode::from(c)).map_or(1, i32::from) }\n",
+const ENTRY_STUB: &str = entry_stub!(
+    "main()";
+    "::std::eprintln!(\"note: run with `RUST_BACKTRACE=1` environment variable to display a backtrace\"); "
+);
+
+/// [`ENTRY_STUB`] for a run with `backtrace: true`: the panic hook prints `stack backtrace:` and
+/// the frames Wasmtime walks (std cannot walk a WebAssembly stack), through the host import
+/// `wasm_playground::backtrace` that writes them into a buffer. `main` is called through a
+/// generic `__rust_begin_short_backtrace`, as `std::rt::lang_start` does, so the frames end
+/// as natively (`FnOnce::call_once`) and the host knows where to stop.
+const BACKTRACE_STUB: &str = entry_stub!(
+    "{ #[inline(never)] fn __rust_begin_short_backtrace<F: FnOnce() -> T, T>(f: F) -> T { f() } __rust_begin_short_backtrace(main) }";
+    "#[link(wasm_import_module = \"wasm_playground\")] unsafe extern \"C\" { fn backtrace(buf: *mut u8, len: usize) -> usize; } ",
+    "let mut buf = ::std::vec![0u8; 1 << 16]; ",
+    "let n = unsafe { backtrace(buf.as_mut_ptr(), buf.len()) }; ",
+    "::std::eprint!(\"stack backtrace:\\n{}\", ::std::string::String::from_utf8_lossy(&buf[..n])); ",
+    "::std::eprintln!(\"note: Some details are omitted, run with `RUST_BACKTRACE=full` for a verbose backtrace.\"); "
 );
 
 /// Bumped whenever [`ENTRY_STUB`], the flags or the processing of diagnostics change, so caches
 /// keyed on it (the artifact cache, on disk across upgrades) stay correct.
-pub const STUB_VERSION: u32 = 3;
+pub const STUB_VERSION: u32 = 4;
 
 /// What came out of one `rustc` run. The wasm file lives in `dir` and goes away with it.
 #[derive(Debug)]
@@ -53,6 +78,8 @@ pub struct BuildResult {
     pub success: bool,
     /// Path of the compiled module; meaningful only when `success`.
     pub wasm: PathBuf,
+    /// What the tool wrote to stdout: the interpreted program's output under Miri.
+    pub stdout: String,
     /// The human-readable diagnostics, as `cargo build` would print them.
     pub rendered: String,
     pub diagnostics: Vec<Diagnostic>,
@@ -95,13 +122,15 @@ pub struct CompileSettings {
 
 /// The toolchain, the sandbox its processes run in, and the limits; one per process.
 pub struct Compiler {
-    toolchain: Toolchain,
-    sandbox: Sandbox,
-    settings: CompileSettings,
+    pub(super) toolchain: Toolchain,
+    pub(super) sandbox: Sandbox,
+    pub(super) settings: CompileSettings,
     /// The offered crates, when this toolchain can load them.
     crates: Option<Arc<CrateSet>>,
     /// `--extern` and `-L` arguments for them.
-    crate_args: Vec<String>,
+    pub(super) crate_args: Vec<String>,
+    /// Miri's sysroot, when this is nightly and it was prepared.
+    pub(super) miri_sysroot: Option<PathBuf>,
 }
 
 impl Compiler {
@@ -112,6 +141,7 @@ impl Compiler {
             settings,
             crates: None,
             crate_args: Vec::new(),
+            miri_sysroot: None,
         }
     }
 
@@ -144,7 +174,7 @@ impl Compiler {
         sample: &str,
         opts: &CompileOptions,
     ) -> Result<BuildResult, CompileError> {
-        let job = Job::new(&self.settings.work_dir, sample, needs_stub(opts))?;
+        let job = Job::new(&self.settings.work_dir, sample, stub(opts))?;
         let (args, output) = rustc_args(opts, job.dir.path());
         let args = [args, self.crate_args.clone()].concat();
         self.run_job(&self.toolchain.rustc, &args, job, output)
@@ -157,7 +187,7 @@ impl Compiler {
         sample: &str,
         opts: &CompileOptions,
     ) -> Result<BuildResult, CompileError> {
-        let job = Job::new(&self.settings.work_dir, sample, false)?;
+        let job = Job::new(&self.settings.work_dir, sample, None)?;
         let crate_type = if opts.kind == CrateKind::Library {
             "lib"
         } else {
@@ -185,15 +215,16 @@ impl Compiler {
         sample: &str,
         edition: Edition,
     ) -> Result<BuildResult, CompileError> {
-        let job = Job::new(&self.settings.work_dir, sample, false)?;
+        let job = Job::new(&self.settings.work_dir, sample, None)?;
         let args = ["--edition", edition.as_str(), "src/main.rs"].map(String::from);
         let rustfmt = self.toolchain.tool("rustfmt");
         self.run_job(&rustfmt, &args, job, "src/main.rs").await
     }
 
-    /// Runs one confined tool in the job dir and collects its diagnostics; `output` names the
-    /// file it produces, relative to the job dir.
-    async fn run_job(
+    /// Runs one confined tool in the job dir and collects its diagnostics (and its stdout, which
+    /// only Miri's interpreted program writes); `output` names the file it produces, relative to
+    /// the job dir.
+    pub(super) async fn run_job(
         &self,
         program: &Path,
         args: &[String],
@@ -201,13 +232,19 @@ impl Compiler {
         output: &str,
     ) -> Result<BuildResult, CompileError> {
         let Job { dir, stub_line } = job;
+        // Miri interprets the program: its limits are the program's, not a compile's.
+        let (tool, work) = if program.ends_with("miri") {
+            ("Miri", "Miri")
+        } else {
+            ("the compiler", "compilation")
+        };
         let mut cmd = Command::new(program);
         cmd.args(args)
             .current_dir(dir.path())
             .env_clear()
             .env("TMPDIR", dir.path())
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0)
             .kill_on_drop(true);
@@ -217,16 +254,21 @@ impl Compiler {
         // Kills rustc and its linker if this future is dropped (client gone) or times out.
         let mut group = KillGroupOnDrop(pid);
 
-        let mut stderr = child.stderr.take().ok_or_else(|| {
-            CompileError::Spawn(std::io::Error::other("the tool's stderr was not captured"))
-        })?;
+        let (Some(mut stdout), Some(mut stderr)) = (child.stdout.take(), child.stderr.take())
+        else {
+            return Err(CompileError::Spawn(std::io::Error::other(
+                "the tool's output was not captured",
+            )));
+        };
         let cap = self.settings.diagnostics_bytes;
         let run = async {
-            let (captured, truncated) = read_capped(&mut stderr, cap).await?;
+            let (out, err) =
+                tokio::join!(read_capped(&mut stdout, cap), read_capped(&mut stderr, cap));
+            let ((stdout, out_cut), (captured, err_cut)) = (out?, err?);
             let status = child.wait().await?;
-            Ok::<_, std::io::Error>((captured, truncated, status))
+            Ok::<_, std::io::Error>((stdout, captured, out_cut || err_cut, status))
         };
-        let (captured, truncated, status) =
+        let (stdout, captured, truncated, status) =
             match tokio::time::timeout(self.settings.timeout, run).await {
                 Ok(result) => {
                     // The tool has exited and waited for its children: nothing left to kill.
@@ -235,7 +277,7 @@ impl Compiler {
                 }
                 Err(_) => {
                     let secs = self.settings.timeout.as_secs_f64();
-                    let message = format!("compilation took longer than the {secs} s limit");
+                    let message = format!("{work} took longer than the {secs} s limit");
                     return Ok(failed_build(dir, message));
                 }
             };
@@ -252,6 +294,7 @@ impl Compiler {
         let mut result = BuildResult {
             success: status.success(),
             wasm: dir.path().join(output),
+            stdout: String::from_utf8_lossy(&stdout).replace(&prefix, ""),
             rendered,
             diagnostics,
             truncated,
@@ -262,7 +305,7 @@ impl Compiler {
             || result.rendered.lines().any(|l| l.starts_with("error"));
         if !status.success() && !explained {
             // Killed by a signal or a limit before it could say why.
-            let why = describe_exit(status, &result.rendered, self.sandbox.limits());
+            let why = describe_exit(tool, status, &result.rendered, self.sandbox.limits());
             result.rendered.push_str(&format!("error: {why}\n"));
             result.diagnostics.push(Diagnostic::error(why));
         }
@@ -276,10 +319,12 @@ impl Compiler {
 /// messages come from the stub's hook), and the modules are ~25% smaller (hello world 78 ->
 /// 61 KB) at no cost in compile time (BENCHMARKS.md). A plain binary keeps its names for
 /// `/compile`'s WAT.
-fn common_args(dir: &Path, opts: &CompileOptions) -> Vec<String> {
-    let strip = match build_kind(opts) {
-        CrateKind::Binary => "strip=debuginfo",
-        _ => "strip=symbols",
+pub(super) fn common_args(dir: &Path, opts: &CompileOptions) -> Vec<String> {
+    // A backtrace needs the functions' names and line tables (Wasmtime reads them).
+    let (debuginfo, strip) = match build_kind(opts) {
+        CrateKind::Program if opts.backtrace => ("debuginfo=line-tables-only", "strip=none"),
+        CrateKind::Binary => ("debuginfo=0", "strip=debuginfo"),
+        _ => ("debuginfo=0", "strip=symbols"),
     };
     let opt_level = match opts.mode {
         Mode::Debug => "opt-level=0",
@@ -291,7 +336,7 @@ fn common_args(dir: &Path, opts: &CompileOptions) -> Vec<String> {
         "--edition",
         opts.edition.as_str(),
         "-C",
-        "debuginfo=0",
+        debuginfo,
         "-C",
         strip,
         "-C",
@@ -317,6 +362,15 @@ fn build_kind(opts: &CompileOptions) -> CrateKind {
 /// Whether `src/main.rs` gets the entry stub appended.
 pub fn needs_stub(opts: &CompileOptions) -> bool {
     build_kind(opts) == CrateKind::Program
+}
+
+/// The entry stub appended to `src/main.rs`, if any.
+fn stub(opts: &CompileOptions) -> Option<&'static str> {
+    match (needs_stub(opts), opts.backtrace) {
+        (false, _) => None,
+        (true, false) => Some(ENTRY_STUB),
+        (true, true) => Some(BACKTRACE_STUB),
+    }
 }
 
 /// The `rustc` arguments of a build in `dir` (its working directory, holding `src/main.rs`)
@@ -351,34 +405,46 @@ pub fn rustc_args(opts: &CompileOptions, dir: &Path) -> (Vec<String>, &'static s
 
 /// `sample` as the file a build compiles: with the entry stub appended when `with_stub`.
 pub fn source_file(sample: &str, with_stub: bool) -> String {
-    let mut source = String::with_capacity(sample.len() + ENTRY_STUB.len() + 1);
+    with_stub_appended(sample, with_stub.then_some(ENTRY_STUB))
+}
+
+fn with_stub_appended(sample: &str, stub: Option<&str>) -> String {
+    let mut source = String::with_capacity(sample.len() + stub.map_or(0, str::len) + 1);
     source.push_str(sample);
-    if with_stub {
+    if let Some(stub) = stub {
         if !sample.ends_with('\n') {
             source.push('\n');
         }
-        source.push_str(ENTRY_STUB);
+        source.push_str(stub);
     }
     source
 }
 
 /// A fresh temp dir holding `src/main.rs`.
-struct Job {
+pub(super) struct Job {
     dir: TempDir,
     /// The line of the entry stub; diagnostics at or after it are about the stub.
     stub_line: u32,
 }
 
 impl Job {
-    fn new(work_dir: &Path, sample: &str, with_stub: bool) -> Result<Self, CompileError> {
+    pub(super) fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub(super) fn new(
+        work_dir: &Path,
+        sample: &str,
+        stub: Option<&str>,
+    ) -> Result<Self, CompileError> {
         let dir = tempfile::Builder::new()
             .prefix("wasm-playground-")
             .tempdir_in(work_dir)
             .map_err(CompileError::Workspace)?;
         let src = dir.path().join("src");
         std::fs::create_dir(&src).map_err(CompileError::Workspace)?;
-        let source = source_file(sample, with_stub);
-        let stub_line = if with_stub {
+        let source = with_stub_appended(sample, stub);
+        let stub_line = if stub.is_some() {
             source.lines().count() as u32
         } else {
             u32::MAX
@@ -392,6 +458,7 @@ fn failed_build(dir: TempDir, message: String) -> BuildResult {
     BuildResult {
         success: false,
         wasm: dir.path().join("main.wasm"),
+        stdout: String::new(),
         rendered: format!("error: {message}\n"),
         diagnostics: vec![Diagnostic::error(message)],
         truncated: false,
@@ -401,27 +468,27 @@ fn failed_build(dir: TempDir, message: String) -> BuildResult {
 }
 
 /// Why rustc stopped without an error of its own, in words for the user.
-fn describe_exit(status: ExitStatus, rendered: &str, limits: &ProcessLimits) -> String {
+fn describe_exit(tool: &str, status: ExitStatus, rendered: &str, limits: &ProcessLimits) -> String {
     use std::os::unix::process::ExitStatusExt;
     match status.signal() {
         Some(libc::SIGXCPU) | Some(libc::SIGKILL) => format!(
-            "the compiler used more than its {} s CPU limit",
+            "{tool} used more than its {} s CPU limit",
             limits.cpu_seconds
         ),
         Some(libc::SIGABRT)
             if rendered.contains("memory allocation of") || rendered.contains("out of memory") =>
         {
             format!(
-                "the compiler ran out of memory (its limit is {} MiB)",
+                "{tool} ran out of memory (its limit is {} MiB)",
                 limits.data_bytes >> 20
             )
         }
-        Some(signal) => format!("the compiler crashed (signal {signal})"),
+        Some(signal) => format!("{tool} crashed (signal {signal})"),
         None if rendered.contains("File too large") => format!(
             "the compiled program is larger than the {} MiB limit",
             limits.file_bytes >> 20
         ),
-        None => format!("the compiler failed with {status}"),
+        None => format!("{tool} failed with {status}"),
     }
 }
 
@@ -467,5 +534,6 @@ mod tests {
     #[test]
     fn stub_is_one_line() {
         assert_eq!(ENTRY_STUB.lines().count(), 1);
+        assert_eq!(BACKTRACE_STUB.lines().count(), 1);
     }
 }

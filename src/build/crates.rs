@@ -131,6 +131,13 @@ impl CrateSet {
         for c in &self.index.crates {
             args.push("--extern".into());
             args.push(format!("{}={}", c.id, c.path.display()));
+            // Newer cargo keeps an rlib's metadata in a separate `.rmeta` (the rlib holds a
+            // stub), which rustc reads only when it is named too.
+            let rmeta = c.path.with_extension("rmeta");
+            if c.path.extension().is_some_and(|e| e == "rlib") && rmeta.is_file() {
+                args.push("--extern".into());
+                args.push(format!("{}={}", c.id, rmeta.display()));
+            }
         }
         args
     }
@@ -286,9 +293,22 @@ pub fn build(
             if msg.reason != "compiler-artifact" {
                 continue;
             }
+            let wasm_root = dir.join("wasm32-wasip1");
+            let mut gathered = Vec::new();
+            for file in msg.filenames {
+                let deps = if file.starts_with(&wasm_root) {
+                    &wasm_deps
+                } else {
+                    &host_deps
+                };
+                gathered.push(gather(&file, deps).map_err(|source| CratesError::Write {
+                    path: file.clone(),
+                    source,
+                })?);
+            }
             // A wasm library, or a proc-macro (a host shared object). A host `.rlib` of the same
             // package (a proc-macro's dependency) is not what programs link.
-            let library = msg.filenames.into_iter().find(|f| {
+            let library = gathered.into_iter().find(|f| {
                 (f.starts_with(&wasm_deps) && f.extension().is_some_and(|e| e == "rlib"))
                     || f.extension()
                         .is_some_and(|e| e == std::env::consts::DLL_EXTENSION)
@@ -335,6 +355,30 @@ pub fn build(
     };
     write_index(&dir, &index)?;
     Ok(index)
+}
+
+/// `file`, a library cargo built, as a file in `deps`. Cargo up to 1.95 writes every library
+/// of a target into one `deps` directory; newer cargo (its new build-dir layout, on beta and
+/// nightly) gives each its own directory, so they are hard-linked (or copied) into `deps`, which
+/// `-L dependency=` and the sandbox's read rule name.
+fn gather(file: &Path, deps: &Path) -> std::io::Result<PathBuf> {
+    let is_library = file
+        .extension()
+        .is_some_and(|e| e == "rlib" || e == "rmeta" || e == std::env::consts::DLL_EXTENSION);
+    let Some(name) = file.file_name().filter(|_| is_library) else {
+        return Ok(file.to_path_buf());
+    };
+    if file.parent() == Some(deps) {
+        return Ok(file.to_path_buf());
+    }
+    std::fs::create_dir_all(deps)?;
+    let dest = deps.join(name);
+    match std::fs::remove_file(&dest) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    std::fs::hard_link(file, &dest).or_else(|_| std::fs::copy(file, &dest).map(drop))?;
+    Ok(dest)
 }
 
 /// Written under a temp name and renamed, so a server starting meanwhile reads a whole file.

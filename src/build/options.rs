@@ -105,6 +105,9 @@ pub struct CompileOptions {
     pub mode: Mode,
     pub kind: CrateKind,
     pub emit: Emit,
+    /// A panic prints `stack backtrace:` and the frames (play.rust-lang.org's `backtrace`):
+    /// the program is built with line tables and names, and a stub that asks Wasmtime for them.
+    pub backtrace: bool,
 }
 
 #[cfg(test)]

@@ -50,6 +50,8 @@ pub struct Toolchain {
     /// `rustfmt --version` and `clippy-driver --version`, when those components are installed.
     pub rustfmt_version: Option<String>,
     pub clippy_version: Option<String>,
+    /// `miri --version`, when nightly has the component.
+    pub miri_version: Option<String>,
 }
 
 impl Toolchain {
@@ -107,6 +109,7 @@ impl Toolchain {
         Ok(Self {
             rustfmt_version: tool_version(&bin.join("rustfmt")),
             clippy_version: tool_version(&bin.join("clippy-driver")),
+            miri_version: tool_version(&bin.join("miri")),
             rustc: real_rustc,
             sysroot,
             version,

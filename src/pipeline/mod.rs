@@ -26,7 +26,7 @@ use crate::build::{
 use crate::config::Config;
 use crate::run::{Input, LiveStdin, OutputSink, RunError, RunOptions, Runner, Status};
 use admission::{Admission, Overloaded};
-pub use tools::{Target, ToolOutput};
+pub use tools::{AsmOptions, Target, ToolOutput};
 
 /// What a live execution reports as it goes, besides the program's output: implemented by the
 /// WebSocket that streams it.
@@ -44,6 +44,8 @@ pub struct ExecuteRequest {
     pub mode: Mode,
     /// Run `main`, run the `#[test]`s, or only compile a library.
     pub kind: CrateKind,
+    /// A panic prints a stack backtrace, as under `RUST_BACKTRACE=1`.
+    pub backtrace: bool,
     pub stdin: String,
     /// Arguments passed to the program after its name.
     pub args: Vec<String>,
@@ -135,11 +137,19 @@ impl Playground {
             )?;
             Ok(Compiler::new(toolchain, sandbox, settings.clone()))
         };
-        let stable = compiler(Toolchain::detect(&config.rustc)?)?;
-        let stable = match load_crates(&config, &stable.toolchain().version) {
-            Some(crates) => stable.with_crates(crates)?,
-            None => stable,
+        // Each channel with the crates its own rustc built, and nightly with Miri.
+        let compiler = |channel: Channel, toolchain: Toolchain| -> anyhow::Result<Compiler> {
+            let mut compiler = compiler(toolchain)?;
+            if let Some(crates) = load_crates(&config, channel, &compiler.toolchain().version) {
+                compiler = compiler.with_crates(crates)?;
+            }
+            let miri = config.miri_sysroot();
+            if channel == Channel::Nightly && crate::build::miri::is_ready(&miri) {
+                compiler = compiler.with_miri(miri)?;
+            }
+            Ok(compiler)
         };
+        let stable = compiler(Channel::Stable, Toolchain::detect(&config.rustc)?)?;
         let mut compilers = vec![(Channel::Stable, stable)];
         let mut unavailable = Vec::new();
         for channel in [Channel::Beta, Channel::Nightly] {
@@ -148,7 +158,7 @@ impl Playground {
                 continue;
             }
             match Toolchain::detect_channel(channel) {
-                Ok(toolchain) => compilers.push((channel, compiler(toolchain)?)),
+                Ok(toolchain) => compilers.push((channel, compiler(channel, toolchain)?)),
                 Err(why) => {
                     tracing::info!(channel = channel.as_str(), %why, "channel unavailable");
                     // The full reason names host paths: clients get the gist.
@@ -269,6 +279,7 @@ impl Playground {
             mode: req.mode,
             kind: req.kind,
             emit: Emit::Link,
+            backtrace: req.backtrace && req.kind == CrateKind::Program,
         };
         let key = CacheKey::new(
             &req.code,
@@ -435,10 +446,11 @@ fn millis(duration: Duration) -> f64 {
     (duration.as_secs_f64() * 100_000.0).round() / 100.0
 }
 
-/// The crate set of the crates directory, if it was built by the toolchain `rustc_version`
-/// (libraries from another rustc cannot be loaded). Without one, programs get `std` only.
-fn load_crates(config: &Config, rustc_version: &str) -> Option<Arc<CrateSet>> {
-    let dir = config.crates_dir();
+/// The crate set of `channel`'s crates directory, if it was built by the toolchain
+/// `rustc_version` (libraries from another rustc cannot be loaded). Without one, programs get
+/// `std` only.
+fn load_crates(config: &Config, channel: Channel, rustc_version: &str) -> Option<Arc<CrateSet>> {
+    let dir = config.crates_dir_for(channel);
     match CrateSet::load(&dir) {
         Ok(set) if set.index.rustc == rustc_version => {
             tracing::info!(crates = set.index.crates.len(), dir = %dir.display(), "crates loaded");

@@ -27,7 +27,7 @@ use serde::Serialize;
 use tokio::sync::{Semaphore, watch};
 use wasmtime::{
     CacheStore, Enabled, Engine, InstanceAllocationStrategy, InstancePre, Linker, Module, OptLevel,
-    PoolingAllocationConfig, StoreLimits, Strategy,
+    PoolingAllocationConfig, StoreLimits, Strategy, WasmBacktraceDetails,
 };
 use wasmtime_wasi::p1::WasiP1Ctx;
 
@@ -60,6 +60,8 @@ impl Backend {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p1::add_to_linker_async(&mut linker, |s: &mut StoreState| &mut s.wasi)
             .map_err(|e| anyhow::anyhow!("could not link WASI: {e}"))?;
+        super::backtrace::add_to_linker(&mut linker)
+            .map_err(|e| anyhow::anyhow!("could not link the backtrace import: {e}"))?;
         Ok(Self { engine, linker })
     }
 
@@ -307,6 +309,9 @@ fn engine_config(config: &Config, tier: Tier) -> wasmtime::Config {
         .consume_fuel(true)
         .epoch_interruption(true)
         .max_wasm_stack(config.max_wasm_stack)
+        // Names and `file:line` in backtraces, from the line tables of programs built with
+        // `backtrace: true`; modules without them (every other build) cost nothing more.
+        .wasm_backtrace_details(WasmBacktraceDetails::Enable)
         .strategy(match tier {
             Tier::Winch => Strategy::Winch,
             Tier::Cranelift => Strategy::Cranelift,
