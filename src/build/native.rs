@@ -101,6 +101,10 @@ fn filter(asm: &str) -> String {
     let mut in_own_function = false;
     for line in asm.lines() {
         let trimmed = line.trim();
+        // Comments, such as `# %bb.1:` for a block nothing jumps to.
+        if trimmed.starts_with('#') {
+            continue;
+        }
         let indented = line.starts_with([' ', '\t']);
         if let Some(label) = trimmed.strip_suffix(':').filter(|_| !indented) {
             if !label.starts_with(".L") {
@@ -114,7 +118,7 @@ fn filter(asm: &str) -> String {
             }
             continue;
         }
-        if in_own_function && !trimmed.is_empty() && !trimmed.starts_with(['.', '#']) {
+        if in_own_function && !trimmed.is_empty() && !trimmed.starts_with('.') {
             kept.push(line);
         }
     }
@@ -178,7 +182,7 @@ mod tests {
         let view = AsmView::default();
         assert_eq!(
             process_asm(LISTING, view),
-            "playground::square:\n\tmovq\t%rdi, %rax\n\tjmp\t.LBB0_2\n.LBB0_2:\n\timulq\t%rdi, %rax\n\tretq\n"
+            "playground::square:\n\tmovq\t%rdi, %rax\n\tjmp\t.LBB0_2\n\tud2\n.LBB0_2:\n\timulq\t%rdi, %rax\n\tretq\n"
         );
         let mangled = process_asm(
             LISTING,
