@@ -15,7 +15,8 @@
 //!   every endpoint, with admission control (slots and queues);
 //! - [`inspect`]: `/compile`'s disassembly of what Wasmtime generates;
 //! - [`build`]: source to module: toolchain, sandboxed `rustc`, diagnostics, crates, and the
-//!   artifact cache's tiers (memory, disk, Redis);
+//!   artifact cache's tiers (memory, disk, Redis); the other host tools (Miri, macro expansion
+//!   and HIR, native assembly) in the same sandbox;
 //! - [`run`]: module to outcome: engines and tiers, one store per run with its limits, output
 //!   capture, the test harness, outcome statuses;
 //! - [`config`]: every limit and setting, from flags, `WASM_PLAYGROUND_*` variables and a
