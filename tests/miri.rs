@@ -152,3 +152,38 @@ async fn miri_is_confined_and_bounded() {
     );
     assert_eq!(common::leftovers(&srv.server), 0);
 }
+
+/// Without nightly, the nightly tools answer 200 with a `stderr` that says why (the only part
+/// play.rust-lang.org's page shows for them).
+#[tokio::test]
+async fn without_nightly_the_tools_say_what_is_missing() {
+    let srv = common::start(wasm_playground::config::Config {
+        channels: vec![wasm_playground::config::Channel::Stable],
+        ..Default::default()
+    });
+    let why = "needs nightly, and the `nightly` channel is not available on this server (not enabled on this server)\n";
+    for (path, tool, body) in [
+        ("/miri", "Miri", json!({"code": "fn main() {}"})),
+        (
+            "/macro-expansion",
+            "Macro expansion",
+            json!({"code": "fn main() {}"}),
+        ),
+        (
+            "/compile",
+            "HIR",
+            json!({"code": "fn main() {}", "target": "hir"}),
+        ),
+    ] {
+        let resp = client()
+            .post(format!("{}{path}", srv.url))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "{path}");
+        let v: Value = resp.json().await.unwrap();
+        assert_eq!(v["success"], false, "{path}");
+        assert_eq!(v["stderr"], format!("error: {tool} {why}"), "{path}");
+    }
+}
