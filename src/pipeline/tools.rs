@@ -90,11 +90,7 @@ impl Playground {
     ) -> Result<ToolOutput, PlaygroundError> {
         let (compiler, _slot) = self.tool_slot(code, opts.channel).await?;
         let build = compiler.format(code, opts.edition).await?;
-        let formatted = if build.success {
-            std::fs::read_to_string(&build.wasm).map_err(CompileError::Workspace)?
-        } else {
-            String::new()
-        };
+        let formatted = read_output(&build)?;
         Ok(tool_output(build, formatted, "Formatted", "rustfmt failed"))
     }
 
