@@ -77,6 +77,41 @@ async fn tree_borrows_accept_what_stacked_borrows_reject() {
     );
 }
 
+/// A panic is the program's own failure: its message (as under `cargo miri run`), status 101.
+#[tokio::test]
+async fn a_panic_under_miri_exits_with_101() {
+    let code = "fn main() {\n    let x = [1, 2];\n    let i = std::hint::black_box(5);\n    println!(\"{}\", x[i]);\n}\n";
+    let v = miri(json!({"code": code})).await;
+    assert_eq!(
+        (v["success"].as_bool(), v["exitDetail"].as_str()),
+        (Some(false), Some("Exited with status 101")),
+        "{v}"
+    );
+    let stderr = v["stderr"].as_str().unwrap();
+    assert!(
+        stderr.starts_with("\nthread 'main' (") && stderr.contains(") panicked at src/main.rs:4:20:\nindex out of bounds: the len is 2 but the index is 5\n"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("error:"), "{stderr}");
+
+    // A panic inside std: Miri's frames show std where rustc's paths put it, not on this host.
+    let code = "fn main() {\n    let v: Vec<u8> = Vec::new();\n    let x = unsafe { v.get_unchecked(3) };\n    println!(\"{x}\");\n}\n";
+    let v = miri(json!({"code": code})).await;
+    let stderr = v["stderr"].as_str().unwrap();
+    assert!(
+        stderr.contains("unsafe precondition(s) violated: slice::get_unchecked requires that the index is within the slice"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("/rustc/") && stderr.contains("/library/std/src/panicking.rs:"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains(".rustup") && !stderr.contains("/root"),
+        "{stderr}"
+    );
+}
+
 #[tokio::test]
 async fn tests_run_under_miri() {
     let code = "#[test]\nfn adds() { assert_eq!(1 + 1, 2); }\n#[test]\nfn fails() { assert_eq!(1 + 1, 3); }\n";

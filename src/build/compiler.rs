@@ -80,6 +80,8 @@ pub struct BuildResult {
     pub wasm: PathBuf,
     /// What the tool wrote to stdout: the interpreted program's output under Miri.
     pub stdout: String,
+    /// The tool's exit status; `None` when a signal or a limit stopped it.
+    pub exit_code: Option<i32>,
     /// The human-readable diagnostics, as `cargo build` would print them.
     pub rendered: String,
     pub diagnostics: Vec<Diagnostic>,
@@ -131,6 +133,8 @@ pub struct Compiler {
     pub(super) crate_args: Vec<String>,
     /// Miri's sysroot, when this is nightly and it was prepared.
     pub(super) miri_sysroot: Option<PathBuf>,
+    /// The toolchain's `rust-src` directory and what to show instead (empty when unused).
+    pub(super) std_src: (String, String),
 }
 
 impl Compiler {
@@ -142,6 +146,7 @@ impl Compiler {
             crates: None,
             crate_args: Vec::new(),
             miri_sysroot: None,
+            std_src: Default::default(),
         }
     }
 
@@ -285,16 +290,27 @@ impl Compiler {
         let (mut rendered, mut diagnostics) = parse_diagnostics(&captured, stub_line);
         // Tools that print absolute paths (rustfmt) must not show the job dir.
         let prefix = format!("{}/", dir.path().display());
-        rendered = rendered.replace(&prefix, "");
-        for d in &mut diagnostics {
-            d.message = d.message.replace(&prefix, "");
+        let mut stdout = String::from_utf8_lossy(&stdout).into_owned();
+        // Miri's std is built from the toolchain's `rust-src` on this host: its frames are
+        // shown where rustc's own std says it lives, `/rustc/HASH/`.
+        let rewrites = [
+            (prefix.as_str(), ""),
+            (self.std_src.0.as_str(), self.std_src.1.as_str()),
+        ];
+        for (from, to) in rewrites.iter().filter(|(from, _)| !from.is_empty()) {
+            rendered = rendered.replace(from, to);
+            stdout = stdout.replace(from, to);
+            for d in &mut diagnostics {
+                d.message = d.message.replace(from, to);
+            }
         }
         // A signal means a CPU or memory limit (or a crash); "File too large", the file limit.
         let cacheable = status.code().is_some() && !rendered.contains("File too large");
         let mut result = BuildResult {
             success: status.success(),
             wasm: dir.path().join(output),
-            stdout: String::from_utf8_lossy(&stdout).replace(&prefix, ""),
+            stdout,
+            exit_code: status.code(),
             rendered,
             diagnostics,
             truncated,
@@ -303,7 +319,9 @@ impl Compiler {
         };
         let explained = result.diagnostics.iter().any(|d| d.level == "error")
             || result.rendered.lines().any(|l| l.starts_with("error"));
-        if !status.success() && !explained {
+        // A program under Miri that exits with a status (a panic's 101) has said why itself.
+        let program_exit = tool == "Miri" && status.code().is_some();
+        if !status.success() && !explained && !program_exit {
             // Killed by a signal or a limit before it could say why.
             let why = describe_exit(tool, status, &result.rendered, self.sandbox.limits());
             result.rendered.push_str(&format!("error: {why}\n"));
@@ -459,6 +477,7 @@ fn failed_build(dir: TempDir, message: String) -> BuildResult {
         success: false,
         wasm: dir.path().join("main.wasm"),
         stdout: String::new(),
+        exit_code: None,
         rendered: format!("error: {message}\n"),
         diagnostics: vec![Diagnostic::error(message)],
         truncated: false,

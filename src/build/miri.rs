@@ -74,6 +74,23 @@ pub fn setup(toolchain: &Toolchain, dir: &Path) -> Result<(), MiriSetupError> {
     Ok(())
 }
 
+/// The full commit hash of `rustc` (`rustc -vV`), as std's paths show it; `unknown` if it
+/// cannot say.
+fn commit_hash(rustc: &Path) -> String {
+    Command::new(rustc)
+        .arg("-vV")
+        .env_clear()
+        .stdin(Stdio::null())
+        .output()
+        .ok()
+        .and_then(|out| {
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .find_map(|l| l.strip_prefix("commit-hash: ").map(str::to_string))
+        })
+        .unwrap_or_else(|| "unknown".into())
+}
+
 /// Whether `dir` holds a prepared Miri sysroot.
 pub fn is_ready(dir: &Path) -> bool {
     dir.join("lib/rustlib").is_dir()
@@ -84,6 +101,11 @@ impl Compiler {
     pub fn with_miri(mut self, dir: PathBuf) -> Result<Self, SandboxError> {
         self.sandbox.allow_read(&[&dir])?;
         self.miri_sysroot = Some(dir);
+        let src = self.toolchain.sysroot.join("lib/rustlib/src/rust");
+        self.std_src = (
+            format!("{}/", src.display()),
+            format!("/rustc/{}/", commit_hash(&self.toolchain.rustc)),
+        );
         Ok(self)
     }
 

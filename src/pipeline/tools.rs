@@ -128,7 +128,12 @@ impl Playground {
         };
         let build = build?;
         let stdout = build.stdout.clone();
-        let mut out = tool_output(build, String::new(), "Finished", "Miri stopped the program");
+        // As play.rust-lang.org words a process's end.
+        let detail = match build.exit_code {
+            Some(code) => format!("Exited with status {code}"),
+            None => "Miri was stopped at a limit".into(),
+        };
+        let mut out = tool_output(build, String::new(), &detail, &detail);
         out.stdout = stdout;
         Ok(out)
     }
