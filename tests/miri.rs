@@ -43,6 +43,7 @@ async fn undefined_behaviour_is_reported_as_miri_reports_it() {
         miri(json!({"code": code, "edition": "2024", "tests": false, "aliasingModel": "stacked"}))
             .await;
     assert_eq!(v["success"], false, "{v}");
+    assert_eq!(v["exitDetail"], "Exited with status 1", "{v}");
     assert_eq!(v["stdout"], "");
     let stderr = v["stderr"].as_str().unwrap();
     assert!(
