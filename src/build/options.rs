@@ -85,6 +85,9 @@ pub enum CrateKind {
     Library,
     /// A plain binary (`--crate-type bin`), for inspecting its intermediate forms.
     Binary,
+    /// A library linked into a module of its own (`--crate-type cdylib`), for `/compile`'s
+    /// views: its exported functions keep their names.
+    Cdylib,
 }
 
 /// What rustc writes: the linked artifact, or one of its intermediate forms as text.
