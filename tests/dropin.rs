@@ -123,6 +123,9 @@ async fn paths_that_leave_the_package_are_refused() {
         let (status, v) = post_json(server(), json!({"code": code})).await;
         assert_eq!((status, v), (400, json!({"error": why})), "{name}");
     }
+    let (status, v) = post_json(server(), json!({"code": 42})).await;
+    let why = "Unable to deserialize request: invalid type: integer `42`, expected a string, or a list of files {\"name\", \"content\"} at line 1 column 10";
+    assert_eq!((status, v), (400, json!({"error": why})));
     let (status, v) = post_json(
         server(),
         json!({"code": files(&[("src/lib.rs", "pub fn f() {}")]), "crateType": "bin"}),

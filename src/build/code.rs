@@ -17,11 +17,32 @@ pub struct SourceFile {
 
 /// The source of a program. In JSON a string (one file, placed where the crate kind needs it)
 /// or a list of `{name, content}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(untagged)]
 pub enum Code {
     Single(String),
     Files(Vec<SourceFile>),
+}
+
+/// By hand rather than `untagged`, whose error names no expected shape.
+impl<'de> Deserialize<'de> for Code {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct CodeVisitor;
+        impl<'de> serde::de::Visitor<'de> for CodeVisitor {
+            type Value = Code;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string, or a list of files {\"name\", \"content\"}")
+            }
+            fn visit_str<E: serde::de::Error>(self, code: &str) -> Result<Code, E> {
+                Ok(Code::Single(code.to_string()))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<Code, A::Error> {
+                let files = serde::de::value::SeqAccessDeserializer::new(seq);
+                Ok(Code::Files(Vec::deserialize(files)?))
+            }
+        }
+        deserializer.deserialize_any(CodeVisitor)
+    }
 }
 
 impl Default for Code {
