@@ -386,3 +386,22 @@ async fn a_saturated_service_refuses_and_ends_the_run() {
         ]
     );
 }
+
+/// A test run streams `cargo test`'s report once, not what the harness does to get it (its
+/// listing of the tests, each test's own run).
+#[tokio::test]
+async fn tests_are_reported_as_cargo_test_prints_them() {
+    let mut ws = connect().await;
+    let payload = json!({"channel": "stable", "mode": "debug", "edition": "2024", "crateType": "lib", "tests": true, "code": "#[test]\nfn awesome() {\n    println!(\"inside\");\n}\n", "backtrace": false});
+    send(&mut ws, "output/execute/wsExecuteRequest", Some(payload), 1).await;
+    expect_begin(&mut ws, 1).await;
+    let seen = until_end(&mut ws).await;
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    let report = seen[0]["payload"].as_str().unwrap();
+    assert_eq!(seen[0]["type"], "output/execute/wsExecuteStdout");
+    assert!(
+        report.starts_with("\nrunning 1 test\ntest awesome ... ok\n\ntest result: ok. 1 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in "),
+        "{report}"
+    );
+    assert_eq!(seen[1], end(true, "Exited with status 0", 1));
+}
