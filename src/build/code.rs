@@ -65,7 +65,7 @@ impl From<&str> for Code {
 
 impl Code {
     /// Bytes of source, all files together.
-    pub fn len(&self) -> usize {
+    pub fn size(&self) -> usize {
         match self {
             Code::Single(code) => code.len(),
             Code::Files(files) => files.iter().map(|f| f.content.len()).sum(),

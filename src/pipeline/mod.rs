@@ -424,10 +424,10 @@ impl Playground {
                 "`code` is missing or empty".into(),
             ));
         }
-        if code.len() > self.config.code_limit {
+        if code.size() > self.config.code_limit {
             return Err(PlaygroundError::TooLarge(format!(
                 "`code` is {} bytes; the limit is {} bytes",
-                code.len(),
+                code.size(),
                 self.config.code_limit
             )));
         }
