@@ -13,6 +13,17 @@ fn files(list: &[(&str, &str)]) -> Value {
         .collect()
 }
 
+/// The JSON answer to a POST of `body` to `path` (a tool) on the shared server.
+async fn post_to(path: &str, body: Value) -> Value {
+    let resp = client()
+        .post(format!("{}{path}", server().url))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    resp.json().await.unwrap()
+}
+
 /// `POST /execute` with the fields the frontend always sends.
 async fn execute(code: Value, crate_type: &str, tests: bool) -> Value {
     run_on(
@@ -241,17 +252,12 @@ async fn cors_preflight_allows_json_posts_from_anywhere() {
 
 #[tokio::test]
 async fn format_returns_the_code_it_could_not_format() {
-    let url = format!("{}/format", server().url);
     let broken = "fn main() {\n    let x = ;\n";
-    let v: Value = client()
-        .post(&url)
-        .json(&json!({"channel": "stable", "edition": "2024", "code": broken}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v = post_to(
+        "/format",
+        json!({"channel": "stable", "edition": "2024", "code": broken}),
+    )
+    .await;
     assert_eq!(
         (&v["success"], &v["code"]),
         (&json!(false), &json!(broken)),
@@ -265,15 +271,11 @@ async fn format_returns_the_code_it_could_not_format() {
             "pub fn hi() { println!(\"{}\", [1,2,3,4].len()); }\n",
         ),
     ]);
-    let v: Value = client()
-        .post(&url)
-        .json(&json!({"channel": "stable", "edition": "2024", "code": code}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v = post_to(
+        "/format",
+        json!({"channel": "stable", "edition": "2024", "code": code}),
+    )
+    .await;
     assert_eq!(
         v["code"],
         files(&[
@@ -330,15 +332,11 @@ async fn nowebsocket_reports_are_accepted() {
 #[tokio::test]
 async fn a_librarys_wat_keeps_its_exported_names() {
     let code = "#![crate_type = \"cdylib\"]\n#[unsafe(no_mangle)]\npub fn calculator(a: u8) -> u8 {\n    a + 42\n}\n";
-    let v: Value = client()
-        .post(format!("{}/compile", server().url))
-        .json(&json!({"channel": "stable", "mode": "debug", "edition": "2024", "crateType": "cdylib", "tests": false, "code": code, "target": "wasm", "assemblyFlavor": "att", "demangleAssembly": "demangle", "processAssembly": "filter", "backtrace": false}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v = post_to(
+        "/compile",
+        json!({"channel": "stable", "mode": "debug", "edition": "2024", "crateType": "cdylib", "tests": false, "code": code, "target": "wasm", "assemblyFlavor": "att", "demangleAssembly": "demangle", "processAssembly": "filter", "backtrace": false}),
+    )
+    .await;
     assert_eq!(v["success"], true, "{v}");
     assert!(
         v["code"].as_str().unwrap().contains("(func $calculator"),
