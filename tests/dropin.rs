@@ -186,6 +186,20 @@ async fn tests_of_a_library_without_tests_report_running_0_tests() {
         ),
         "{v}"
     );
+
+    // A library's tests are in `src/lib.rs`, as cargo reports them.
+    let v = execute(
+        json!("#[test]\nfn a_test() {\n    assert!(false);\n}\n"),
+        "lib",
+        true,
+    )
+    .await;
+    let stdout = v["stdout"].as_str().unwrap();
+    assert!(
+        stdout.contains("panicked at src/lib.rs:3:5:\nassertion failed: false\n"),
+        "{v}"
+    );
+    assert_eq!(v["success"], false);
 }
 
 #[tokio::test]

@@ -121,12 +121,12 @@ pub(super) struct OptionFields {
 
 pub(super) fn compile_options(fields: &OptionFields) -> Result<CompileOptions, ApiError> {
     let bad = ApiError::bad_request;
+    const LIBRARIES: [&str; 6] = ["lib", "rlib", "dylib", "cdylib", "staticlib", "proc-macro"];
     let kind = match (fields.tests, fields.crate_type.as_deref()) {
+        (true, Some(t)) if LIBRARIES.contains(&t) => CrateKind::LibraryTests,
         (true, _) => CrateKind::Tests,
         (false, None | Some("bin")) => CrateKind::Program,
-        (false, Some("lib" | "rlib" | "dylib" | "cdylib" | "staticlib" | "proc-macro")) => {
-            CrateKind::Library
-        }
+        (false, Some(t)) if LIBRARIES.contains(&t) => CrateKind::Library,
         (false, Some(other)) => {
             return Err(bad(format!(
                 "unknown crateType `{other}`, expected bin or lib"

@@ -442,7 +442,7 @@ pub fn rustc_args(opts: &CompileOptions, dir: &Path, root: &str) -> (Vec<String>
     let (crate_args, output): (&[&str], &str) = match build_kind(opts) {
         CrateKind::Program => (&["--crate-type", "cdylib"], "main.wasm"),
         CrateKind::Binary => (&["--crate-type", "bin"], "main.wasm"),
-        CrateKind::Tests => (&["--test"], "main.wasm"),
+        CrateKind::Tests | CrateKind::LibraryTests => (&["--test"], "main.wasm"),
         CrateKind::Library => (&["--crate-type", "lib"], "libplayground.rlib"),
         CrateKind::Cdylib => (&["--crate-type", "cdylib"], "main.wasm"),
     };
@@ -497,17 +497,17 @@ impl Layout {
         let kind = build_kind(opts);
         if let Code::Single(_) = code {
             let root = match kind {
-                CrateKind::Library | CrateKind::Cdylib => "src/lib.rs",
+                CrateKind::Library | CrateKind::Cdylib | CrateKind::LibraryTests => "src/lib.rs",
                 _ => "src/main.rs",
             };
             return Ok(layout(root, opts.kind, false));
         }
         let (main, lib) = (code.has("src/main.rs"), code.has("src/lib.rs"));
         match (kind, main, lib) {
-            (CrateKind::Library | CrateKind::Cdylib, _, true) => {
+            (CrateKind::Library | CrateKind::Cdylib | CrateKind::LibraryTests, _, true) => {
                 Ok(layout("src/lib.rs", opts.kind, false))
             }
-            (CrateKind::Library | CrateKind::Cdylib, true, false) => {
+            (CrateKind::Library | CrateKind::Cdylib | CrateKind::LibraryTests, true, false) => {
                 Ok(layout("src/main.rs", opts.kind, false))
             }
             (_, true, lib) => Ok(layout("src/main.rs", opts.kind, lib)),

@@ -81,6 +81,8 @@ pub enum CrateKind {
     Program,
     /// The test harness (`rustc --test`): a WASI command module that takes libtest's arguments.
     Tests,
+    /// The test harness of a library: the same, with the library's `src/lib.rs` as its root.
+    LibraryTests,
     /// A library that is only compiled, never run.
     Library,
     /// A plain binary (`--crate-type bin`), for inspecting its intermediate forms.

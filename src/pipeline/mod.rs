@@ -336,7 +336,7 @@ impl Playground {
         queued += slot.waited;
         let started = Instant::now();
         let run = match req.kind {
-            CrateKind::Tests => {
+            CrateKind::Tests | CrateKind::LibraryTests => {
                 crate::run::harness::run_tests(&self.runner, program, &run_opts).await?
             }
             _ => self.runner.execute(program, &run_opts).await?,
