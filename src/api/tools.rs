@@ -11,14 +11,14 @@ use serde::Deserialize;
 
 use super::error::ApiError;
 use super::execute::{OptionFields, compile_options};
-use crate::build::{AliasingModel, AsmView, CompileOptions, CrateKind};
+use crate::build::{AliasingModel, AsmView, Code, CompileOptions, CrateKind};
 use crate::pipeline::{AsmOptions, Playground, Target, ToolOutput};
 
 /// The request of every tool (play.rust-lang.org's field names).
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct ToolBody {
-    code: String,
+    code: Code,
     /// `/compile` only.
     target: Option<String>,
     /// `/compile` `asm` and `wasmtime-asm`: `att` (default) or `intel`.
@@ -66,7 +66,7 @@ impl ToolBody {
 fn parse_tool(body: Result<Bytes, BytesRejection>) -> Result<(ToolBody, CompileOptions), ApiError> {
     let body = body.map_err(ApiError::from_rejection)?;
     let parsed: ToolBody = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
+        .map_err(|e| ApiError::bad_request(format!("Unable to deserialize request: {e}")))?;
     let opts = compile_options(&parsed.options)?;
     Ok((parsed, opts))
 }
@@ -129,7 +129,11 @@ pub(super) async fn macro_expansion(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<ToolOutput>, ApiError> {
     let (req, mut opts) = parse_tool(body)?;
-    if req.options.crate_type.is_none() && !req.code.contains("fn main") {
+    let has_main = match &req.code {
+        Code::Single(code) => code.contains("fn main"),
+        Code::Files(_) => req.code.has("src/main.rs"),
+    };
+    if req.options.crate_type.is_none() && !has_main {
         opts.kind = CrateKind::Library;
     }
     Ok(Json(

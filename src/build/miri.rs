@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::str::FromStr;
 
-use super::compiler::{BuildResult, CompileError, Compiler, Job};
+use super::code::Code;
+use super::compiler::{BuildResult, CompileError, Compiler, Job, tool_root};
 use super::options::Edition;
 use super::sandbox::SandboxError;
 use super::toolchain::Toolchain;
@@ -114,32 +115,30 @@ impl Compiler {
         self.miri_sysroot.is_some()
     }
 
-    /// Interprets `sample` (its `main`, or its tests with `tests`) with Miri. The program's
+    /// Interprets `code` (its `main`, or its tests with `tests`) with Miri. The program's
     /// stdout is [`BuildResult::stdout`]; Miri's reports and the program's stderr are in
     /// `rendered`. `None` when this compiler has no Miri.
     pub async fn miri(
         &self,
-        sample: &str,
+        code: &Code,
         edition: Edition,
         tests: bool,
         aliasing: AliasingModel,
     ) -> Option<Result<BuildResult, CompileError>> {
         let sysroot = self.miri_sysroot.as_ref()?;
-        Some(
-            self.run_miri(sample, edition, tests, aliasing, sysroot)
-                .await,
-        )
+        Some(self.run_miri(code, edition, tests, aliasing, sysroot).await)
     }
 
     async fn run_miri(
         &self,
-        sample: &str,
+        code: &Code,
         edition: Edition,
         tests: bool,
         aliasing: AliasingModel,
         sysroot: &Path,
     ) -> Result<BuildResult, CompileError> {
-        let job = Job::new(&self.settings.work_dir, sample, None)?;
+        let root = tool_root(code, false);
+        let job = Job::new(&self.settings.work_dir, code, root, None)?;
         let mut args: Vec<String> = vec![
             "--sysroot".into(),
             sysroot.display().to_string(),
@@ -158,7 +157,7 @@ impl Compiler {
         if aliasing == AliasingModel::Tree {
             args.push("-Zmiri-tree-borrows".into());
         }
-        args.push("src/main.rs".into());
+        args.push(root.into());
         let miri = self.toolchain.tool("miri");
         self.run_job(&miri, &args, job, "").await
     }

@@ -7,7 +7,8 @@
 //! names demangled or not, and filtered to the program's own functions (no directives, comments
 //! or unused labels) or raw.
 
-use super::compiler::{BuildResult, CompileError, Compiler, Job, common_args};
+use super::code::Code;
+use super::compiler::{BuildResult, CompileError, Compiler, Job, common_args, tool_root};
 use super::options::{CompileOptions, CrateKind};
 use super::sandbox::NATIVE_TARGET;
 
@@ -39,22 +40,22 @@ impl Default for AsmView {
 }
 
 impl Compiler {
-    /// Compiles `sample` for the host and emits `what`; on success [`BuildResult::wasm`] is the
+    /// Compiles `code` for the host and emits `what`; on success [`BuildResult::wasm`] is the
     /// text file. One codegen unit, so there is one file, as under cargo's playground profile.
     pub async fn native(
         &self,
-        sample: &str,
+        code: &Code,
         opts: &CompileOptions,
         what: NativeEmit,
     ) -> Result<BuildResult, CompileError> {
-        let job = Job::new(&self.settings.work_dir, sample, None)?;
+        let root = tool_root(code, opts.kind == CrateKind::Library);
+        let job = Job::new(&self.settings.work_dir, code, root, None)?;
         let mut opts = *opts;
-        if opts.kind != CrateKind::Library {
-            opts.kind = CrateKind::Binary;
-        }
-        let crate_type = if opts.kind == CrateKind::Library {
+        let crate_type = if root == "src/lib.rs" {
+            opts.kind = CrateKind::Library;
             "lib"
         } else {
+            opts.kind = CrateKind::Binary;
             "bin"
         };
         let (emit, output) = match what {
@@ -69,12 +70,7 @@ impl Compiler {
         if what == (NativeEmit::Asm { intel: true }) {
             args.extend(["-C".into(), "llvm-args=-x86-asm-syntax=intel".into()]);
         }
-        args.extend([
-            emit.into(),
-            "-o".into(),
-            output.into(),
-            "src/main.rs".into(),
-        ]);
+        args.extend([emit.into(), "-o".into(), output.into(), root.into()]);
         self.run_job(&self.toolchain.rustc, &args, job, output)
             .await
     }

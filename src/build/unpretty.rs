@@ -3,7 +3,8 @@
 //! every compile. The program is compiled for `wasm32-wasip1` with the channel's offered crates,
 //! so their macros (`#[tokio::main]`, `#[derive(Serialize)]`) expand as they would in a build.
 
-use super::compiler::{BuildResult, CompileError, Compiler, Job};
+use super::code::Code;
+use super::compiler::{BuildResult, CompileError, Compiler, Job, tool_root};
 use super::options::{CrateKind, Edition};
 
 /// Which pretty-printed form to produce.
@@ -16,21 +17,18 @@ pub enum Unpretty {
 }
 
 impl Compiler {
-    /// Pretty-prints `sample` as `form`; on success [`BuildResult::wasm`] is the text file.
+    /// Pretty-prints `code` as `form`; on success [`BuildResult::wasm`] is the text file.
     /// Only nightly accepts `-Z` flags: on another channel rustc says so in `rendered`.
     pub async fn unpretty(
         &self,
-        sample: &str,
+        code: &Code,
         edition: Edition,
         kind: CrateKind,
         form: Unpretty,
     ) -> Result<BuildResult, CompileError> {
-        let job = Job::new(&self.settings.work_dir, sample, None)?;
-        let crate_type = if kind == CrateKind::Library {
-            "lib"
-        } else {
-            "bin"
-        };
+        let root = tool_root(code, kind == CrateKind::Library);
+        let job = Job::new(&self.settings.work_dir, code, root, None)?;
+        let crate_type = if root == "src/lib.rs" { "lib" } else { "bin" };
         let form = match form {
             Unpretty::Expanded => "-Zunpretty=expanded",
             Unpretty::Hir => "-Zunpretty=hir",
@@ -53,7 +51,7 @@ impl Compiler {
         .into();
         args.push(format!("--remap-path-prefix={}/=", job.dir().display()));
         args.extend(self.crate_args.iter().cloned());
-        args.push("src/main.rs".into());
+        args.push(root.into());
         self.run_job(&self.toolchain.rustc, &args, job, "main.txt")
             .await
     }

@@ -7,7 +7,7 @@ use super::admission::Permit;
 use super::{Playground, PlaygroundError};
 use crate::build::native::process_asm;
 use crate::build::{
-    AliasingModel, AsmView, BuildResult, Channel, CompileError, CompileOptions, Compiler,
+    AliasingModel, AsmView, BuildResult, Channel, Code, CompileError, CompileOptions, Compiler,
     CrateKind, Diagnostic, Edition, Emit, NativeEmit, Unpretty,
 };
 use crate::inspect::{self, Flavor};
@@ -20,8 +20,9 @@ use crate::run::RunError;
 pub struct ToolOutput {
     pub success: bool,
     pub exit_detail: String,
-    /// The formatted code, or the requested compiler output; empty on failure.
-    pub code: String,
+    /// The formatted code (the code as sent when rustfmt failed), or the requested compiler
+    /// output (empty when the build failed).
+    pub code: Code,
     pub stdout: String,
     /// The tool's diagnostics, as rendered text.
     pub stderr: String,
@@ -74,7 +75,7 @@ impl Playground {
     /// a compile slot (held until the returned permit is dropped).
     async fn tool_slot(
         &self,
-        code: &str,
+        code: &Code,
         channel: Channel,
     ) -> Result<(&Compiler, Permit<'_>), PlaygroundError> {
         self.validate_code(code)?;
@@ -85,26 +86,32 @@ impl Playground {
     /// Formats `code` with rustfmt for the channel and edition of `opts`.
     pub async fn format(
         &self,
-        code: &str,
+        code: &Code,
         opts: CompileOptions,
     ) -> Result<ToolOutput, PlaygroundError> {
         let (compiler, _slot) = self.tool_slot(code, opts.channel).await?;
         let build = compiler.format(code, opts.edition).await?;
-        let formatted = read_output(&build)?;
+        // On failure the code comes back as it was: play.rust-lang.org's frontend puts `code`
+        // into its editor whatever the outcome.
+        let formatted = if build.success {
+            Compiler::formatted(code, &build)?
+        } else {
+            code.clone()
+        };
         Ok(tool_output(build, formatted, "Formatted", "rustfmt failed"))
     }
 
     /// Runs clippy's lints over `code`.
     pub async fn clippy(
         &self,
-        code: &str,
+        code: &Code,
         opts: CompileOptions,
     ) -> Result<ToolOutput, PlaygroundError> {
         let (compiler, _slot) = self.tool_slot(code, opts.channel).await?;
         let build = compiler.clippy(code, &opts).await?;
         Ok(tool_output(
             build,
-            String::new(),
+            Code::default(),
             "Checked",
             "Clippy found errors",
         ))
@@ -113,7 +120,7 @@ impl Playground {
     /// Interprets `code` with nightly's Miri: its `main`, or its tests with `tests`.
     pub async fn miri(
         &self,
-        code: &str,
+        code: &Code,
         edition: Edition,
         tests: bool,
         aliasing: AliasingModel,
@@ -133,7 +140,7 @@ impl Playground {
             Some(code) => format!("Exited with status {code}"),
             None => "Miri was stopped at a limit".into(),
         };
-        let mut out = tool_output(build, String::new(), &detail, &detail);
+        let mut out = tool_output(build, Code::default(), &detail, &detail);
         out.stdout = stdout;
         Ok(out)
     }
@@ -141,7 +148,7 @@ impl Playground {
     /// Shows `code` with every macro expanded (nightly's `-Zunpretty=expanded`).
     pub async fn macro_expansion(
         &self,
-        code: &str,
+        code: &Code,
         edition: Edition,
         kind: CrateKind,
     ) -> Result<ToolOutput, PlaygroundError> {
@@ -152,17 +159,18 @@ impl Playground {
             .unpretty(code, edition, kind, Unpretty::Expanded)
             .await?;
         // play.rust-lang.org's client shows the expansion as the tool's stdout.
-        let text = read_output(&build)?;
-        let mut out = tool_output(build, String::new(), "Expanded", "Expansion failed");
+        let (text, cut) = self.capped(read_output(&build)?);
+        let mut out = tool_output(build, Code::default(), "Expanded", "Expansion failed");
         out.stdout = text;
-        Ok(self.capped(out))
+        out.truncated |= cut;
+        Ok(out)
     }
 
     /// A slot on nightly, which Miri, macro expansion and HIR need (`None` when this server has
     /// no nightly).
     async fn nightly_slot(
         &self,
-        code: &str,
+        code: &Code,
     ) -> Result<Option<(&Compiler, Permit<'_>)>, PlaygroundError> {
         if self.compiler(Channel::Nightly).is_err() {
             self.validate_code(code)?;
@@ -187,7 +195,7 @@ impl Playground {
     /// syntax; `hir` is nightly's.
     pub async fn compile_to(
         &self,
-        code: &str,
+        code: &Code,
         mut opts: CompileOptions,
         target: Target,
         asm: AsmOptions,
@@ -197,8 +205,12 @@ impl Playground {
             _ => Emit::Link,
         };
         opts.backtrace = false;
-        if matches!(target, Target::Wasm | Target::WasmtimeAsm) && opts.kind == CrateKind::Program {
-            opts.kind = CrateKind::Binary;
+        if matches!(target, Target::Wasm | Target::WasmtimeAsm) {
+            opts.kind = match opts.kind {
+                CrateKind::Program => CrateKind::Binary,
+                CrateKind::Library => CrateKind::Cdylib,
+                kind => kind,
+            };
         }
         let channel = match target {
             Target::Hir => Channel::Nightly,
@@ -246,24 +258,24 @@ impl Playground {
                 _ => String::from_utf8_lossy(&bytes).into_owned(),
             };
         }
-        let out = tool_output(build, text, "Compiled", "Compilation failed");
-        Ok(self.capped(out))
+        let (text, truncated) = self.capped(text);
+        let mut out = tool_output(build, text.into(), "Compiled", "Compilation failed");
+        out.truncated |= truncated;
+        Ok(out)
     }
 
-    /// `out` with its text output cut at the output limit.
-    fn capped(&self, mut out: ToolOutput) -> ToolOutput {
+    /// `text` cut at the output limit, and whether it was cut.
+    fn capped(&self, mut text: String) -> (String, bool) {
         let limit = self.config.output_limit;
-        for text in [&mut out.code, &mut out.stdout] {
-            if text.len() > limit {
-                let mut cut = limit;
-                while !text.is_char_boundary(cut) {
-                    cut -= 1;
-                }
-                text.truncate(cut);
-                out.truncated = true;
-            }
+        if text.len() <= limit {
+            return (text, false);
         }
-        out
+        let mut cut = limit;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+        (text, true)
     }
 }
 
@@ -281,7 +293,7 @@ fn unavailable(message: &str) -> ToolOutput {
     ToolOutput {
         success: false,
         exit_detail: "Not available on this server".into(),
-        code: String::new(),
+        code: Code::default(),
         stdout: String::new(),
         stderr: format!("error: {message}\n"),
         diagnostics: vec![Diagnostic::error(message.to_string())],
@@ -289,7 +301,7 @@ fn unavailable(message: &str) -> ToolOutput {
     }
 }
 
-fn tool_output(build: BuildResult, code: String, ok: &str, failed: &str) -> ToolOutput {
+fn tool_output(build: BuildResult, code: Code, ok: &str, failed: &str) -> ToolOutput {
     ToolOutput {
         success: build.success,
         exit_detail: if build.success { ok } else { failed }.into(),
