@@ -11,12 +11,14 @@
 //! - [`execute`]: `/execute` and mdBook's `/evaluate.json`;
 //! - [`tools`]: `/format`, `/clippy`, `/compile`;
 //! - [`meta`]: `/meta/versions`, `/meta/crates`;
+//! - [`gist`]: `/meta/gist`, shares kept in the [`shares`](crate::shares) store;
 //! - [`page`]: the playground page's embedded files;
 //! - [`live`]: the `/live` WebSocket;
 //! - [`health`], [`metrics`]: `/healthz`, `/readyz` and `/metrics` for operators.
 
 mod error;
 mod execute;
+mod gist;
 pub mod health;
 mod live;
 mod meta;
@@ -25,6 +27,7 @@ mod page;
 mod tools;
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
@@ -40,6 +43,7 @@ use tower_http::trace::TraceLayer;
 
 pub use error::ApiError;
 use execute::Logged;
+use gist::Sharing;
 use metrics::Metrics;
 
 use crate::pipeline::Playground;
@@ -51,6 +55,7 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 struct AppState {
     playground: Arc<Playground>,
     metrics: Arc<Metrics>,
+    sharing: Arc<Sharing>,
 }
 
 impl FromRef<AppState> for Arc<Playground> {
@@ -65,10 +70,18 @@ impl FromRef<AppState> for Arc<Metrics> {
     }
 }
 
-/// The application's router, ready to serve.
-pub fn app(playground: Arc<Playground>) -> Result<Router, prometheus::Error> {
+impl FromRef<AppState> for Arc<Sharing> {
+    fn from_ref(state: &AppState) -> Self {
+        state.sharing.clone()
+    }
+}
+
+/// The application's router, ready to serve (with the peer's address as `ConnectInfo`). Opens
+/// the share store; fails on a malformed `--database-url`.
+pub async fn app(playground: Arc<Playground>) -> anyhow::Result<Router> {
     let body_limit = playground.config().body_limit;
     let state = AppState {
+        sharing: Sharing::start(playground.config()).await?,
         playground,
         metrics: Arc::new(Metrics::new()?),
     };
@@ -85,6 +98,9 @@ pub fn app(playground: Arc<Playground>) -> Result<Router, prometheus::Error> {
         .route("/compile", post(tools::compile))
         .route("/meta/versions", get(meta::versions))
         .route("/meta/crates", get(meta::crates).post(meta::crates))
+        .route("/meta/gist", post(gist::create))
+        .route("/meta/gist/", post(gist::create))
+        .route("/meta/gist/{id}", get(gist::read))
         .route("/live", get(live::live))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
@@ -114,9 +130,12 @@ pub async fn serve(
     playground: Arc<Playground>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = app(playground).map_err(std::io::Error::other)?;
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
+    let app = app(playground).await.map_err(std::io::Error::other)?;
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
         .await
 }
 
