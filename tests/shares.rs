@@ -150,7 +150,10 @@ fn postgres_bin() -> PathBuf {
 
 /// `id FLAG postgres`: the uid or gid of the user Debian's package creates.
 fn id(flag: &str) -> u32 {
-    let out = Command::new("id").args([flag, "postgres"]).output().unwrap();
+    let out = Command::new("id")
+        .args([flag, "postgres"])
+        .output()
+        .unwrap();
     assert!(out.status.success(), "no `postgres` user");
     String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
 }
@@ -366,8 +369,15 @@ async fn create_and_read(backend: Backend) {
         )
     );
     assert_eq!(
-        post(base, json!({ "code": [{ "name": "", "content": "fn main() {}" }] })).await,
-        (400, json!({ "error": "a file in `code` has an empty `name`" }))
+        post(
+            base,
+            json!({ "code": [{ "name": "", "content": "fn main() {}" }] })
+        )
+        .await,
+        (
+            400,
+            json!({ "error": "a file in `code` has an empty `name`" })
+        )
     );
     let resp = client()
         .post(format!("{base}/meta/gist"))
@@ -387,7 +397,8 @@ async fn create_and_read(backend: Backend) {
     );
 
     let stored = [json!(HELLO), json!(HELLO), files];
-    let bytes: usize = stored.iter().map(bytes_of).sum::<usize>() + "stable".len() + "release".len() + 4 + 4;
+    let bytes: usize =
+        stored.iter().map(bytes_of).sum::<usize>() + "stable".len() + "release".len() + 4 + 4;
     assert_eq!(
         shares_detail(base).await,
         format!("{}: 3 shares, {bytes} of 1073741824 bytes", backend.name())
@@ -417,7 +428,8 @@ async fn concurrent_creates(backend: Backend) {
     let same = join_all((0..12).map(|_| share(base, json!({ "code": HELLO })))).await;
     let ids: HashSet<String> = same.iter().map(id_of).collect();
     assert_eq!(ids.len(), 1, "{ids:?}");
-    let bytes: usize = codes.iter().map(|c| bytes_of(&json!(c))).sum::<usize>() + bytes_of(&json!(HELLO));
+    let bytes: usize =
+        codes.iter().map(|c| bytes_of(&json!(c))).sum::<usize>() + bytes_of(&json!(HELLO));
     assert_eq!(
         shares_detail(base).await,
         format!("{}: 25 shares, {bytes} of 1073741824 bytes", backend.name())
@@ -529,7 +541,9 @@ async fn postgres_replicas_see_each_other_at_once() {
         assert_eq!((status, &read["code"]), (200, &json!(code)));
     }
     // The same new programs on both at once: the same ids.
-    let codes: Vec<String> = (0..8).map(|i| format!("// both {i}\nfn main() {{}}")).collect();
+    let codes: Vec<String> = (0..8)
+        .map(|i| format!("// both {i}\nfn main() {{}}"))
+        .collect();
     let all = |base: &str| {
         let (base, codes) = (base.to_string(), codes.clone());
         async move { join_all(codes.iter().map(|c| share(&base, json!({ "code": c })))).await }
@@ -565,7 +579,10 @@ async fn postgres_stopped_mid_test() {
     let out = common::run_on(&server.server, json!({ "code": HELLO })).await;
     assert_eq!(out["stdout"], "Hello, world!\n");
     let ready = readyz(base).await;
-    assert_eq!((&ready["ready"], &ready["shares"]), (&json!(true), &json!("down")));
+    assert_eq!(
+        (&ready["ready"], &ready["shares"]),
+        (&json!(true), &json!("down"))
+    );
 
     // Back up: the pool reconnects, and the share is still there.
     pg.run();
@@ -580,12 +597,20 @@ async fn sqlite_data_dir_that_cannot_be_written() {
     std::fs::write(&file, "").unwrap();
     let data_dir = file.join("data");
     let server = ServerProcess::spawn(
-        &["--channels", "stable", "--data-dir", data_dir.to_str().unwrap()],
+        &[
+            "--channels",
+            "stable",
+            "--data-dir",
+            data_dir.to_str().unwrap(),
+        ],
         &[],
     );
     let base = server.server.url.as_str();
     let ready = readyz(base).await;
-    assert_eq!((&ready["ready"], &ready["shares"]), (&json!(true), &json!("down")));
+    assert_eq!(
+        (&ready["ready"], &ready["shares"]),
+        (&json!(true), &json!("down"))
+    );
     assert_eq!(
         shares_detail(base).await,
         "sqlite: the data directory cannot be created (not a directory)"
@@ -593,12 +618,19 @@ async fn sqlite_data_dir_that_cannot_be_written() {
     let off = json!({
         "error": "sharing is unavailable on this server: the share database cannot be written"
     });
-    assert_eq!(post(base, json!({ "code": HELLO })).await, (503, off.clone()));
+    assert_eq!(
+        post(base, json!({ "code": HELLO })).await,
+        (503, off.clone())
+    );
     assert_eq!(get(base, "AAAAAAAAAA").await, (503, off));
     let out = common::run_on(&server.server, json!({ "code": HELLO })).await;
     assert_eq!(out["stdout"], "Hello, world!\n");
     assert!(
-        server.log.lock().unwrap().contains("sharing is off: the share database cannot be written"),
+        server
+            .log
+            .lock()
+            .unwrap()
+            .contains("sharing is off: the share database cannot be written"),
         "the log says why"
     );
 }

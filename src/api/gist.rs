@@ -176,7 +176,10 @@ pub(super) async fn read(
             StatusCode::NOT_FOUND,
             format!("no share with the id `{id}`"),
         )),
-        None => Err(ApiError::new(StatusCode::NOT_FOUND, "no share with this id")),
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no share with this id",
+        )),
     }
 }
 
@@ -189,7 +192,9 @@ fn check(body: CreateBody, code_limit: usize) -> Result<Share, ApiError> {
     if let Code::Files(files) = &code
         && files.iter().any(|f| f.name.trim().is_empty())
     {
-        return Err(ApiError::bad_request("a file in `code` has an empty `name`"));
+        return Err(ApiError::bad_request(
+            "a file in `code` has an empty `name`",
+        ));
     }
     if code.len() > code_limit {
         return Err(ApiError::new(

@@ -216,11 +216,8 @@ impl ShareStore {
         let timeout = config.database_timeout();
         let backend = match &config.database_url {
             Some(url) => {
-                let db = postgres::Postgres::new(
-                    url.expose(),
-                    config.database_connections,
-                    timeout,
-                )?;
+                let db =
+                    postgres::Postgres::new(url.expose(), config.database_connections, timeout)?;
                 match tokio::time::timeout(timeout, db.migrate()).await {
                     Ok(Ok(())) => tracing::info!("shares in PostgreSQL"),
                     // It may come up later: every request tries again.
@@ -320,9 +317,9 @@ impl ShareStore {
     }
 
     fn backend(&self) -> Result<&Backend, ShareError> {
-        self.backend.as_ref().map_err(|_| {
-            ShareError::Unavailable("the share database cannot be written")
-        })
+        self.backend
+            .as_ref()
+            .map_err(|_| ShareError::Unavailable("the share database cannot be written"))
     }
 
     /// `work`, given up after the database timeout (SQLite bounds its own waits).
@@ -370,7 +367,14 @@ mod tests {
     #[test]
     fn only_id_shaped_strings_are_ids() {
         assert!(is_valid_id("abcDEF-_09"));
-        for id in ["", "abc", "abcDEF-_0", "abcDEF-_0/", "../../etc/x", "abcdefghi."] {
+        for id in [
+            "",
+            "abc",
+            "abcDEF-_0",
+            "abcDEF-_0/",
+            "../../etc/x",
+            "abcdefghi.",
+        ] {
             assert!(!is_valid_id(id), "{id}");
         }
     }
@@ -390,7 +394,10 @@ mod tests {
         let Ok(Backend::Sqlite(db)) = &store.backend else {
             panic!("no SQLite store")
         };
-        assert_eq!(db.insert(&ids[0], &squatter, i64::MAX).await.unwrap(), Inserted::New);
+        assert_eq!(
+            db.insert(&ids[0], &squatter, i64::MAX).await.unwrap(),
+            Inserted::New
+        );
         assert_eq!(store.create(&wanted).await.unwrap(), ids[1]);
         assert_eq!(store.get(&ids[1]).await.unwrap(), Some(wanted.clone()));
         assert_eq!(store.create(&wanted).await.unwrap(), ids[1]);

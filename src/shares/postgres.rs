@@ -81,10 +81,14 @@ impl Postgres {
                      CREATE TABLE IF NOT EXISTS share_schema (version BIGINT NOT NULL);"
                 ))
                 .await?;
-                let version: i64 = match tx.query_opt("SELECT version FROM share_schema", &[]).await? {
+                let version: i64 = match tx
+                    .query_opt("SELECT version FROM share_schema", &[])
+                    .await?
+                {
                     Some(row) => row.try_get(0)?,
                     None => {
-                        tx.execute("INSERT INTO share_schema VALUES (0)", &[]).await?;
+                        tx.execute("INSERT INTO share_schema VALUES (0)", &[])
+                            .await?;
                         0
                     }
                 };
@@ -106,7 +110,12 @@ impl Postgres {
             .map(|_| ())
     }
 
-    pub async fn insert(&self, id: &str, stored: &Stored, max_bytes: i64) -> Result<Inserted, DbError> {
+    pub async fn insert(
+        &self,
+        id: &str,
+        stored: &Stored,
+        max_bytes: i64,
+    ) -> Result<Inserted, DbError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         let added = tx

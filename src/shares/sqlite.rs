@@ -59,7 +59,12 @@ impl Sqlite {
         })
     }
 
-    pub async fn insert(&self, id: &str, stored: &Stored, max_bytes: i64) -> Result<Inserted, DbError> {
+    pub async fn insert(
+        &self,
+        id: &str,
+        stored: &Stored,
+        max_bytes: i64,
+    ) -> Result<Inserted, DbError> {
         let (id, stored) = (id.to_string(), stored.clone());
         self.with(move |conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -107,9 +112,11 @@ impl Sqlite {
     /// Shares stored and their bytes.
     pub async fn totals(&self) -> Result<(i64, i64), DbError> {
         self.with(|conn| {
-            Ok(conn.query_row("SELECT shares, bytes FROM share_totals", [], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })?)
+            Ok(
+                conn.query_row("SELECT shares, bytes FROM share_totals", [], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })?,
+            )
         })
         .await
     }
@@ -141,12 +148,10 @@ fn set_up(conn: &mut Connection, busy_timeout: Duration) -> Result<(), DbError> 
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let version: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
     let applied = usize::try_from(version).unwrap_or(usize::MAX);
-    let steps = MIGRATIONS
-        .get(applied..)
-        .ok_or(DbError::NewerSchema {
-            found: version,
-            known: MIGRATIONS.len(),
-        })?;
+    let steps = MIGRATIONS.get(applied..).ok_or(DbError::NewerSchema {
+        found: version,
+        known: MIGRATIONS.len(),
+    })?;
     for step in steps {
         tx.execute_batch(step)?;
     }
