@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{ServerProcess, client};
+use common::{ServerProcess, client, free_port};
 use futures::future::join_all;
 use serde_json::{Value, json};
 
@@ -92,7 +92,7 @@ impl Postgres {
             .arg(self.dir.path())
             .args(["-c", "fsync=off"])
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(self.dir.path().join("server.log")).unwrap())
             .spawn()
             .expect("start postgres; ./scripts/test installs it with apt-get");
         self.server = Some(child);
@@ -104,7 +104,11 @@ impl Postgres {
             .unwrap()
             .success()
         {
-            assert!(Instant::now() < give_up, "PostgreSQL did not start");
+            assert!(
+                Instant::now() < give_up,
+                "PostgreSQL did not start: {}",
+                std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -156,14 +160,6 @@ fn id(flag: &str) -> u32 {
         .unwrap();
     assert!(out.status.success(), "no `postgres` user");
     String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Where a test's shares live.
@@ -633,4 +629,25 @@ async fn sqlite_data_dir_that_cannot_be_written() {
             .contains("sharing is off: the share database cannot be written"),
         "the log says why"
     );
+}
+
+#[test]
+fn a_database_url_that_is_not_postgresql_stops_start_up() {
+    let out = Command::new(env!("CARGO_BIN_EXE_wasm-playground"))
+        .args(["serve", "--addr", "127.0.0.1:0", "--channels", "stable"])
+        .args(["--database-url", "mysql://user:secret@db/shares"])
+        .env(
+            "WASM_PLAYGROUND_CACHE_DIR",
+            common::scratch_dir("wp-test-cache-"),
+        )
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.ends_with("error: --database-url must start with postgres:// or postgresql://\n"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("secret"), "the password is never shown");
 }

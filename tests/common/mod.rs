@@ -72,6 +72,15 @@ pub fn server() -> &'static TestServer {
     SERVER.get_or_init(|| start(Config::default()))
 }
 
+/// A port free right now on 127.0.0.1 (for daemons that cannot report the one they got).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// A client without connection reuse: every test has its own runtime, and a pooled connection
 /// from a finished test's runtime (or one the server closed after a 413) must not be reused.
 pub fn client() -> reqwest::Client {
