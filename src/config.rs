@@ -341,6 +341,63 @@ pub struct Config {
         global = true
     )]
     pub redis_hmac_key: Option<Secret>,
+
+    /// Directory of the service's own data: the SQLite database of shares (default:
+    /// `$XDG_DATA_HOME/wasm-playground`, else `~/.local/share/wasm-playground`).
+    #[arg(long, env = "WASM_PLAYGROUND_DATA_DIR", global = true)]
+    pub data_dir: Option<PathBuf>,
+
+    /// PostgreSQL holding the shares, for several replicas (e.g.
+    /// `postgres://playground:PASSWORD@db:5432/playground`); unset: SQLite in the data dir.
+    #[arg(
+        long,
+        env = "WASM_PLAYGROUND_DATABASE_URL",
+        hide_env_values = true,
+        global = true
+    )]
+    pub database_url: Option<Secret>,
+
+    /// Connections to PostgreSQL kept open by one replica.
+    #[arg(
+        long,
+        env = "WASM_PLAYGROUND_DATABASE_CONNECTIONS",
+        default_value_t = 4,
+        global = true
+    )]
+    pub database_connections: usize,
+
+    /// Longest wait for a database connection or one share's read or write, in milliseconds;
+    /// past it the request gets a 503.
+    #[arg(
+        long,
+        env = "WASM_PLAYGROUND_DATABASE_TIMEOUT_MS",
+        default_value_t = 3_000,
+        global = true
+    )]
+    pub database_timeout_ms: u64,
+
+    /// New shares one client (peer address) may make per minute (0 = no limit).
+    #[arg(
+        long,
+        env = "WASM_PLAYGROUND_SHARES_PER_MINUTE",
+        default_value_t = 30,
+        global = true
+    )]
+    pub shares_per_minute: u32,
+
+    /// Total bytes of code the share store may hold; past it new shares are refused.
+    #[arg(
+        long,
+        env = "WASM_PLAYGROUND_SHARES_MAX_BYTES",
+        default_value_t = 1 << 30,
+        global = true
+    )]
+    pub shares_max_bytes: u64,
+
+    /// The page's address as users reach it (e.g. `https://play.example.org`), for the links of
+    /// shares; unset: `http://` and the request's `Host`.
+    #[arg(long, env = "WASM_PLAYGROUND_PUBLIC_URL", global = true)]
+    pub public_url: Option<String>,
 }
 
 /// A setting that must not appear in logs or `Debug` output (a key, a URL with a password).
@@ -401,6 +458,10 @@ impl Config {
         Duration::from_millis(self.compile_timeout_ms)
     }
 
+    pub fn database_timeout(&self) -> Duration {
+        Duration::from_millis(self.database_timeout_ms.max(1))
+    }
+
     /// Slots of Wasmtime's pooling allocator (instances, memories, tables, stacks): twice the
     /// runs allowed at once, since a run restarting on Cranelift briefly holds two.
     pub fn pool_slots(&self) -> u32 {
@@ -409,15 +470,16 @@ impl Config {
 
     /// The on-disk cache's directory: the configured one, else the user's cache dir.
     pub fn cache_dir(&self) -> PathBuf {
-        if let Some(dir) = &self.cache_dir {
-            return dir.clone();
-        }
-        let base = std::env::var_os("XDG_CACHE_HOME")
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-            .unwrap_or_else(std::env::temp_dir);
-        base.join("wasm-playground")
+        self.cache_dir
+            .clone()
+            .unwrap_or_else(|| user_dir("XDG_CACHE_HOME", ".cache"))
+    }
+
+    /// The data directory: the configured one, else the user's data dir.
+    pub fn data_dir(&self) -> PathBuf {
+        self.data_dir
+            .clone()
+            .unwrap_or_else(|| user_dir("XDG_DATA_HOME", ".local/share"))
     }
 
     /// The crates directory: the configured one, else `crates` in the target dir of this binary
@@ -455,6 +517,16 @@ impl Config {
             .clone()
             .unwrap_or_else(|| self.crates_dir().with_file_name("miri-sysroot"))
     }
+}
+
+/// `wasm-playground` in the XDG base directory named by `var`, else in `~/under_home`.
+fn user_dir(var: &str, under_home: &str) -> PathBuf {
+    let base = std::env::var_os(var)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(under_home)))
+        .unwrap_or_else(std::env::temp_dir);
+    base.join("wasm-playground")
 }
 
 /// Which of Wasmtime's compilers turns a new program into machine code.

@@ -11,6 +11,7 @@
 //! - [`execute`]: `/execute` and mdBook's `/evaluate.json`;
 //! - [`tools`]: `/format`, `/clippy`, `/compile`, `/miri`, `/macro-expansion`;
 //! - [`meta`]: `/meta/versions`, `/meta/crates`;
+//! - [`gist`]: `/meta/gist`, shares kept in the [`shares`](crate::shares) store;
 //! - [`page`]: the playground page's embedded files;
 //! - [`live`]: the `/live` WebSocket;
 //! - [`websocket`]: play.rust-lang.org's WebSocket, `/websocket`, for its own frontend, which an
@@ -19,6 +20,7 @@
 
 mod error;
 mod execute;
+mod gist;
 pub mod health;
 mod live;
 mod meta;
@@ -28,6 +30,7 @@ mod tools;
 mod websocket;
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
@@ -45,6 +48,7 @@ use tower_http::trace::TraceLayer;
 
 pub use error::ApiError;
 use execute::Logged;
+use gist::Sharing;
 use metrics::Metrics;
 
 use crate::pipeline::Playground;
@@ -56,6 +60,7 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 struct AppState {
     playground: Arc<Playground>,
     metrics: Arc<Metrics>,
+    sharing: Arc<Sharing>,
 }
 
 impl FromRef<AppState> for Arc<Playground> {
@@ -70,11 +75,19 @@ impl FromRef<AppState> for Arc<Metrics> {
     }
 }
 
-/// The application's router, ready to serve.
-pub fn app(playground: Arc<Playground>) -> Result<Router, prometheus::Error> {
+impl FromRef<AppState> for Arc<Sharing> {
+    fn from_ref(state: &AppState) -> Self {
+        state.sharing.clone()
+    }
+}
+
+/// The application's router, ready to serve (with the peer's address as `ConnectInfo`). Opens
+/// the share store; fails on a malformed `--database-url`.
+pub async fn app(playground: Arc<Playground>) -> anyhow::Result<Router> {
     let body_limit = playground.config().body_limit;
     let frontend_dir = playground.config().frontend_dir.clone();
     let state = AppState {
+        sharing: Sharing::start(playground.config()).await?,
         playground,
         metrics: Arc::new(Metrics::new()?),
     };
@@ -92,6 +105,9 @@ pub fn app(playground: Arc<Playground>) -> Result<Router, prometheus::Error> {
         .route("/macro-expansion", post(tools::macro_expansion))
         .route("/meta/versions", get(meta::versions))
         .route("/meta/crates", get(meta::crates).post(meta::crates))
+        .route("/meta/gist", post(gist::create))
+        .route("/meta/gist/", post(gist::create))
+        .route("/meta/gist/{id}", get(gist::read))
         .route("/live", get(live::live))
         .route("/websocket", get(websocket::websocket))
         .route("/nowebsocket", post(websocket::nowebsocket))
@@ -148,10 +164,13 @@ pub async fn serve(
     playground: Arc<Playground>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = app(playground).map_err(std::io::Error::other)?;
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    let app = app(playground).await.map_err(std::io::Error::other)?;
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }
 
 /// Counts every routed request by route template and status.
