@@ -74,9 +74,7 @@ pub fn app(playground: Arc<Playground>) -> Result<Router, prometheus::Error> {
     };
     Ok(Router::new()
         .route("/", get(page::index))
-        .route("/static/style.css", get(page::style))
-        .route("/static/editor.js", get(page::editor_js))
-        .route("/static/app.js", get(page::app_js))
+        .route("/static/{file}", get(page::asset))
         .route("/hello", get(page::hello))
         .route("/execute", post(execute::execute))
         .route("/evaluate.json", post(execute::evaluate))

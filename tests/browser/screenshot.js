@@ -2,7 +2,7 @@
 // Usage (from the repository root, after `cargo build`): node tests/browser/screenshot.js [out.png]
 
 import path from 'node:path';
-import { REPO, launchBrowser, openPage, startServer } from './harness.js';
+import { REPO, launchBrowser, openPage, setCode, startServer } from './harness.js';
 
 const out = path.resolve(process.argv[2] ?? path.join(REPO, 'docs', 'screenshot.png'));
 
@@ -30,7 +30,7 @@ const server = await startServer();
 const browser = await launchBrowser();
 try {
   const page = await openPage(browser, server.url, { viewport: { width: 1280, height: 720 } });
-  await page.fill('#code', PROGRAM);
+  await setCode(page, PROGRAM);
   await page.click('#run');
   await page.waitForSelector('html[data-runs="1"]', { timeout: 60_000 });
   // Put the caret on the line with the warning, then take the focus away for a calm picture.
