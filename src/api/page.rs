@@ -22,7 +22,11 @@ const ASSETS: &[(&str, &str, &str)] = &[
     ("editor.js", JAVASCRIPT, include_str!("../../web/editor.js")),
     ("files.js", JAVASCRIPT, include_str!("../../web/files.js")),
     ("tools.js", JAVASCRIPT, include_str!("../../web/tools.js")),
-    ("codemirror.js", JAVASCRIPT, include_str!("../../web/codemirror.js")),
+    (
+        "codemirror.js",
+        JAVASCRIPT,
+        include_str!("../../web/codemirror.js"),
+    ),
 ];
 
 /// One embedded file of the page, with its content type.

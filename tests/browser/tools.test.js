@@ -106,14 +106,15 @@ describe('the tools on the page', { timeout: 8 * TIMEOUT }, () => {
     assert.equal(await panelText(page, 'clippy', '.badge'), 'Done');
     assert.equal(
       await panelText(page, 'clippy', '.explain'),
-      'Clippy\'s findings: 1 warning. Each is marked in the editor: click one to jump to it.',
+      'Clippy\'s findings: 2 warnings. Each is marked in the editor: click one to jump to it.',
     );
-    const item = page.locator('#panel-clippy .diagnostics button').first();
-    assert.equal(await item.locator('.d-message').textContent(), 'length comparison to zero');
-    assert.equal(await item.locator('.d-loc').textContent(), 'line 3:8');
-    assert.match(await panelText(page, 'clippy', '.tool-stderr'), /warning: length comparison to zero\n --> src\/main\.rs:3:8/);
-    assert.deepEqual(await markedLines(page, 'warning'), ['3']);
-    assert.deepEqual(await page.locator('.cm-lintRange-warning').allTextContents(), ['v.len() == 0']);
+    const items = page.locator('#panel-clippy .diagnostics button');
+    assert.deepEqual(await items.locator('.d-message').allTextContents(), ['length comparison to zero', 'useless use of `vec!`']);
+    assert.deepEqual(await items.locator('.d-loc').allTextContents(), ['line 3:8', 'line 2:13']);
+    assert.match(await panelText(page, 'clippy', '.tool-stderr'), /^warning: length comparison to zero\n --> src\/main\.rs:3:8\n/);
+    assert.deepEqual(await markedLines(page, 'warning'), ['2', '3']);
+    assert.deepEqual(await page.locator('.cm-lintRange-warning').allTextContents(), ['vec![1, 2]', 'v.len() == 0']);
+    const item = items.first();
     await item.click();
     assert.equal(await page.evaluate(() => document.activeElement.id), 'code');
     assert.equal(await text(page, '.cm-lineNumbers .cm-activeLineGutter'), '3');
@@ -241,8 +242,10 @@ describe('the editor', { timeout: 3 * TIMEOUT }, () => {
     await setCode(page, 'fn main() {\n    let a = 1;\n    let b = 2;\n    println!("{}", a + b);\n}\n');
     assert.equal(await page.locator('.cm-content .cm-line').count(), 6);
     await page.locator('.cm-foldGutter .cm-gutterElement span[title="Fold line"]').first().click();
-    // The block's three lines are hidden behind one placeholder; the text itself is unchanged.
-    assert.equal(await page.locator('.cm-content .cm-line').count(), 3);
+    // The block's lines are hidden behind one placeholder (`fn main() {…}`, then the last, empty
+    // line); the text itself is unchanged.
+    assert.equal(await page.locator('.cm-content .cm-line').count(), 2);
+    assert.equal(await page.locator('.cm-content .cm-line').first().textContent(), 'fn main() {…}');
     assert.equal(await page.locator('.cm-foldPlaceholder').count(), 1);
     assert.equal(await getCode(page), 'fn main() {\n    let a = 1;\n    let b = 2;\n    println!("{}", a + b);\n}\n');
     await page.click('.cm-foldPlaceholder');
