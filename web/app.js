@@ -227,6 +227,7 @@ const ui = {
   asmFlavor: $('asm-flavor'),
   demangle: $('demangle'),
   processAsm: $('process-asm'),
+  aliasing: $('aliasing'),
   cancel: $('cancel'),
   edition: $('edition'),
   mode: $('mode'),
@@ -338,7 +339,7 @@ function applyProgram(p, { undoable = false, show = null } = {}) {
   files.render();
   if (EDITIONS.includes(p.edition)) ui.edition.value = p.edition;
   if (MODES.includes(p.mode)) ui.mode.value = p.mode;
-  if (typeof p.channel === 'string') ui.channel.value = p.channel;
+  if ([...ui.channel.options].some((o) => o.value === p.channel)) ui.channel.value = p.channel;
   if (typeof p.stdin === 'string') ui.stdin.value = p.stdin;
   editor.setDiagnostics([]);
   updateStdinDot();
@@ -442,6 +443,7 @@ async function openShare() {
  */
 async function makeShortLink() {
   ui.shareStatus.textContent = 'Storing the program…';
+  const program = currentProgram();
   let response;
   let data = null;
   let text = '';
@@ -449,7 +451,8 @@ async function makeShortLink() {
     response = await fetch('meta/gist', {
       method: 'POST',
       headers: { 'content-type': 'application/json', accept: 'application/json' },
-      body: JSON.stringify({ code: currentProgram().code }),
+      // play.rust-lang.org's names: `version` is the channel.
+      body: JSON.stringify({ code: program.code, version: ui.channel.value, mode: program.mode, edition: program.edition }),
     });
     text = await response.text();
     data = JSON.parse(text);
@@ -457,10 +460,13 @@ async function makeShortLink() {
     data = null;
   }
   if (response?.ok && typeof data?.id === 'string') {
-    const url = `${location.origin}${location.pathname}?gist=${encodeURIComponent(data.id)}`;
+    const url = typeof data.url === 'string' && /^https?:\/\//.test(data.url)
+      ? data.url
+      : `${location.origin}${location.pathname}?gist=${encodeURIComponent(data.id)}`;
     ui.shareUrl.value = url;
     history.replaceState(null, '', url);
-    ui.shareStatus.textContent = 'Short link made: the program is stored on the server.';
+    ui.shareStatus.textContent = 'Short link made: the program is stored on the server.' +
+      (program.stdin ? ' It does not hold the Stdin text; the long link does.' : '');
     ui.copyLink.focus();
     return;
   }
@@ -1235,6 +1241,7 @@ async function runTool(kind) {
     return finishTool(panel);
   }
   const body = { ...program, ...ACTIONS[currentAction()].fields };
+  if (kind === 'miri') body.aliasingModel = ui.aliasing.value;
   if (tool.target === 'asm') {
     Object.assign(body, {
       assemblyFlavor: ui.asmFlavor.value,
@@ -1278,7 +1285,9 @@ function showToolAnswer(kind, panel, data, sources, meta) {
   let explain = data.success ? null : (tool.failed ?? `The program did not compile, so there is no ${tool.title} to show; the errors are below and marked in the editor.`);
   if (data.success && kind === 'clippy') explain = counts ? `Clippy's findings: ${counts}. Each is marked in the editor: click one to jump to it.` : 'Clippy found nothing to remark on.';
   if (data.truncated) explain = (explain ? explain + ' ' : '') + 'The output was cut at the size limit.';
-  let code = tool.result && typeof data.code === 'string' && data.code ? data.code : null;
+  // play.rust-lang.org's macro expansion answers the expanded code as `stdout`; `code` otherwise.
+  const result = typeof data.code === 'string' && data.code ? data.code : kind === 'expand' ? data.stdout : null;
+  let code = tool.result && typeof result === 'string' && result ? result : null;
   if (kind === 'format' && data.success) {
     applyFormatted(data.code);
     code = null;
@@ -1507,9 +1516,13 @@ function openShared(shared) {
   }
 }
 
-/** Opens `?gist=ID`, a program stored on the server by Share's short link. */
+/**
+ * Opens `?gist=ID`, a program stored on the server by Share's short link, with the options the
+ * link names as play.rust-lang.org's do (`version` is the channel, `mode`, `edition`).
+ */
 async function loadFromGist() {
-  const id = new URLSearchParams(location.search).get('gist');
+  const params = new URLSearchParams(location.search);
+  const id = params.get('gist');
   if (!id) return false;
   let response;
   let data = null;
@@ -1522,7 +1535,7 @@ async function loadFromGist() {
     data = null;
   }
   if (response?.ok && data && validCode(data.code) !== null) {
-    openShared({ code: data.code });
+    openShared({ code: data.code, channel: params.get('version'), mode: params.get('mode'), edition: params.get('edition') });
     return true;
   }
   resetOutput();
