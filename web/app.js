@@ -1541,8 +1541,8 @@ async function loadFromGist() {
   resetOutput();
   setBadge('Broken link', 'error');
   ui.detail.textContent = 'The shared program could not be loaded.';
-  const why = response ? describeHttpError(response, data, text).notice : 'The server could not be reached.';
-  showNotice(`The program of this link (${id}) could not be loaded: ${why} Your last program is shown instead.`, { info: true });
+  const why = response ? describeHttpError(response, data, text).notice : 'the server could not be reached';
+  showNotice(`The program of this link (${id}) could not be loaded (${why}). Your last program is shown instead.`, { info: true });
   return false;
 }
 

@@ -129,4 +129,49 @@ describe('programs of several files', { timeout: 5 * TIMEOUT }, () => {
     await other.context().close();
     await page.context().close();
   });
+
+  test('a short link stores the program on the server, and opens it', async () => {
+    const page = await openPage(browser, server.url);
+    await addModule(page, 'src/greet.rs', GREET);
+    await page.click('.file[data-file="src/main.rs"]');
+    await setCode(page, MAIN);
+    await page.selectOption('#mode', 'release');
+    await page.click('#share');
+    await page.waitForSelector('#share-panel:not([hidden])');
+    const answer = page.waitForResponse((r) => new URL(r.url()).pathname === '/meta/gist');
+    await page.click('#short-link');
+    const gist = await (await answer).json();
+    assert.match(gist.id, /^[A-Za-z0-9_-]{10}$/);
+    await page.waitForSelector('#share-status:has-text("Short link made")');
+    const link = await page.inputValue('#share-url');
+    assert.equal(link, `${server.url}?version=stable&mode=release&edition=2024&gist=${gist.id}`);
+    assert.equal(await text(page, '#share-status'), 'Short link made: the program is stored on the server.');
+    assert.deepEqual(gist.code, [
+      { name: 'src/main.rs', content: MAIN },
+      { name: 'src/greet.rs', content: GREET },
+    ]);
+
+    const other = await openPage(browser, link);
+    assert.deepEqual(await fileNames(other), ['src/main.rs', 'src/greet.rs']);
+    assert.equal(await getCode(other), MAIN);
+    assert.equal(await other.inputValue('#mode'), 'release');
+    await runAndWait(other);
+    assert.equal(await text(other, '#stdout'), 'Hello, modules!\n');
+    // Editing forgets the link in the address bar: a reload keeps the edit.
+    await other.click('#code');
+    await other.keyboard.type('// edited\n');
+    assert.equal(await other.evaluate(() => location.href), server.url);
+    await other.context().close();
+
+    // An id the server does not know is explained, and the page keeps its own program.
+    const lost = await openPage(browser, `${server.url}?gist=nosuchid00`);
+    assert.equal(await text(lost, '#badge'), 'Broken link');
+    assert.equal(
+      await text(lost, '#notice-text'),
+      'The program of this link (nosuchid00) could not be loaded (HTTP 404: no share with the id `nosuchid00`). Your last program is shown instead.',
+    );
+    assert.equal(await getCode(lost), 'fn main() {\n    println!("Hello, world!");\n}\n');
+    await lost.context().close();
+    await page.context().close();
+  });
 });
