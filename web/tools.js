@@ -164,6 +164,7 @@ export class Tabs {
     for (const tab of tablist.querySelectorAll('[role=tab]')) {
       tab.addEventListener('click', () => this.select(tab.dataset.tab));
     }
+    this.select(tablist.querySelector('[role=tab]').dataset.tab);
   }
 
   /** The panel of tab `id`, made (with its tab, titled `title`) when there is none yet. */
