@@ -201,7 +201,10 @@ function diagnosticSpec(state, diagnostics, source = state.doc.toString()) {
   diagnostics.forEach((d, id) => {
     if (d?.line == null) return;
     let from = offsetOf(sourceDoc, d.line, d.column ?? 1);
-    let to = d.endLine != null ? offsetOf(sourceDoc, d.endLine, d.endColumn ?? 1) : from;
+    // Without an end (placed from the rendered output), the word at the start is marked.
+    let to = d.endLine != null
+      ? offsetOf(sourceDoc, d.endLine, d.endColumn ?? 1)
+      : from + (/^\w+/u.exec(sourceDoc.sliceString(from, sourceDoc.lineAt(from).to))?.[0].length ?? 1);
     from = Math.min(map(from), length);
     to = Math.max(from, Math.min(map(to), length));
     const severity = d.level === 'error' ? 'error' : d.level === 'warning' ? 'warning' : 'info';

@@ -72,6 +72,25 @@ export function diagnosticItems(diagnostics, jump) {
   return items;
 }
 
+/**
+ * Diagnostics with a place: the server gives line and column for the crate root (src/main.rs)
+ * only, so a message about a module is placed from its `--> src/a.rs:L:C` line in the rendered
+ * output (`rendered`, the messages in the same order as `diagnostics`), with `file` set.
+ */
+export function locate(diagnostics, rendered) {
+  const lines = rendered.split('\n');
+  let from = 0;
+  return diagnostics.map((d) => {
+    const head = `${d.level}${/^E\d{4}$/.test(d.code ?? '') ? `[${d.code}]` : ''}: ${d.message}`;
+    const at = lines.indexOf(head, from);
+    if (at < 0) return d;
+    from = at + 1;
+    if (d.line != null) return d;
+    const m = /^\s*--> (src\/[\w/]+\.rs):(\d+):(\d+)$/.exec(lines[at + 1] ?? '');
+    return m ? { ...d, file: m[1], line: Number(m[2]), column: Number(m[3]) } : d;
+  });
+}
+
 /** Seconds a 503's Retry-After header asks to wait (0 without one). */
 export function retryAfterSeconds(response) {
   const value = response.headers.get('retry-after');
