@@ -7,7 +7,7 @@ const MODULE_PATH = /^src\/(?:[a-z_][a-z0-9_]*\/)*[a-z_][a-z0-9_]*\.rs$/;
 export const MAIN = 'src/main.rs';
 
 /** Why `name` cannot be a new file's name, or null when it can. */
-export function invalidName(name, taken) {
+function invalidName(name, taken) {
   if (!MODULE_PATH.test(name)) return 'A module is a path such as src/parser.rs or src/parser/lexer.rs: lower-case letters, digits and _, ending in .rs.';
   if (taken.includes(name)) return `There is already a file ${name}.`;
   return null;

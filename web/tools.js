@@ -19,12 +19,12 @@ export const TOOLS = {
 };
 
 /** The level of a diagnostic as the page shows it. */
-export function levelOf(d) {
+function levelOf(d) {
   return d.level === 'error' ? 'error' : d.level === 'warning' ? 'warning' : 'note';
 }
 
 /** Diagnostics without a line that only count others ("aborting due to…", "2 warnings emitted"). */
-export function isSummary(d) {
+function isSummary(d) {
   return d.line == null && /^(aborting due to|\d+ warnings? emitted|.*previous errors?; \d+ warnings? emitted)/.test(d.message);
 }
 
@@ -92,7 +92,7 @@ export function locate(diagnostics, rendered) {
 }
 
 /** Seconds a 503's Retry-After header asks to wait (0 without one). */
-export function retryAfterSeconds(response) {
+function retryAfterSeconds(response) {
   const value = response.headers.get('retry-after');
   if (!value) return 0;
   if (/^\d+$/.test(value.trim())) return Number(value.trim());
