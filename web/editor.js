@@ -289,10 +289,6 @@ export class Editor {
     });
   }
 
-  get value() {
-    return this.view.state.doc.toString();
-  }
-
   /** The name of the file shown. */
   get file() {
     return this.current;

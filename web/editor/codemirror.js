@@ -2,7 +2,7 @@
 // scripts/build-editor can bundle them into web/codemirror.js (served by the binary, no Node at
 // build or run time). web/editor.js imports from that bundle.
 
-export { EditorState, EditorSelection, StateEffect, StateField, Compartment, Prec } from '@codemirror/state';
+export { EditorState, EditorSelection, StateEffect, StateField, Prec } from '@codemirror/state';
 export {
   EditorView,
   Decoration,
@@ -17,36 +17,17 @@ export {
   rectangularSelection,
   crosshairCursor,
 } from '@codemirror/view';
-export {
-  defaultKeymap,
-  history,
-  historyKeymap,
-  indentMore,
-  indentLess,
-  toggleComment,
-  undo,
-  redo,
-} from '@codemirror/commands';
+export { defaultKeymap, history, historyKeymap, indentMore, indentLess } from '@codemirror/commands';
 export {
   syntaxHighlighting,
   HighlightStyle,
   bracketMatching,
   foldGutter,
   foldKeymap,
-  foldAll,
-  unfoldAll,
-  foldedRanges,
   indentOnInput,
   indentUnit,
 } from '@codemirror/language';
-export {
-  search,
-  searchKeymap,
-  highlightSelectionMatches,
-  openSearchPanel,
-  closeSearchPanel,
-  searchPanelOpen,
-} from '@codemirror/search';
+export { search, searchKeymap, highlightSelectionMatches } from '@codemirror/search';
 export { setDiagnostics, lintGutter, lintKeymap, forEachDiagnostic } from '@codemirror/lint';
 export { closeBrackets, closeBracketsKeymap } from '@codemirror/autocomplete';
 export { rust } from '@codemirror/lang-rust';
