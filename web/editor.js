@@ -307,7 +307,7 @@ export class Editor {
     this.order = files.map((f) => f.name);
     this.states = new Map(files.map((f) => [f.name, this.newState(f.content)]));
     this.current = null;
-    this.showFile(show);
+    this.showFile(this.states.has(show) ? show : this.order[0]);
   }
 
   /** Shows file `name`; its selection, scroll position and undo history are as it was left. */
