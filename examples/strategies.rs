@@ -110,7 +110,7 @@ fn build(rustc: &std::path::Path, code: &str, mode: Mode) -> Vec<u8> {
     std::fs::create_dir(dir.path().join("src")).unwrap();
     std::fs::write(dir.path().join("src/main.rs"), source_file(code, true)).unwrap();
     let started = Instant::now();
-    let (args, output) = rustc_args(&opts, dir.path());
+    let (args, output) = rustc_args(&opts, dir.path(), "src/main.rs");
     let out = std::process::Command::new(rustc)
         .args(args)
         .current_dir(dir.path())

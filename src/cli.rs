@@ -188,7 +188,7 @@ async fn run(
     };
     let output = playground
         .execute(ExecuteRequest {
-            code,
+            code: code.into(),
             stdin: program_stdin,
             ..request
         })

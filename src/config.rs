@@ -215,6 +215,23 @@ pub struct Config {
     )]
     pub channels: Vec<Channel>,
 
+    /// Serve this directory's files at `/` instead of the embedded page (`/help` answers its
+    /// `index.html` too), e.g. play.rust-lang.org's frontend built from source.
+    #[arg(long, env = "WASM_PLAYGROUND_FRONTEND_DIR", global = true)]
+    pub frontend_dir: Option<PathBuf>,
+
+    /// The `multifileThreshold` feature flag `/websocket` sends play.rust-lang.org's frontend:
+    /// multi-file editing is on for the share of browsers whose random number in [0, 1] is at
+    /// most this (1 = all; 0 or less = none).
+    #[arg(
+        long,
+        env = "WASM_PLAYGROUND_MULTIFILE_THRESHOLD",
+        default_value_t = 1.0,
+        allow_negative_numbers = true,
+        global = true
+    )]
+    pub multifile_threshold: f64,
+
     /// Log lines as human-readable text or as JSON objects (one per line).
     #[arg(
         long,

@@ -157,7 +157,7 @@ async fn bad_compat_values_get_400() {
         ),
         (
             json!({"code": "fn main() {}", "args": "a b"}),
-            "invalid JSON body",
+            "Unable to deserialize request",
         ),
     ] {
         let (status, v) = post_json(server(), body.clone()).await;

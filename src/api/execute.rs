@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::error::ApiError;
 use super::metrics::Metrics;
-use crate::build::{CompileOptions, CrateKind, Edition, Emit, Mode};
+use crate::build::{Code, CompileOptions, CrateKind, Edition, Emit, Mode};
 use crate::pipeline::{ExecuteRequest, ExecutionOutput, Playground};
 use crate::run::Status;
 
@@ -22,7 +22,7 @@ use crate::run::Status;
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct ExecuteBody {
-    code: Option<String>,
+    code: Option<Code>,
     stdin: Option<String>,
     #[serde(default)]
     args: Vec<String>,
@@ -78,7 +78,7 @@ fn parse_execute(headers: &HeaderMap, body: &[u8]) -> Result<ExecuteRequest, Api
         let code = std::str::from_utf8(body)
             .map_err(|e| ApiError::bad_request(format!("the body is not valid UTF-8: {e}")))?;
         return Ok(ExecuteRequest {
-            code: code.to_string(),
+            code: code.into(),
             ..Default::default()
         });
     }
@@ -93,7 +93,7 @@ pub(super) fn execute_request_from_json(
     body: impl AsRef<[u8]>,
 ) -> Result<ExecuteRequest, ApiError> {
     let parsed: ExecuteBody = serde_json::from_slice(body.as_ref())
-        .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
+        .map_err(|e| ApiError::bad_request(format!("Unable to deserialize request: {e}")))?;
     let opts = compile_options(&parsed.options)?;
     Ok(ExecuteRequest {
         code: parsed.code.unwrap_or_default(),
@@ -121,12 +121,12 @@ pub(super) struct OptionFields {
 
 pub(super) fn compile_options(fields: &OptionFields) -> Result<CompileOptions, ApiError> {
     let bad = ApiError::bad_request;
+    const LIBRARIES: [&str; 6] = ["lib", "rlib", "dylib", "cdylib", "staticlib", "proc-macro"];
     let kind = match (fields.tests, fields.crate_type.as_deref()) {
+        (true, Some(t)) if LIBRARIES.contains(&t) => CrateKind::LibraryTests,
         (true, _) => CrateKind::Tests,
         (false, None | Some("bin")) => CrateKind::Program,
-        (false, Some("lib" | "rlib" | "dylib" | "cdylib" | "staticlib" | "proc-macro")) => {
-            CrateKind::Library
-        }
+        (false, Some(t)) if LIBRARIES.contains(&t) => CrateKind::Library,
         (false, Some(other)) => {
             return Err(bad(format!(
                 "unknown crateType `{other}`, expected bin or lib"
@@ -189,7 +189,7 @@ pub(super) async fn evaluate(
 ) -> Result<(Extension<Logged>, Json<EvaluateResponse>), ApiError> {
     let body = body.map_err(ApiError::from_rejection)?;
     let parsed: EvaluateBody = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
+        .map_err(|e| ApiError::bad_request(format!("Unable to deserialize request: {e}")))?;
     let channel = parsed
         .version
         .as_deref()
@@ -206,7 +206,7 @@ pub(super) async fn evaluate(
         Some(_) => Mode::Release,
     };
     let request = ExecuteRequest {
-        code: parsed.code,
+        code: parsed.code.into(),
         channel,
         edition,
         mode,
@@ -226,7 +226,9 @@ pub(super) async fn evaluate(
         }
     } else {
         let mut result = out.stdout;
-        result.push_str(&out.stderr);
+        // The program's own stderr: the old API never showed the compiler's warnings.
+        let stderr = out.stderr.strip_prefix(out.compiler_output.as_str());
+        result.push_str(stderr.unwrap_or(&out.stderr));
         if out.exit_code.is_none() {
             result.push_str(&format!("{}\n", out.exit_detail));
         }

@@ -13,6 +13,8 @@
 //! - [`meta`]: `/meta/versions`, `/meta/crates`;
 //! - [`page`]: the playground page's embedded files;
 //! - [`live`]: the `/live` WebSocket;
+//! - [`websocket`]: play.rust-lang.org's WebSocket, `/websocket`, for its own frontend, which an
+//!   operator may serve from a directory instead of our page (`--frontend-dir`);
 //! - [`health`], [`metrics`]: `/healthz`, `/readyz` and `/metrics` for operators.
 
 mod error;
@@ -23,19 +25,22 @@ mod meta;
 pub mod metrics;
 mod page;
 mod tools;
+mod websocket;
 
 use std::future::Future;
 use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, FromRef, MatchedPath, State};
-use axum::http::{HeaderName, Request, StatusCode};
+use axum::handler::HandlerWithoutStateExt;
+use axum::http::{HeaderName, Method, Request, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post};
 use tokio::net::TcpListener;
-use tower_http::cors::CorsLayer;
+use tower_http::cors::{Any, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::services::{ServeDir, ServeFile};
 use tower_http::trace::TraceLayer;
 
 pub use error::ApiError;
@@ -68,12 +73,12 @@ impl FromRef<AppState> for Arc<Metrics> {
 /// The application's router, ready to serve.
 pub fn app(playground: Arc<Playground>) -> Result<Router, prometheus::Error> {
     let body_limit = playground.config().body_limit;
+    let frontend_dir = playground.config().frontend_dir.clone();
     let state = AppState {
         playground,
         metrics: Arc::new(Metrics::new()?),
     };
-    Ok(Router::new()
-        .route("/", get(page::index))
+    let router = Router::new()
         .route("/static/{file}", get(page::asset))
         .route("/hello", get(page::hello))
         .route("/execute", post(execute::execute))
@@ -84,14 +89,28 @@ pub fn app(playground: Arc<Playground>) -> Result<Router, prometheus::Error> {
         .route("/meta/versions", get(meta::versions))
         .route("/meta/crates", get(meta::crates).post(meta::crates))
         .route("/live", get(live::live))
+        .route("/websocket", get(websocket::websocket))
+        .route("/nowebsocket", post(websocket::nowebsocket))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::metrics))
-        .route_layer(middleware::from_fn_with_state(state.clone(), track))
-        .fallback(not_found)
+        .route_layer(middleware::from_fn_with_state(state.clone(), track));
+    // Another frontend's files (play.rust-lang.org's: `/help` is one of its pages), or our page.
+    let router = match frontend_dir {
+        Some(dir) => router
+            .route_service("/help", ServeFile::new(dir.join("index.html")))
+            .fallback_service(
+                ServeDir::new(dir)
+                    .precompressed_gzip()
+                    .precompressed_br()
+                    .fallback(not_found.into_service()),
+            ),
+        None => router.route("/", get(page::index)).fallback(not_found),
+    };
+    Ok(router
         .with_state(state)
         .layer(DefaultBodyLimit::max(body_limit))
-        .layer(CorsLayer::permissive())
+        .layer(cors())
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(
             TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
@@ -104,6 +123,19 @@ pub fn app(playground: Arc<Playground>) -> Result<Router, prometheus::Error> {
             }),
         )
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid)))
+}
+
+/// Cross-origin calls (mdBook's and rust-lang.org's pages post JSON to `/evaluate.json` and
+/// `/execute`) as play.rust-lang.org allows them: any origin, GET and POST, `Content-Type`, a
+/// preflight cached for an hour.
+fn cors() -> CorsLayer {
+    CorsLayer::new()
+        .allow_origin(Any)
+        .allow_methods([Method::GET, Method::POST])
+        .allow_headers([header::CONTENT_TYPE])
+        .max_age(std::time::Duration::from_secs(3600))
+        // Every origin gets the same answer, so caches need no `Vary` (upstream sends none).
+        .vary(Vec::<HeaderName>::new())
 }
 
 /// Serves `app` on `listener` until `shutdown` resolves, then finishes in-flight requests.

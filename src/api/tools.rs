@@ -10,14 +10,14 @@ use serde::Deserialize;
 
 use super::error::ApiError;
 use super::execute::{OptionFields, compile_options};
-use crate::build::CompileOptions;
+use crate::build::{Code, CompileOptions};
 use crate::inspect::Flavor;
 use crate::pipeline::{Playground, Target, ToolOutput};
 
 /// The request of `/format`, `/clippy` and `/compile`.
 #[derive(Deserialize)]
 struct ToolBody {
-    code: String,
+    code: Code,
     /// `/compile` only.
     target: Option<String>,
     /// `/compile` with `target: "asm"` only: `att` (default) or `intel`.
@@ -31,7 +31,7 @@ struct ToolBody {
 fn parse_tool(body: Result<Bytes, BytesRejection>) -> Result<(ToolBody, CompileOptions), ApiError> {
     let body = body.map_err(ApiError::from_rejection)?;
     let parsed: ToolBody = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
+        .map_err(|e| ApiError::bad_request(format!("Unable to deserialize request: {e}")))?;
     let opts = compile_options(&parsed.options)?;
     Ok((parsed, opts))
 }

@@ -49,6 +49,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::sync::OnceCell;
 
+use super::code::Code;
 use super::compiler::STUB_VERSION;
 use super::diagnostics::Diagnostic;
 use super::options::{CompileOptions, Mode};
@@ -61,7 +62,7 @@ pub struct CacheKey([u8; 32]);
 
 impl CacheKey {
     pub fn new(
-        code: &str,
+        code: &Code,
         opts: &CompileOptions,
         rustc_version: &str,
         crates: &str,
@@ -88,8 +89,7 @@ impl CacheKey {
             h.update(part.as_bytes());
         }
         h.update((diagnostics_limit as u64).to_le_bytes());
-        h.update((code.len() as u64).to_le_bytes());
-        h.update(code.as_bytes());
+        code.hash_into(|bytes| h.update(bytes));
         Self(h.finalize().into())
     }
 
@@ -853,26 +853,26 @@ mod tests {
     #[test]
     fn keys_depend_on_every_input() {
         let opts = CompileOptions::default();
-        let base = CacheKey::new("fn main() {}", &opts, "rustc 1", "", 100);
+        let base = CacheKey::new(&"fn main() {}".into(), &opts, "rustc 1", "", 100);
         assert_eq!(
             base,
-            CacheKey::new("fn main() {}", &opts, "rustc 1", "", 100)
+            CacheKey::new(&"fn main() {}".into(), &opts, "rustc 1", "", 100)
         );
         assert_ne!(
             base,
-            CacheKey::new("fn main() { }", &opts, "rustc 1", "", 100)
+            CacheKey::new(&"fn main() { }".into(), &opts, "rustc 1", "", 100)
         );
         assert_ne!(
             base,
-            CacheKey::new("fn main() {}", &opts, "rustc 2", "", 100)
+            CacheKey::new(&"fn main() {}".into(), &opts, "rustc 2", "", 100)
         );
         assert_ne!(
             base,
-            CacheKey::new("fn main() {}", &opts, "rustc 1", "", 101)
+            CacheKey::new(&"fn main() {}".into(), &opts, "rustc 1", "", 101)
         );
         assert_ne!(
             base,
-            CacheKey::new("fn main() {}", &opts, "rustc 1", "ab12", 100)
+            CacheKey::new(&"fn main() {}".into(), &opts, "rustc 1", "ab12", 100)
         );
         let release = CompileOptions {
             mode: Mode::Release,
@@ -880,7 +880,7 @@ mod tests {
         };
         assert_ne!(
             base,
-            CacheKey::new("fn main() {}", &release, "rustc 1", "", 100)
+            CacheKey::new(&"fn main() {}".into(), &release, "rustc 1", "", 100)
         );
         let others = [
             CompileOptions {
@@ -899,7 +899,7 @@ mod tests {
         for other in others {
             assert_ne!(
                 base,
-                CacheKey::new("fn main() {}", &other, "rustc 1", "", 100)
+                CacheKey::new(&"fn main() {}".into(), &other, "rustc 1", "", 100)
             );
         }
         assert_eq!(CacheKey::from_hex(&base.hex()), Some(base));

@@ -1,8 +1,10 @@
 //! Compiling a user's program to a `wasm32-wasip1` module with the real `rustc`.
 //!
-//! Each compile gets a fresh temp dir holding `src/main.rs` (the sample plus the entry stub) and,
-//! on success, `main.wasm`. `rustc` runs with the job dir as its working directory and a relative
-//! input path, so every location it reports reads `src/main.rs:L:C`, as under `cargo run`.
+//! Each compile gets a fresh temp dir holding the program's files as a cargo package would:
+//! `src/main.rs` (the sample plus the entry stub) or `src/lib.rs` for a library, modules in
+//! folders, and on success `main.wasm`. `rustc` runs with the job dir as its working directory
+//! and a relative input path, so every location it reports reads `src/main.rs:L:C`, as under
+//! `cargo run`.
 //!
 //! The module is built as a `cdylib` whose export `__entry` calls the user's `main`: that keeps
 //! the guest a reactor we can call into, while the stub reproduces what a native `fn main` does
@@ -17,6 +19,7 @@ use tempfile::TempDir;
 use tokio::io::AsyncReadExt;
 use tokio::process::Command;
 
+use super::code::{Code, SourceFile};
 use super::crates::CrateSet;
 use super::diagnostics::{Diagnostic, parse_diagnostics};
 use super::options::{CompileOptions, CrateKind, Edition, Emit, Mode};
@@ -45,7 +48,7 @@ const ENTRY_STUB: &str = concat!(
 
 /// Bumped whenever [`ENTRY_STUB`], the flags or the processing of diagnostics change, so caches
 /// keyed on it (the artifact cache, on disk across upgrades) stay correct.
-pub const STUB_VERSION: u32 = 3;
+pub const STUB_VERSION: u32 = 4;
 
 /// What came out of one `rustc` run. The wasm file lives in `dir` and goes away with it.
 #[derive(Debug)]
@@ -137,58 +140,167 @@ impl Compiler {
         self.sandbox.is_enforced()
     }
 
-    /// Compiles `sample` in a fresh temp dir. Errors in the program are a successful call with
+    /// Compiles `code` in a fresh temp dir. Errors in the program are a successful call with
     /// `success: false`; `Err` means the service could not do its job.
     pub async fn compile_input(
         &self,
-        sample: &str,
+        code: &Code,
         opts: &CompileOptions,
     ) -> Result<BuildResult, CompileError> {
-        let job = Job::new(&self.settings.work_dir, sample, needs_stub(opts))?;
-        let (args, output) = rustc_args(opts, job.dir.path());
-        let args = [args, self.crate_args.clone()].concat();
-        self.run_job(&self.toolchain.rustc, &args, job, output)
-            .await
+        let rustc = &self.toolchain.rustc;
+        self.build_package(rustc, code, opts, |opts, dir, root| {
+            let (args, output) = rustc_args(opts, dir, root);
+            ([args, self.crate_args.clone()].concat(), output)
+        })
+        .await
     }
 
-    /// Runs clippy on `sample` (a check build: no code is generated) and returns its lints.
+    /// Runs clippy on `code` (a check build: no code is generated) and returns its lints.
     pub async fn clippy(
         &self,
-        sample: &str,
+        code: &Code,
         opts: &CompileOptions,
     ) -> Result<BuildResult, CompileError> {
-        let job = Job::new(&self.settings.work_dir, sample, false)?;
-        let crate_type = if opts.kind == CrateKind::Library {
-            "lib"
-        } else {
-            "bin"
+        let opts = CompileOptions {
+            emit: Emit::Link,
+            kind: match opts.kind {
+                CrateKind::Library => CrateKind::Library,
+                _ => CrateKind::Binary,
+            },
+            ..*opts
         };
-        let mut args: Vec<String> = vec![
-            "--sysroot".into(),
-            self.toolchain.sysroot.display().to_string(),
-            "--target".into(),
-            "wasm32-wasip1".into(),
-            "--crate-type".into(),
-            crate_type.into(),
-        ];
-        args.extend(common_args(job.dir.path(), opts));
-        args.extend(["--emit=metadata".into(), "-o".into(), "main.rmeta".into()]);
-        args.extend(self.crate_args.iter().cloned());
-        args.push("src/main.rs".into());
         let clippy = self.toolchain.tool("clippy-driver");
-        self.run_job(&clippy, &args, job, "main.rmeta").await
+        self.build_package(&clippy, code, &opts, |opts, dir, root| {
+            let (crate_type, output) = match opts.kind {
+                CrateKind::Library => ("lib", "libplayground.rmeta"),
+                _ => ("bin", "main.rmeta"),
+            };
+            let mut args: Vec<String> = vec![
+                "--sysroot".into(),
+                self.toolchain.sysroot.display().to_string(),
+                "--target".into(),
+                "wasm32-wasip1".into(),
+                "--crate-type".into(),
+                crate_type.into(),
+            ];
+            args.extend(common_args(dir, opts));
+            args.extend(["--emit=metadata".into(), "-o".into(), output.into()]);
+            args.extend(self.crate_args.iter().cloned());
+            args.push(root.into());
+            (args, output)
+        })
+        .await
     }
 
-    /// Formats `sample` with rustfmt; on success `BuildResult::wasm` is the formatted file.
-    pub async fn format(
-        &self,
-        sample: &str,
-        edition: Edition,
-    ) -> Result<BuildResult, CompileError> {
-        let job = Job::new(&self.settings.work_dir, sample, false)?;
-        let args = ["--edition", edition.as_str(), "src/main.rs"].map(String::from);
+    /// Formats `code` with rustfmt: every `.rs` file of a package. On success the files in
+    /// [`BuildResult::dir`] are formatted; [`Self::formatted`] reads them back.
+    pub async fn format(&self, code: &Code, edition: Edition) -> Result<BuildResult, CompileError> {
+        let job = Job::new(&self.settings.work_dir, code, "src/main.rs", false)?;
+        let mut args = vec!["--edition".to_string(), edition.as_str().to_string()];
+        args.extend(
+            code.files("src/main.rs")
+                .into_iter()
+                .map(|(name, _)| name.to_string())
+                .filter(|name| name.ends_with(".rs")),
+        );
         let rustfmt = self.toolchain.tool("rustfmt");
         self.run_job(&rustfmt, &args, job, "src/main.rs").await
+    }
+
+    /// The files of `code` as [`Self::format`] left them in `build`'s job dir.
+    pub fn formatted(code: &Code, build: &BuildResult) -> Result<Code, CompileError> {
+        let read = |name: &str| {
+            std::fs::read_to_string(build.dir().join(name)).map_err(CompileError::Workspace)
+        };
+        Ok(match code {
+            Code::Single(_) => Code::Single(read("src/main.rs")?),
+            Code::Files(files) => Code::Files(
+                files
+                    .iter()
+                    .map(|f| {
+                        Ok(SourceFile {
+                            name: f.name.clone(),
+                            content: read(&f.name)?,
+                        })
+                    })
+                    .collect::<Result<_, CompileError>>()?,
+            ),
+        })
+    }
+
+    /// Builds `code` as cargo builds a package: its crate root is `src/main.rs` or `src/lib.rs`
+    /// as `opts` asks; a binary whose package also has `src/lib.rs` gets that library built
+    /// first, as the crate `playground` it may use. `args` gives a tool's arguments and output
+    /// file for options, job dir and crate root.
+    async fn build_package(
+        &self,
+        tool: &Path,
+        code: &Code,
+        opts: &CompileOptions,
+        args: impl Fn(&CompileOptions, &Path, &str) -> (Vec<String>, &'static str),
+    ) -> Result<BuildResult, CompileError> {
+        let layout = match Layout::of(code, opts) {
+            Ok(layout) => layout,
+            Err(message) => {
+                let job = Job::new(
+                    &self.settings.work_dir,
+                    &Code::default(),
+                    "src/main.rs",
+                    false,
+                )?;
+                return Ok(failed_build(job.dir, message));
+            }
+        };
+        let opts = &layout.opts;
+        let mut job = Job::new(&self.settings.work_dir, code, layout.root, needs_stub(opts))?;
+        // The library's output, for the binary's build to add to its own.
+        let mut lib = None;
+        let mut externs = Vec::new();
+        if layout.with_lib {
+            let lib_opts = CompileOptions {
+                kind: CrateKind::Library,
+                emit: Emit::Link,
+                ..*opts
+            };
+            let (mut lib_args, output) = args(&lib_opts, job.dir.path(), "src/lib.rs");
+            // Two crates named `playground` in one program, told apart as cargo does.
+            lib_args.extend(["-C".into(), "metadata=lib".into()]);
+            let stub_line = job.stub_line;
+            let lib_job = Job {
+                stub_line: u32::MAX,
+                root: "src/lib.rs",
+                ..job
+            };
+            let built = self.run_job(tool, &lib_args, lib_job, output).await?;
+            if !built.success {
+                return Ok(built);
+            }
+            let BuildResult {
+                dir,
+                rendered,
+                diagnostics,
+                truncated,
+                cacheable,
+                ..
+            } = built;
+            job = Job {
+                dir,
+                root: layout.root,
+                stub_line,
+            };
+            externs = vec!["--extern".to_string(), format!("playground={output}")];
+            lib = Some((rendered, diagnostics, truncated, cacheable));
+        }
+        let (mut main_args, output) = args(opts, job.dir.path(), layout.root);
+        main_args.extend(externs);
+        let mut result = self.run_job(tool, &main_args, job, output).await?;
+        if let Some((rendered, diagnostics, truncated, cacheable)) = lib {
+            result.rendered.insert_str(0, &rendered);
+            result.diagnostics.splice(0..0, diagnostics);
+            result.truncated |= truncated;
+            result.cacheable &= cacheable;
+        }
+        Ok(result)
     }
 
     /// Runs one confined tool in the job dir and collects its diagnostics; `output` names the
@@ -200,7 +312,11 @@ impl Compiler {
         job: Job,
         output: &str,
     ) -> Result<BuildResult, CompileError> {
-        let Job { dir, stub_line } = job;
+        let Job {
+            dir,
+            stub_line,
+            root,
+        } = job;
         let mut cmd = Command::new(program);
         cmd.args(args)
             .current_dir(dir.path())
@@ -240,7 +356,7 @@ impl Compiler {
                 }
             };
 
-        let (mut rendered, mut diagnostics) = parse_diagnostics(&captured, stub_line);
+        let (mut rendered, mut diagnostics) = parse_diagnostics(&captured, root, stub_line);
         // Tools that print absolute paths (rustfmt) must not show the job dir.
         let prefix = format!("{}/", dir.path().display());
         rendered = rendered.replace(&prefix, "");
@@ -278,7 +394,7 @@ impl Compiler {
 /// `/compile`'s WAT.
 fn common_args(dir: &Path, opts: &CompileOptions) -> Vec<String> {
     let strip = match build_kind(opts) {
-        CrateKind::Binary => "strip=debuginfo",
+        CrateKind::Binary | CrateKind::Cdylib => "strip=debuginfo",
         _ => "strip=symbols",
     };
     let opt_level = match opts.mode {
@@ -309,24 +425,26 @@ fn common_args(dir: &Path, opts: &CompileOptions) -> Vec<String> {
 fn build_kind(opts: &CompileOptions) -> CrateKind {
     match (opts.emit, opts.kind) {
         (Emit::Link, kind) => kind,
-        (_, CrateKind::Library) => CrateKind::Library,
+        (_, CrateKind::Library | CrateKind::Cdylib) => CrateKind::Library,
         _ => CrateKind::Binary,
     }
 }
 
-/// Whether `src/main.rs` gets the entry stub appended.
+/// Whether the crate root gets the entry stub appended.
 pub fn needs_stub(opts: &CompileOptions) -> bool {
     build_kind(opts) == CrateKind::Program
 }
 
-/// The `rustc` arguments of a build in `dir` (its working directory, holding `src/main.rs`)
-/// and the file it writes there. Public so that benchmarks can time the very same command.
-pub fn rustc_args(opts: &CompileOptions, dir: &Path) -> (Vec<String>, &'static str) {
+/// The `rustc` arguments of a build in `dir` (its working directory) of the crate root `root`
+/// (e.g. `src/main.rs`), and the file it writes there. Public so that benchmarks can time the
+/// very same command.
+pub fn rustc_args(opts: &CompileOptions, dir: &Path, root: &str) -> (Vec<String>, &'static str) {
     let (crate_args, output): (&[&str], &str) = match build_kind(opts) {
         CrateKind::Program => (&["--crate-type", "cdylib"], "main.wasm"),
         CrateKind::Binary => (&["--crate-type", "bin"], "main.wasm"),
-        CrateKind::Tests => (&["--test"], "main.wasm"),
+        CrateKind::Tests | CrateKind::LibraryTests => (&["--test"], "main.wasm"),
         CrateKind::Library => (&["--crate-type", "lib"], "libplayground.rlib"),
+        CrateKind::Cdylib => (&["--crate-type", "cdylib"], "main.wasm"),
     };
     let (emit, output) = match opts.emit {
         Emit::Link => ("--emit=link", output),
@@ -340,12 +458,7 @@ pub fn rustc_args(opts: &CompileOptions, dir: &Path) -> (Vec<String>, &'static s
         .map(|s| s.to_string())
         .collect();
     args.extend(common_args(dir, opts));
-    args.extend([
-        emit.into(),
-        "-o".into(),
-        output.into(),
-        "src/main.rs".into(),
-    ]);
+    args.extend([emit.into(), "-o".into(), output.into(), root.into()]);
     (args, output)
 }
 
@@ -362,29 +475,88 @@ pub fn source_file(sample: &str, with_stub: bool) -> String {
     source
 }
 
-/// A fresh temp dir holding `src/main.rs`.
+/// Which file is a build's crate root, and the options it is built with.
+struct Layout {
+    root: &'static str,
+    /// `opts` with the crate kind the package allows (a package with only `src/lib.rs` is a
+    /// library when a view of it is asked for).
+    opts: CompileOptions,
+    /// `src/lib.rs` is built first, for the binary to use.
+    with_lib: bool,
+}
+
+impl Layout {
+    /// Where cargo would find the crate `opts` asks for in `code`, or why there is none (in
+    /// cargo's words where it has some).
+    fn of(code: &Code, opts: &CompileOptions) -> Result<Self, String> {
+        let layout = |root, kind, with_lib| Layout {
+            root,
+            opts: CompileOptions { kind, ..*opts },
+            with_lib,
+        };
+        let kind = build_kind(opts);
+        if let Code::Single(_) = code {
+            let root = match kind {
+                CrateKind::Library | CrateKind::Cdylib | CrateKind::LibraryTests => "src/lib.rs",
+                _ => "src/main.rs",
+            };
+            return Ok(layout(root, opts.kind, false));
+        }
+        let (main, lib) = (code.has("src/main.rs"), code.has("src/lib.rs"));
+        match (kind, main, lib) {
+            (CrateKind::Library | CrateKind::Cdylib | CrateKind::LibraryTests, _, true) => {
+                Ok(layout("src/lib.rs", opts.kind, false))
+            }
+            (CrateKind::Library | CrateKind::Cdylib | CrateKind::LibraryTests, true, false) => {
+                Ok(layout("src/main.rs", opts.kind, false))
+            }
+            (_, true, lib) => Ok(layout("src/main.rs", opts.kind, lib)),
+            (CrateKind::Tests, false, true) => Ok(layout("src/lib.rs", opts.kind, false)),
+            (CrateKind::Binary, false, true) => Ok(layout("src/lib.rs", CrateKind::Library, false)),
+            (CrateKind::Program, false, true) => {
+                Err("a bin target must be available for `cargo run` (add `src/main.rs`)".into())
+            }
+            _ => Err("the package has neither `src/main.rs` nor `src/lib.rs`".into()),
+        }
+    }
+}
+
+/// A fresh temp dir holding the program's files.
 struct Job {
     dir: TempDir,
-    /// The line of the entry stub; diagnostics at or after it are about the stub.
+    /// The crate root, e.g. `src/main.rs`.
+    root: &'static str,
+    /// The root's line of the entry stub; diagnostics at or after it are about the stub.
     stub_line: u32,
 }
 
 impl Job {
-    fn new(work_dir: &Path, sample: &str, with_stub: bool) -> Result<Self, CompileError> {
+    fn new(
+        work_dir: &Path,
+        code: &Code,
+        root: &'static str,
+        with_stub: bool,
+    ) -> Result<Self, CompileError> {
         let dir = tempfile::Builder::new()
             .prefix("wasm-playground-")
             .tempdir_in(work_dir)
             .map_err(CompileError::Workspace)?;
-        let src = dir.path().join("src");
-        std::fs::create_dir(&src).map_err(CompileError::Workspace)?;
-        let source = source_file(sample, with_stub);
-        let stub_line = if with_stub {
-            source.lines().count() as u32
-        } else {
-            u32::MAX
-        };
-        std::fs::write(src.join("main.rs"), source).map_err(CompileError::Workspace)?;
-        Ok(Self { dir, stub_line })
+        std::fs::create_dir(dir.path().join("src")).map_err(CompileError::Workspace)?;
+        code.write_to(dir.path(), root)
+            .map_err(CompileError::Workspace)?;
+        let mut stub_line = u32::MAX;
+        if with_stub {
+            let path = dir.path().join(root);
+            let sample = std::fs::read_to_string(&path).map_err(CompileError::Workspace)?;
+            let source = source_file(&sample, true);
+            stub_line = source.lines().count() as u32;
+            std::fs::write(path, source).map_err(CompileError::Workspace)?;
+        }
+        Ok(Self {
+            dir,
+            root,
+            stub_line,
+        })
     }
 }
 

@@ -3,6 +3,7 @@
 //!
 //! - [`toolchain`]: finding each channel's real `rustc`, `rustfmt` and `clippy-driver`;
 //! - [`options`]: what a request asks for (edition, mode, crate kind, output form);
+//! - [`code`]: a program's source, one file or a package's files;
 //! - [`compiler`]: the job dir, the entry stub and the `rustc` (or tool) invocation;
 //! - [`sandbox`]: Landlock, rlimits and seccomp around every compiler process;
 //! - [`diagnostics`]: rustc's JSON messages as rendered text and structured diagnostics;
@@ -16,6 +17,7 @@
 //! [`Program`]: crate::run::Program
 
 pub mod cache;
+pub mod code;
 pub mod compiler;
 pub mod crates;
 pub mod diagnostics;
@@ -25,6 +27,7 @@ pub mod shared_cache;
 pub mod toolchain;
 
 pub use cache::{Artifact, ArtifactCache, CacheKey, Report, Source};
+pub use code::{Code, SourceFile};
 pub use compiler::{BuildResult, CompileError, CompileSettings, Compiler};
 pub use crates::{CrateSet, OfferedCrate};
 pub use diagnostics::Diagnostic;

@@ -81,10 +81,15 @@ pub enum CrateKind {
     Program,
     /// The test harness (`rustc --test`): a WASI command module that takes libtest's arguments.
     Tests,
+    /// The test harness of a library: the same, with the library's `src/lib.rs` as its root.
+    LibraryTests,
     /// A library that is only compiled, never run.
     Library,
     /// A plain binary (`--crate-type bin`), for inspecting its intermediate forms.
     Binary,
+    /// A library linked into a module of its own (`--crate-type cdylib`), for `/compile`'s
+    /// views: its exported functions keep their names.
+    Cdylib,
 }
 
 /// What rustc writes: the linked artifact, or one of its intermediate forms as text.

@@ -19,9 +19,9 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::build::{
-    Artifact, ArtifactCache, CacheKey, Channel, CompileError, CompileOptions, CompileSettings,
-    Compiler, CrateKind, CrateSet, Diagnostic, Edition, Emit, Mode, OfferedCrate, ProcessLimits,
-    Report, Sandbox, Source, Toolchain, ToolchainError,
+    Artifact, ArtifactCache, CacheKey, Channel, Code, CompileError, CompileOptions,
+    CompileSettings, Compiler, CrateKind, CrateSet, Diagnostic, Edition, Emit, Mode, OfferedCrate,
+    ProcessLimits, Report, Sandbox, Source, Toolchain, ToolchainError,
 };
 use crate::config::Config;
 use crate::run::{Input, LiveStdin, OutputSink, RunError, RunOptions, Runner, Status};
@@ -38,7 +38,8 @@ pub trait LiveObserver: OutputSink {
 /// One program to compile and run.
 #[derive(Debug, Clone, Default)]
 pub struct ExecuteRequest {
-    pub code: String,
+    /// One file, or a package's files (`src/main.rs`, `src/lib.rs`, modules).
+    pub code: Code,
     pub channel: Channel,
     pub edition: Edition,
     pub mode: Mode,
@@ -58,6 +59,8 @@ pub struct ExecutionOutput {
     pub exit_code: Option<i32>,
     pub exit_detail: String,
     pub stdout: String,
+    /// What `cargo run` would print on stderr: the compiler's rendered diagnostics (also in
+    /// `compiler_output`), then the program's stderr.
     pub stderr: String,
     pub compiler_output: String,
     pub diagnostics: Vec<Diagnostic>,
@@ -292,7 +295,7 @@ impl Playground {
             exit_code: None,
             exit_detail: detail.into(),
             stdout: String::new(),
-            stderr: String::new(),
+            stderr: report.rendered.clone(),
             compiler_output: report.rendered.clone(),
             diagnostics: report.diagnostics.clone(),
             truncated: report.truncated,
@@ -333,7 +336,7 @@ impl Playground {
         queued += slot.waited;
         let started = Instant::now();
         let run = match req.kind {
-            CrateKind::Tests => {
+            CrateKind::Tests | CrateKind::LibraryTests => {
                 crate::run::harness::run_tests(&self.runner, program, &run_opts).await?
             }
             _ => self.runner.execute(program, &run_opts).await?,
@@ -346,7 +349,8 @@ impl Playground {
             exit_code: run.exit_code,
             exit_detail: run.exit_detail,
             stdout: run.stdout,
-            stderr: run.stderr,
+            // What `cargo run` prints on stderr: the build's diagnostics, then the program's.
+            stderr: format!("{}{}", report.rendered, run.stderr),
             compiler_output: report.rendered.clone(),
             diagnostics: report.diagnostics.clone(),
             truncated: run.truncated || report.truncated,
@@ -367,7 +371,7 @@ impl Playground {
     async fn build(
         &self,
         compiler: &Compiler,
-        code: &str,
+        code: &Code,
         opts: &CompileOptions,
         queued: &mut Duration,
     ) -> Result<(Artifact, bool), PlaygroundError> {
@@ -413,16 +417,17 @@ impl Playground {
         Ok(())
     }
 
-    fn validate_code(&self, code: &str) -> Result<(), PlaygroundError> {
-        if code.trim().is_empty() {
+    fn validate_code(&self, code: &Code) -> Result<(), PlaygroundError> {
+        code.check_paths().map_err(PlaygroundError::BadRequest)?;
+        if code.is_blank() {
             return Err(PlaygroundError::BadRequest(
                 "`code` is missing or empty".into(),
             ));
         }
-        if code.len() > self.config.code_limit {
+        if code.size() > self.config.code_limit {
             return Err(PlaygroundError::TooLarge(format!(
                 "`code` is {} bytes; the limit is {} bytes",
-                code.len(),
+                code.size(),
                 self.config.code_limit
             )));
         }

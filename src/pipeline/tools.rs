@@ -5,7 +5,7 @@ use serde::Serialize;
 use super::admission::Permit;
 use super::{Playground, PlaygroundError};
 use crate::build::{
-    BuildResult, Channel, CompileError, CompileOptions, Compiler, CrateKind, Diagnostic, Emit,
+    BuildResult, Channel, Code, CompileError, CompileOptions, Compiler, CrateKind, Diagnostic, Emit,
 };
 use crate::inspect::{self, Flavor};
 use crate::run::RunError;
@@ -17,8 +17,9 @@ use crate::run::RunError;
 pub struct ToolOutput {
     pub success: bool,
     pub exit_detail: String,
-    /// The formatted code, or the requested compiler output; empty on failure.
-    pub code: String,
+    /// The formatted code (the code as sent when rustfmt failed), or the requested compiler
+    /// output (empty when the build failed).
+    pub code: Code,
     pub stdout: String,
     /// The tool's diagnostics, as rendered text.
     pub stderr: String,
@@ -57,7 +58,7 @@ impl Playground {
     /// a compile slot (held until the returned permit is dropped).
     async fn tool_slot(
         &self,
-        code: &str,
+        code: &Code,
         channel: Channel,
     ) -> Result<(&Compiler, Permit<'_>), PlaygroundError> {
         self.validate_code(code)?;
@@ -68,15 +69,17 @@ impl Playground {
     /// Formats `code` with rustfmt for the channel and edition of `opts`.
     pub async fn format(
         &self,
-        code: &str,
+        code: &Code,
         opts: CompileOptions,
     ) -> Result<ToolOutput, PlaygroundError> {
         let (compiler, _slot) = self.tool_slot(code, opts.channel).await?;
         let build = compiler.format(code, opts.edition).await?;
+        // On failure the code comes back as it was: play.rust-lang.org's frontend puts `code`
+        // into its editor whatever the outcome.
         let formatted = if build.success {
-            std::fs::read_to_string(&build.wasm).map_err(CompileError::Workspace)?
+            Compiler::formatted(code, &build)?
         } else {
-            String::new()
+            code.clone()
         };
         Ok(tool_output(build, formatted, "Formatted", "rustfmt failed"))
     }
@@ -84,14 +87,14 @@ impl Playground {
     /// Runs clippy's lints over `code`.
     pub async fn clippy(
         &self,
-        code: &str,
+        code: &Code,
         opts: CompileOptions,
     ) -> Result<ToolOutput, PlaygroundError> {
         let (compiler, _slot) = self.tool_slot(code, opts.channel).await?;
         let build = compiler.clippy(code, &opts).await?;
         Ok(tool_output(
             build,
-            String::new(),
+            Code::default(),
             "Checked",
             "Clippy found errors",
         ))
@@ -102,7 +105,7 @@ impl Playground {
     /// in `flavor`'s syntax; LLVM's own assembly would only show WebAssembly.
     pub async fn compile_to(
         &self,
-        code: &str,
+        code: &Code,
         mut opts: CompileOptions,
         target: Target,
         flavor: Flavor,
@@ -112,8 +115,12 @@ impl Playground {
             Target::Mir => Emit::Mir,
             Target::LlvmIr => Emit::LlvmIr,
         };
-        if matches!(target, Target::Wasm | Target::Asm) && opts.kind == CrateKind::Program {
-            opts.kind = CrateKind::Binary;
+        if matches!(target, Target::Wasm | Target::Asm) {
+            opts.kind = match opts.kind {
+                CrateKind::Program => CrateKind::Binary,
+                CrateKind::Library => CrateKind::Cdylib,
+                kind => kind,
+            };
         }
         let (compiler, _slot) = self.tool_slot(code, opts.channel).await?;
         let build = compiler.compile_input(code, &opts).await?;
@@ -137,20 +144,22 @@ impl Playground {
                 _ => String::from_utf8_lossy(&bytes).into_owned(),
             };
         }
-        let mut out = tool_output(build, text, "Compiled", "Compilation failed");
-        if out.code.len() > self.config.output_limit {
+        let mut truncated = false;
+        if text.len() > self.config.output_limit {
             let mut cut = self.config.output_limit;
-            while !out.code.is_char_boundary(cut) {
+            while !text.is_char_boundary(cut) {
                 cut -= 1;
             }
-            out.code.truncate(cut);
-            out.truncated = true;
+            text.truncate(cut);
+            truncated = true;
         }
+        let mut out = tool_output(build, text.into(), "Compiled", "Compilation failed");
+        out.truncated |= truncated;
         Ok(out)
     }
 }
 
-fn tool_output(build: BuildResult, code: String, ok: &str, failed: &str) -> ToolOutput {
+fn tool_output(build: BuildResult, code: Code, ok: &str, failed: &str) -> ToolOutput {
     ToolOutput {
         success: build.success,
         exit_detail: if build.success { ok } else { failed }.into(),
