@@ -92,9 +92,7 @@ pub async fn app(playground: Arc<Playground>) -> anyhow::Result<Router> {
         metrics: Arc::new(Metrics::new()?),
     };
     let router = Router::new()
-        .route("/static/style.css", get(page::style))
-        .route("/static/editor.js", get(page::editor_js))
-        .route("/static/app.js", get(page::app_js))
+        .route("/static/{file}", get(page::asset))
         .route("/hello", get(page::hello))
         .route("/execute", post(execute::execute))
         .route("/evaluate.json", post(execute::evaluate))
