@@ -229,7 +229,15 @@ fn bare_rustc(rustc: &Path, crate_args: &[String], code: &str) -> f64 {
     std::fs::write(dir.path().join("src/main.rs"), source).unwrap();
     let started = Instant::now();
     let status = Command::new(rustc)
-        .args(rustc_args(&CompileOptions::default(), Target::Wasip1, dir.path()).0)
+        .args(
+            rustc_args(
+                &CompileOptions::default(),
+                Target::Wasip1,
+                dir.path(),
+                "src/main.rs",
+            )
+            .0,
+        )
         .args(crate_args)
         .current_dir(dir.path())
         .env_clear()

@@ -115,7 +115,7 @@ fn build(rustc: &std::path::Path, code: &str, mode: Mode) -> Vec<u8> {
     )
     .unwrap();
     let started = Instant::now();
-    let (args, output) = rustc_args(&opts, Target::Wasip1, dir.path());
+    let (args, output) = rustc_args(&opts, Target::Wasip1, dir.path(), "src/main.rs");
     let out = std::process::Command::new(rustc)
         .args(args)
         .current_dir(dir.path())

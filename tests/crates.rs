@@ -121,12 +121,15 @@ fn main() {
     println!("{back:?} equal={}", back == book);
 }
 "#;
-    let v = run(code, "").await;
-    assert_output(
-        &v,
-        "{\"title\":\"The Book\",\"pages\":552,\"tags\":[\"rust\"]}\n\
-         Book { title: \"The Book\", pages: 552, tags: [\"rust\"] } equal=true\n",
-    );
+    let expected = "{\"title\":\"The Book\",\"pages\":552,\"tags\":[\"rust\"]}\n\
+         Book { title: \"The Book\", pages: 552, tags: [\"rust\"] } equal=true\n";
+    assert_output(&run(code, "").await, expected);
+    // Beta and nightly load their own builds of the crates (scripts/channels makes them; a
+    // rustc cannot load libraries another rustc built).
+    for channel in ["beta", "nightly"] {
+        let v = run_on(server(), json!({"code": code, "channel": channel})).await;
+        assert_output(&v, expected);
+    }
 }
 
 #[tokio::test]

@@ -162,34 +162,41 @@ async fn compile_time_attacks_are_contained() {
 }
 
 #[tokio::test]
-async fn rustfmt_and_clippy_are_confined_too() {
+async fn every_tool_is_confined_too() {
     let h = start();
     let secret = &h.secret_file;
-    for (path, code) in [
-        (
-            "/format",
-            format!("#[path = \"{secret}\"]\nmod m;\nfn main() {{}}\n"),
-        ),
-        (
-            "/clippy",
-            format!("fn main() {{ println!(\"{{}}\", include_str!(\"{secret}\")); }}"),
-        ),
-        (
-            "/compile",
-            format!("fn main() {{ println!(\"{{}}\", include_str!(\"{secret}\")); }}"),
-        ),
+    let include = format!("fn main() {{ println!(\"{{}}\", include_str!(\"{secret}\")); }}");
+    let mut attacks = vec![(
+        "/format",
+        "",
+        format!("#[path = \"{secret}\"]\nmod m;\nfn main() {{}}\n"),
+    )];
+    for (path, target) in [
+        ("/clippy", ""),
+        ("/compile", "mir"),
+        ("/compile", "asm"),
+        ("/compile", "llvm-ir"),
+        ("/compile", "hir"),
+        ("/macro-expansion", ""),
+        ("/miri", ""),
     ] {
+        attacks.push((path, target, include.clone()));
+    }
+    for (path, target, code) in attacks {
         let resp = client()
             .post(format!("{}{path}", h.server.server.url))
-            .json(&json!({"code": code, "target": "mir"}))
+            .json(&json!({"code": code, "target": target}))
             .send()
             .await
             .unwrap();
-        assert_eq!(resp.status(), 200, "{path}");
+        assert_eq!(resp.status(), 200, "{path} {target}");
         let text = resp.text().await.unwrap();
-        assert!(!text.contains(MARKER), "{path} leaked the secret: {text}");
+        assert!(
+            !text.contains(MARKER),
+            "{path} {target} leaked the secret: {text}"
+        );
         let v: Value = serde_json::from_str(&text).unwrap();
-        assert_eq!(v["success"], false, "{path}: {v}");
+        assert_eq!(v["success"], false, "{path} {target}: {v}");
         let stderr = v["stderr"].as_str().unwrap();
         assert!(
             stderr.contains("error: cannot read files outside the program"),

@@ -6,7 +6,7 @@ use std::path::Path;
 
 /// Top to bottom.
 const LAYERS: &[&str] = &[
-    "cli", "api", "pipeline", "inspect", "build", "run", "config",
+    "cli", "api", "pipeline", "inspect", "build", "run", "shares", "config",
 ];
 
 fn rank(name: &str) -> Option<usize> {

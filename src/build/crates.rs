@@ -167,6 +167,13 @@ impl CrateSet {
         for (c, path) in self.index.crates.iter().zip(libraries) {
             args.push("--extern".into());
             args.push(format!("{}={}", c.id, path.display()));
+            // Newer cargo keeps an rlib's metadata in a separate `.rmeta` (the rlib holds a
+            // stub), which rustc reads only when it is named too.
+            let rmeta = path.with_extension("rmeta");
+            if path.extension().is_some_and(|e| e == "rlib") && rmeta.is_file() {
+                args.push("--extern".into());
+                args.push(format!("{}={}", c.id, rmeta.display()));
+            }
         }
         args
     }
@@ -295,6 +302,7 @@ pub fn build(
         .map(|n| n.deps.iter().collect())
         .unwrap_or_default();
 
+    let host_deps = dir.join("release/deps");
     // One target dir for both targets: the host's proc-macros are built once.
     let build_for = |target: &str| -> Result<(Vec<(String, PathBuf)>, PathBuf), CratesError> {
         let command = format!("cargo build --release --target {target}");
@@ -315,7 +323,8 @@ pub fn build(
             command: command.clone(),
             source,
         })?;
-        let wasm_deps = dir.join(target).join("release/deps");
+        let wasm_root = dir.join(target);
+        let wasm_deps = wasm_root.join("release/deps");
         let mut libraries: Vec<(String, PathBuf)> = Vec::new();
         if let Some(stdout) = child.stdout.take() {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
@@ -325,9 +334,21 @@ pub fn build(
                 if msg.reason != "compiler-artifact" {
                     continue;
                 }
+                let mut gathered = Vec::new();
+                for file in msg.filenames {
+                    let deps = if file.starts_with(&wasm_root) {
+                        &wasm_deps
+                    } else {
+                        &host_deps
+                    };
+                    gathered.push(gather(&file, deps).map_err(|source| CratesError::Write {
+                        path: file.clone(),
+                        source,
+                    })?);
+                }
                 // A wasm library, or a proc-macro (a host shared object). A host `.rlib` of the
                 // same package (a proc-macro's dependency) is not what programs link.
-                let library = msg.filenames.into_iter().find(|f| {
+                let library = gathered.into_iter().find(|f| {
                     (f.starts_with(&wasm_deps) && f.extension().is_some_and(|e| e == "rlib"))
                         || f.extension()
                             .is_some_and(|e| e == std::env::consts::DLL_EXTENSION)
@@ -350,7 +371,6 @@ pub fn build(
         Ok((libraries, wasm_deps))
     };
     let (libraries, wasm_deps) = build_for("wasm32-wasip1")?;
-    let host_deps = dir.join("release/deps");
     let threads = if toolchain.threads {
         Some(build_for("wasm32-wasip1-threads")?)
     } else {
@@ -406,6 +426,30 @@ pub fn build(
     };
     write_index(&dir, &index)?;
     Ok(index)
+}
+
+/// `file`, a library cargo built, as a file in `deps`. Cargo up to 1.95 writes every library
+/// of a target into one `deps` directory; newer cargo (its new build-dir layout, on beta and
+/// nightly) gives each its own directory, so they are hard-linked (or copied) into `deps`, which
+/// `-L dependency=` and the sandbox's read rule name.
+fn gather(file: &Path, deps: &Path) -> std::io::Result<PathBuf> {
+    let is_library = file
+        .extension()
+        .is_some_and(|e| e == "rlib" || e == "rmeta" || e == std::env::consts::DLL_EXTENSION);
+    let Some(name) = file.file_name().filter(|_| is_library) else {
+        return Ok(file.to_path_buf());
+    };
+    if file.parent() == Some(deps) {
+        return Ok(file.to_path_buf());
+    }
+    std::fs::create_dir_all(deps)?;
+    let dest = deps.join(name);
+    match std::fs::remove_file(&dest) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    std::fs::hard_link(file, &dest).or_else(|_| std::fs::copy(file, &dest).map(drop))?;
+    Ok(dest)
 }
 
 /// Written under a temp name and renamed, so a server starting meanwhile reads a whole file.

@@ -52,6 +52,8 @@ pub struct Toolchain {
     pub clippy_version: Option<String>,
     /// The wasm32-wasip1-threads target is installed: programs that start threads can run.
     pub threads: bool,
+    /// `miri --version`, when nightly has the component.
+    pub miri_version: Option<String>,
 }
 
 impl Toolchain {
@@ -120,6 +122,7 @@ impl Toolchain {
         Ok(Self {
             rustfmt_version: tool_version(&bin.join("rustfmt")),
             clippy_version: tool_version(&bin.join("clippy-driver")),
+            miri_version: tool_version(&bin.join("miri")),
             rustc: real_rustc,
             sysroot,
             threads,

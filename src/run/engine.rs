@@ -27,7 +27,7 @@ use serde::Serialize;
 use tokio::sync::{Semaphore, watch};
 use wasmtime::{
     CacheStore, Caller, Enabled, Engine, InstanceAllocationStrategy, InstancePre, Linker, Module,
-    OptLevel, PoolingAllocationConfig, StoreLimits, Strategy,
+    OptLevel, PoolingAllocationConfig, StoreLimits, Strategy, WasmBacktraceDetails,
 };
 use wasmtime_wasi::p1::WasiP1Ctx;
 
@@ -75,6 +75,8 @@ impl Backend {
                 },
             )
             .map_err(|e| anyhow::anyhow!("could not link wasi-threads: {e}"))?;
+        super::backtrace::add_to_linker(&mut linker)
+            .map_err(|e| anyhow::anyhow!("could not link the backtrace import: {e}"))?;
         Ok(Self { engine, linker })
     }
 
@@ -355,6 +357,9 @@ fn engine_config(config: &Config, tier: Tier) -> wasmtime::Config {
         .wasm_threads(true)
         .shared_memory(true)
         .max_wasm_stack(config.max_wasm_stack)
+        // Names and `file:line` in backtraces, from the line tables of programs built with
+        // `backtrace: true`; modules without them (every other build) cost nothing more.
+        .wasm_backtrace_details(WasmBacktraceDetails::Enable)
         .strategy(match tier {
             Tier::Winch => Strategy::Winch,
             Tier::Cranelift => Strategy::Cranelift,

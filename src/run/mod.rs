@@ -4,6 +4,7 @@
 //! - [`engine`]: the engines (Winch, Cranelift, tier-up), the pooling allocator, the epoch
 //!   ticker and the background lane; [`Program`] is a compiled module ready to instantiate;
 //! - [`execute`]: one run in a fresh store under fuel, memory, output and wall-clock limits;
+//! - [`backtrace`]: the host import that gives a panicking program its stack backtrace;
 //! - [`capture`]: the capped stdout/stderr buffers, and [`OutputSink`], through which a run's
 //!   output reaches a live client above this layer;
 //! - [`stdin`]: stdin fed while a program runs;
@@ -14,6 +15,7 @@
 //!
 //! It may use [`config`](crate::config) only.
 
+pub mod backtrace;
 pub mod capture;
 pub mod engine;
 pub mod execute;
