@@ -369,11 +369,12 @@ describe('the playground page', { timeout: 5 * TIMEOUT }, () => {
     await page.click('#crates-toggle');
     assert.equal(await page.getAttribute('#crates-toggle', 'aria-expanded'), 'true');
     const items = page.locator('#crates-list li');
-    await items.nth(32).waitFor();
-    assert.equal(await items.count(), 33);
+    await items.nth(34).waitFor();
+    assert.equal(await items.count(), 35);
     const shown = await items.allInnerTexts();
     assert.ok(shown.includes('rand 0.10.4'), shown.join(', '));
     assert.ok(shown.includes('md5 0.10.6'), shown.join(', '));
+    assert.ok(shown.includes('rayon 1.12.0'), shown.join(', '));
     assert.equal(await items.filter({ hasText: 'md5' }).getAttribute('title'), 'the md-5 package');
     await page.focus('#crates-close');
     await page.keyboard.press('Escape');
