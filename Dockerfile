@@ -5,7 +5,8 @@
 #
 #   docker build -t wasm-playground .
 #   docker run --rm -p 8000:8000 --read-only --tmpfs /tmp:rw,noexec,nosuid,size=1g \
-#     --tmpfs /var/cache/wasm-playground:size=1g,uid=10001,gid=10001 wasm-playground
+#     --tmpfs /var/cache/wasm-playground:size=1g,uid=10001,gid=10001 \
+#     -v wasm-playground-data:/var/lib/wasm-playground wasm-playground
 
 # --- Build stage: the same steps as scripts/serve (target, release build, crates) ---------
 FROM rust:1.95.0-slim-bookworm AS build
@@ -38,19 +39,21 @@ RUN apt-get update \
  && groupadd --gid 10001 playground \
  && useradd --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \
       --shell /usr/sbin/nologin playground \
- && install -d -o 10001 -g 10001 -m 0700 /var/cache/wasm-playground
+ && install -d -o 10001 -g 10001 -m 0700 /var/cache/wasm-playground /var/lib/wasm-playground
 COPY --from=build /opt/rust /opt/rust
 COPY --from=build /opt/crates /opt/crates
 COPY --from=build /src/target/release/wasm-playground /usr/local/bin/wasm-playground
 # Only the toolchain copied above is there: no rustup, so no beta or nightly channels.
 # Writable paths (mount them: tmpfs or emptyDir): the work dir for compiles (/tmp) and the
-# artifact cache. Everything else may be read-only.
+# artifact cache; and a persistent volume for the data dir (the SQLite share store) unless
+# shares go to PostgreSQL. Everything else may be read-only.
 ENV WASM_PLAYGROUND_ADDR=0.0.0.0:8000 \
     WASM_PLAYGROUND_RUSTC=/opt/rust/bin/rustc \
     WASM_PLAYGROUND_CHANNELS=stable \
     WASM_PLAYGROUND_CRATES_DIR=/opt/crates \
     WASM_PLAYGROUND_WORK_DIR=/tmp \
     WASM_PLAYGROUND_CACHE_DIR=/var/cache/wasm-playground \
+    WASM_PLAYGROUND_DATA_DIR=/var/lib/wasm-playground \
     WASM_PLAYGROUND_LOG_FORMAT=json \
     RUST_BACKTRACE=0
 USER 10001:10001

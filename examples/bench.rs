@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use wasm_playground::build::CrateSet;
 use wasm_playground::build::compiler::{rustc_args, source_file};
+use wasm_playground::build::options::Target;
 use wasm_playground::build::{CompileOptions, Toolchain};
 use wasm_playground::config::Config;
 
@@ -224,11 +225,19 @@ fn unique(code: &str, tag: &str, i: usize) -> String {
 fn bare_rustc(rustc: &Path, crate_args: &[String], code: &str) -> f64 {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("src")).unwrap();
-    let source = source_file(code, true);
+    let source = source_file(code, Some(Target::Wasip1));
     std::fs::write(dir.path().join("src/main.rs"), source).unwrap();
     let started = Instant::now();
     let status = Command::new(rustc)
-        .args(rustc_args(&CompileOptions::default(), dir.path()).0)
+        .args(
+            rustc_args(
+                &CompileOptions::default(),
+                Target::Wasip1,
+                dir.path(),
+                "src/main.rs",
+            )
+            .0,
+        )
         .args(crate_args)
         .current_dir(dir.path())
         .env_clear()

@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use wasm_playground::build::compiler::{rustc_args, source_file};
+use wasm_playground::build::options::Target;
 use wasm_playground::build::{CompileOptions, Mode, Toolchain};
 use wasmtime::{CacheStore, Engine, Module, OptLevel, Strategy};
 
@@ -108,9 +109,13 @@ fn build(rustc: &std::path::Path, code: &str, mode: Mode) -> Vec<u8> {
     };
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("src")).unwrap();
-    std::fs::write(dir.path().join("src/main.rs"), source_file(code, true)).unwrap();
+    std::fs::write(
+        dir.path().join("src/main.rs"),
+        source_file(code, Some(Target::Wasip1)),
+    )
+    .unwrap();
     let started = Instant::now();
-    let (args, output) = rustc_args(&opts, dir.path());
+    let (args, output) = rustc_args(&opts, Target::Wasip1, dir.path(), "src/main.rs");
     let out = std::process::Command::new(rustc)
         .args(args)
         .current_dir(dir.path())

@@ -48,11 +48,15 @@ enum Command {
         args: Vec<String>,
     },
     /// Build the offered crates (crates/Cargo.toml) into the crates directory and index them;
-    /// a no-op when they are built already.
+    /// a no-op when they are built already. With `--channel nightly`, also prepares Miri's
+    /// sysroot.
     BuildCrates {
         /// The manifest listing the crates.
         #[arg(long, default_value = "crates/Cargo.toml")]
         manifest_path: PathBuf,
+        /// The channel whose toolchain builds them (each loads only its own builds).
+        #[arg(long, default_value = "stable")]
+        channel: crate::config::Channel,
     },
 }
 
@@ -74,7 +78,10 @@ pub async fn main() -> anyhow::Result<i32> {
         LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
     }
     match cli.command {
-        Some(Command::BuildCrates { manifest_path }) => build_crates(&cli.config, &manifest_path),
+        Some(Command::BuildCrates {
+            manifest_path,
+            channel,
+        }) => build_crates(&cli.config, &manifest_path, channel),
         None | Some(Command::Serve) => {
             serve(Arc::new(Playground::new(cli.config)?), cli.serve).await
         }
@@ -188,7 +195,7 @@ async fn run(
     };
     let output = playground
         .execute(ExecuteRequest {
-            code,
+            code: code.into(),
             stdin: program_stdin,
             ..request
         })
@@ -211,9 +218,22 @@ async fn run(
 }
 
 /// `build-crates`: cargo shows its progress on stderr; one summary line follows.
-fn build_crates(config: &Config, manifest: &std::path::Path) -> anyhow::Result<i32> {
-    let toolchain = crate::build::Toolchain::detect(&config.rustc)?;
-    let dir = config.crates_dir();
+fn build_crates(
+    config: &Config,
+    manifest: &std::path::Path,
+    channel: crate::config::Channel,
+) -> anyhow::Result<i32> {
+    use crate::build::Toolchain;
+    let toolchain = match channel {
+        crate::config::Channel::Stable => Toolchain::detect(&config.rustc)?,
+        other => Toolchain::detect_channel(other)?,
+    };
+    let dir = config.crates_dir_for(channel);
+    if channel == crate::config::Channel::Nightly {
+        let sysroot = config.miri_sysroot();
+        crate::build::miri::setup(&toolchain, &sysroot)?;
+        eprintln!("Miri's sysroot ready in {}", sysroot.display());
+    }
     let index = crate::build::crates::build(&toolchain, manifest, &dir)?;
     eprintln!(
         "{} crates ready in {} for {}",

@@ -156,6 +156,16 @@ pub struct Config {
     )]
     pub max_runs: usize,
 
+    /// Threads one program may have alive at once, its main thread included; a spawn beyond
+    /// fails as it does natively when the OS refuses (`WouldBlock`).
+    #[arg(
+        long,
+        env = "WASM_PLAYGROUND_MAX_THREADS",
+        default_value_t = 16,
+        global = true
+    )]
+    pub max_threads: u32,
+
     /// Requests allowed to wait for a compile slot (and, separately, for a run slot).
     #[arg(
         long,
@@ -345,6 +355,23 @@ pub struct Config {
     )]
     pub channels: Vec<Channel>,
 
+    /// Serve this directory's files at `/` instead of the embedded page (`/help` answers its
+    /// `index.html` too), e.g. play.rust-lang.org's frontend built from source.
+    #[arg(long, env = "WASM_PLAYGROUND_FRONTEND_DIR", global = true)]
+    pub frontend_dir: Option<PathBuf>,
+
+    /// The `multifileThreshold` feature flag `/websocket` sends play.rust-lang.org's frontend:
+    /// multi-file editing is on for the share of browsers whose random number in [0, 1] is at
+    /// most this (1 = all; 0 or less = none).
+    #[arg(
+        long,
+        env = "WASM_PLAYGROUND_MULTIFILE_THRESHOLD",
+        default_value_t = 1.0,
+        allow_negative_numbers = true,
+        global = true
+    )]
+    pub multifile_threshold: f64,
+
     /// Log lines as human-readable text or as JSON objects (one per line).
     #[arg(
         long,
@@ -412,9 +439,15 @@ pub struct Config {
     pub tier_up_fuel: u64,
 
     /// Directory of the offered crates, built by `wasm-playground build-crates` (default: `crates`
-    /// in the cargo target dir this binary was built in, i.e. `target/crates`).
+    /// in the cargo target dir this binary was built in, i.e. `target/crates`). Beta's and
+    /// nightly's builds sit beside it, in `DIR-beta` and `DIR-nightly`.
     #[arg(long, env = "WASM_PLAYGROUND_CRATES_DIR", global = true)]
     pub crates_dir: Option<PathBuf>,
+
+    /// Miri's sysroot, prepared once by `wasm-playground build-crates --channel nightly`
+    /// (default: `miri-sysroot` beside the crates directory, i.e. `target/miri-sysroot`).
+    #[arg(long, env = "WASM_PLAYGROUND_MIRI_SYSROOT", global = true)]
+    pub miri_sysroot: Option<PathBuf>,
 
     /// The `rustc` used to find the toolchain's sysroot (the real compiler inside it is used).
     #[arg(
@@ -458,6 +491,63 @@ pub struct Config {
         global = true
     )]
     pub redis_hmac_key: Option<Secret>,
+
+    /// Directory of the service's own data: the SQLite database of shares (default:
+    /// `$XDG_DATA_HOME/wasm-playground`, else `~/.local/share/wasm-playground`).
+    #[arg(long, env = "WASM_PLAYGROUND_DATA_DIR", global = true)]
+    pub data_dir: Option<PathBuf>,
+
+    /// PostgreSQL holding the shares, for several replicas (e.g.
+    /// `postgres://playground:PASSWORD@db:5432/playground`); unset: SQLite in the data dir.
+    #[arg(
+        long,
+        env = "WASM_PLAYGROUND_DATABASE_URL",
+        hide_env_values = true,
+        global = true
+    )]
+    pub database_url: Option<Secret>,
+
+    /// Connections to PostgreSQL kept open by one replica.
+    #[arg(
+        long,
+        env = "WASM_PLAYGROUND_DATABASE_CONNECTIONS",
+        default_value_t = 4,
+        global = true
+    )]
+    pub database_connections: usize,
+
+    /// Longest wait for a database connection or one share's read or write, in milliseconds;
+    /// past it the request gets a 503.
+    #[arg(
+        long,
+        env = "WASM_PLAYGROUND_DATABASE_TIMEOUT_MS",
+        default_value_t = 3_000,
+        global = true
+    )]
+    pub database_timeout_ms: u64,
+
+    /// New shares one client (peer address) may make per minute (0 = no limit).
+    #[arg(
+        long,
+        env = "WASM_PLAYGROUND_SHARES_PER_MINUTE",
+        default_value_t = 30,
+        global = true
+    )]
+    pub shares_per_minute: u32,
+
+    /// Total bytes of code the share store may hold; past it new shares are refused.
+    #[arg(
+        long,
+        env = "WASM_PLAYGROUND_SHARES_MAX_BYTES",
+        default_value_t = 1 << 30,
+        global = true
+    )]
+    pub shares_max_bytes: u64,
+
+    /// The page's address as users reach it (e.g. `https://play.example.org`), for the links of
+    /// shares; unset: `http://` and the request's `Host`.
+    #[arg(long, env = "WASM_PLAYGROUND_PUBLIC_URL", global = true)]
+    pub public_url: Option<String>,
 }
 
 /// A setting that must not appear in logs or `Debug` output (a key, a URL with a password).
@@ -530,6 +620,10 @@ impl Config {
         Duration::from_millis(self.compile_timeout_ms)
     }
 
+    pub fn database_timeout(&self) -> Duration {
+        Duration::from_millis(self.database_timeout_ms.max(1))
+    }
+
     /// Slots of Wasmtime's pooling allocator (instances, memories, tables, stacks): twice the
     /// runs allowed at once, since a run restarting on Cranelift briefly holds two, plus one
     /// per live session (which keeps its instance while it waits for input).
@@ -542,17 +636,25 @@ impl Config {
         u32::try_from(slots).unwrap_or(u32::MAX)
     }
 
+    /// Instance, table and stack slots: the pool's slots plus, for threaded runs (each counted
+    /// as several runs by the admission control), one per extra thread of every run.
+    pub fn pool_thread_slots(&self) -> u32 {
+        let extra = u64::from(self.max_threads.saturating_sub(1)) * self.max_runs as u64;
+        u32::try_from(u64::from(self.pool_slots()) + extra).unwrap_or(u32::MAX)
+    }
+
     /// The on-disk cache's directory: the configured one, else the user's cache dir.
     pub fn cache_dir(&self) -> PathBuf {
-        if let Some(dir) = &self.cache_dir {
-            return dir.clone();
-        }
-        let base = std::env::var_os("XDG_CACHE_HOME")
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-            .unwrap_or_else(std::env::temp_dir);
-        base.join("wasm-playground")
+        self.cache_dir
+            .clone()
+            .unwrap_or_else(|| user_dir("XDG_CACHE_HOME", ".cache"))
+    }
+
+    /// The data directory: the configured one, else the user's data dir.
+    pub fn data_dir(&self) -> PathBuf {
+        self.data_dir
+            .clone()
+            .unwrap_or_else(|| user_dir("XDG_DATA_HOME", ".local/share"))
     }
 
     /// The crates directory: the configured one, else `crates` in the target dir of this binary
@@ -570,6 +672,36 @@ impl Config {
         dir.and_then(Path::parent)
             .map_or_else(|| PathBuf::from("target/crates"), |t| t.join("crates"))
     }
+
+    /// The crates directory of `channel`: each toolchain loads only the libraries it built.
+    pub fn crates_dir_for(&self, channel: Channel) -> PathBuf {
+        let dir = self.crates_dir();
+        match channel {
+            Channel::Stable => dir,
+            other => {
+                let mut name = dir.file_name().unwrap_or_default().to_os_string();
+                name.push(format!("-{}", other.as_str()));
+                dir.with_file_name(name)
+            }
+        }
+    }
+
+    /// Where Miri's sysroot is (or is to be built).
+    pub fn miri_sysroot(&self) -> PathBuf {
+        self.miri_sysroot
+            .clone()
+            .unwrap_or_else(|| self.crates_dir().with_file_name("miri-sysroot"))
+    }
+}
+
+/// `wasm-playground` in the XDG base directory named by `var`, else in `~/under_home`.
+fn user_dir(var: &str, under_home: &str) -> PathBuf {
+    let base = std::env::var_os(var)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(under_home)))
+        .unwrap_or_else(std::env::temp_dir);
+    base.join("wasm-playground")
 }
 
 /// Which of Wasmtime's compilers turns a new program into machine code.

@@ -15,9 +15,12 @@
 //!   every endpoint, with admission control (slots and queues);
 //! - [`inspect`]: `/compile`'s disassembly of what Wasmtime generates;
 //! - [`build`]: source to module: toolchain, sandboxed `rustc`, diagnostics, crates, and the
-//!   artifact cache's tiers (memory, disk, Redis);
+//!   artifact cache's tiers (memory, disk, Redis); the other host tools (Miri, macro expansion
+//!   and HIR, native assembly) in the same sandbox;
 //! - [`run`]: module to outcome: engines and tiers, one store per run with its limits, output
 //!   capture, the test harness, outcome statuses;
+//! - [`shares`]: the store of shared programs behind `/meta/gist`: SQLite in the data directory
+//!   or PostgreSQL for several replicas, the ids, the total size cap (it needs no other layer);
 //! - [`config`]: every limit and setting, from flags, `WASM_PLAYGROUND_*` variables and a
 //!   `--config` TOML file; read by every layer.
 //!
@@ -33,3 +36,4 @@ pub mod config;
 pub mod inspect;
 pub mod pipeline;
 pub mod run;
+pub mod shares;

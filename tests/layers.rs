@@ -6,7 +6,7 @@ use std::path::Path;
 
 /// Top to bottom.
 const LAYERS: &[&str] = &[
-    "cli", "api", "pipeline", "inspect", "build", "run", "config",
+    "cli", "api", "pipeline", "inspect", "build", "run", "shares", "config",
 ];
 
 fn rank(name: &str) -> Option<usize> {
@@ -27,12 +27,16 @@ fn crate_paths(line: &str) -> Vec<String> {
         };
         match rest.strip_prefix('{') {
             Some(group) => {
-                let group = group.split('}').next().unwrap_or_default();
+                // Split the group's top level at commas, up to its own closing brace.
                 let mut depth = 0;
                 let mut start = 0;
                 for (i, c) in group.char_indices() {
                     match c {
                         '{' => depth += 1,
+                        '}' if depth == 0 => {
+                            names.push(ident(&group[start..i]));
+                            break;
+                        }
                         '}' => depth -= 1,
                         ',' if depth == 0 => {
                             names.push(ident(&group[start..i]));
@@ -41,7 +45,6 @@ fn crate_paths(line: &str) -> Vec<String> {
                         _ => {}
                     }
                 }
-                names.push(ident(&group[start..]));
             }
             None => names.push(ident(rest)),
         }

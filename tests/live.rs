@@ -241,3 +241,31 @@ async fn compile_errors_and_bad_requests() {
             .starts_with("unknown edition `1999`")
     );
 }
+
+/// A threaded program's workers write to the same live stream, as they write.
+#[tokio::test]
+async fn output_from_every_thread_arrives_while_the_program_runs() {
+    let mut ws = connect().await;
+    let code = "use std::thread;\nuse std::time::Duration;\nfn main() {\n    for i in 0..3 {\n        thread::spawn(move || println!(\"worker {i}\")).join().unwrap();\n        thread::sleep(Duration::from_millis(300));\n    }\n}\n";
+    send(&mut ws, json!({"type": "run", "code": code})).await;
+    assert_eq!(next(&mut ws).await.0, json!({"type": "compiling"}));
+    let (compiled, _) = next(&mut ws).await;
+    assert_eq!(compiled["success"], true, "{compiled}");
+    let mut arrivals = Vec::new();
+    for i in 0..3 {
+        let (v, at) = next(&mut ws).await;
+        assert_eq!(
+            v,
+            json!({"type": "stdout", "data": format!("worker {i}\n")})
+        );
+        arrivals.push(at);
+    }
+    assert!(
+        arrivals[2].duration_since(arrivals[0]) >= Duration::from_millis(400),
+        "{arrivals:?}"
+    );
+    let (done, _) = next(&mut ws).await;
+    assert_eq!(done["type"], "done");
+    assert_eq!(done["status"], "ok");
+    assert_eq!(done["stdout"], "worker 0\nworker 1\nworker 2\n");
+}

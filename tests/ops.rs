@@ -29,7 +29,7 @@ async fn health_and_readiness() {
         .collect();
     assert_eq!(names[..2], ["toolchain", "sandbox"]);
     assert!(
-        names.ends_with(&["crates", "workDir", "queue"]),
+        names.ends_with(&["crates", "workDir", "queue", "shares"]),
         "{names:?}"
     );
 

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{ServerProcess, client};
+use common::{ServerProcess, client, free_port};
 use serde_json::{Value, json};
 
 const HMAC_KEY: (&str, &str) = ("WASM_PLAYGROUND_REDIS_HMAC_KEY", "replicas-test-key");
@@ -41,15 +41,6 @@ impl Drop for Daemon {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// A port free right now on 127.0.0.1 (for daemons that cannot report the one they got).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Polls `ready` every 50 ms for up to 20 s.

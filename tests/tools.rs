@@ -1,4 +1,5 @@
-//! `/format`, `/clippy`, `/compile` and `/meta/versions` through the real HTTP API.
+//! `/format`, `/clippy`, `/compile`, `/macro-expansion`, backtraces and `/meta/versions` through
+//! the real HTTP API. Miri has tests/miri.rs.
 
 mod common;
 
@@ -43,7 +44,8 @@ async fn format_is_edition_aware_and_reports_errors() {
     let (_, v) = post("/format", json!({"code": "fn main({", "edition": "2021"})).await;
     assert_eq!(v["success"], false);
     assert_eq!(v["exitDetail"], "rustfmt failed");
-    assert_eq!(v["code"], "");
+    // The code as sent: play.rust-lang.org's frontend puts `code` into its editor regardless.
+    assert_eq!(v["code"], "fn main({");
     let stderr = v["stderr"].as_str().unwrap();
     assert!(
         stderr.starts_with(
@@ -125,14 +127,14 @@ async fn compile_shows_each_target() {
     assert!(v["stderr"].as_str().unwrap().contains("error[E0308]"));
 }
 
-/// `asm` is the x86-64 code Wasmtime runs, in either syntax, with calls named after their targets
-/// (including the fuel and epoch checks Wasmtime inserts).
+/// `wasmtime-asm` is the x86-64 code Wasmtime runs, in either syntax, with calls named after
+/// their targets (including the fuel and epoch checks Wasmtime inserts).
 #[tokio::test]
-async fn asm_is_wasmtimes_machine_code() {
+async fn wasmtime_asm_is_wasmtimes_machine_code() {
     let code = "fn square(x: u64) -> u64 { x * x }\nfn main() { println!(\"{}\", square(std::hint::black_box(7))); }";
     let (status, v) = post(
         "/compile",
-        json!({"code": code, "target": "asm", "mode": "debug"}),
+        json!({"code": code, "target": "wasmtime-asm", "mode": "debug"}),
     )
     .await;
     assert_eq!(status, 200, "{v}");
@@ -144,7 +146,7 @@ async fn asm_is_wasmtimes_machine_code() {
 
     let (status, v) = post(
         "/compile",
-        json!({"code": code, "target": "asm", "mode": "release", "assemblyFlavor": "intel"}),
+        json!({"code": code, "target": "wasmtime-asm", "mode": "release", "assemblyFlavor": "intel"}),
     )
     .await;
     assert_eq!(status, 200, "{v}");
@@ -179,7 +181,7 @@ async fn tool_requests_are_validated() {
         (
             "/compile",
             json!({"code": "fn main() {}", "target": "exe"}),
-            "unknown target `exe`, expected one of asm, llvm-ir, mir, wasm",
+            "unknown target `exe`, expected one of asm, hir, llvm-ir, mir, wasm, wasmtime-asm",
         ),
         (
             "/compile",
@@ -197,7 +199,11 @@ async fn tool_requests_are_validated() {
             "unknown channel `alpha`, expected stable, beta or nightly",
         ),
         ("/format", json!({"code": ""}), "`code` is missing or empty"),
-        ("/format", json!({"edition": "2021"}), "invalid JSON body"),
+        (
+            "/format",
+            json!({"edition": "2021"}),
+            "Unable to deserialize request",
+        ),
     ] {
         let (status, v) = post(path, body.clone()).await;
         assert_eq!(status, 400, "{path} {body}");
@@ -231,5 +237,162 @@ async fn versions_of_the_toolchain() {
             .as_str()
             .unwrap()
             .starts_with("0.1.")
+    );
+}
+
+/// `asm` is what `rustc --emit asm` writes for x86-64 (the lines below are from a native
+/// `rustc --crate-type bin -C opt-level=0 -C codegen-units=1 --emit asm` of the same file):
+/// filtered to the program's functions and demangled by default, raw and mangled on request,
+/// in AT&T or Intel syntax.
+#[tokio::test]
+async fn asm_is_rustcs_native_assembly() {
+    let code = "fn square(x: u64) -> u64 { x * x }\nfn main() { println!(\"{}\", square(std::hint::black_box(7))); }\n";
+    let asm = |extra: Value| {
+        let mut body = json!({"code": code, "target": "asm", "mode": "debug", "edition": "2024"});
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        async move {
+            let (status, v) = post("/compile", body).await;
+            assert_eq!((status, v["success"].as_bool()), (200, Some(true)), "{v}");
+            v["code"].as_str().unwrap().to_string()
+        }
+    };
+    let att = asm(json!({})).await;
+    assert!(
+        att.starts_with("playground::main:\n\tsubq\t$40, %rsp\n"),
+        "{att}"
+    );
+    assert!(att.contains("\taddq\t$40, %rsp\n"), "{att}");
+    assert!(att.contains("\nplayground::square:\n"), "{att}");
+    assert!(
+        !att.contains(".cfi_")
+            && !att.contains("\n\t.")
+            && !att.contains("\ncore::fmt::Arguments::new:"),
+        "{att}"
+    );
+
+    let intel = asm(json!({"assemblyFlavor": "intel"})).await;
+    assert!(intel.contains("\tadd\trsp, 40\n"), "{intel}");
+    assert!(!intel.contains('%'), "{intel}");
+
+    let mangled = asm(json!({"demangleAssembly": "mangle"})).await;
+    assert!(mangled.starts_with("_ZN10playground4main17h"), "{mangled}");
+
+    let raw = asm(json!({"processAssembly": "raw"})).await;
+    assert!(raw.contains("\t.cfi_startproc\n"), "{raw}");
+    assert!(raw.contains("\n\t.globl\tmain\n"), "{raw}");
+    assert!(raw.contains("\ncore::fmt::Arguments::new:\n"), "{raw}");
+
+    let (status, v) = post(
+        "/compile",
+        json!({"code": code, "target": "asm", "processAssembly": "tidy"}),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        v["error"],
+        "unknown processAssembly `tidy`, expected filter or raw"
+    );
+}
+
+#[tokio::test]
+async fn llvm_ir_is_for_the_host() {
+    let (status, v) = post(
+        "/compile",
+        json!({"code": "fn main() { println!(\"hi\"); }", "target": "llvm-ir"}),
+    )
+    .await;
+    assert_eq!((status, v["success"].as_bool()), (200, Some(true)), "{v}");
+    let ir = v["code"].as_str().unwrap();
+    assert!(ir.starts_with("; ModuleID = 'playground."), "{ir}");
+    assert!(
+        ir.contains("\ntarget datalayout = \"e-m:e-p270:32:32"),
+        "{ir}"
+    );
+    assert!(
+        ir.contains("\ntarget triple = \"x86_64-unknown-linux-gnu\"\n"),
+        "{ir}"
+    );
+}
+
+/// HIR and macro expansion are nightly's `-Zunpretty` (the expected lines are nightly's own
+/// output for the same file).
+#[tokio::test]
+async fn hir_and_macro_expansion_come_from_nightly() {
+    let code =
+        "fn demo() -> impl std::fmt::Display { 42 }\nfn main() { println!(\"{}\", demo()); }\n";
+    let (status, v) = post(
+        "/compile",
+        json!({"code": code, "target": "hir", "channel": "stable", "edition": "2024"}),
+    )
+    .await;
+    assert_eq!((status, v["success"].as_bool()), (200, Some(true)), "{v}");
+    let hir = v["code"].as_str().unwrap();
+    assert!(
+        hir.contains("\nfn demo() -> /*impl Trait*/ { 42 }\n"),
+        "{hir}"
+    );
+
+    let (status, v) = post("/macro-expansion", json!({"code": code, "edition": "2024"})).await;
+    assert_eq!((status, v["success"].as_bool()), (200, Some(true)), "{v}");
+    assert_eq!(
+        v["stdout"],
+        "#![feature(prelude_import)]\nextern crate std;\n#[prelude_import]\nuse std::prelude::rust_2024::*;\nfn demo() -> impl std::fmt::Display { 42 }\nfn main() { { ::std::io::_print(format_args!(\"{0}\\n\", demo())); }; }\n"
+    );
+
+    // The offered crates' proc macros expand (nightly's own build of them).
+    let tokio = "#[tokio::main(flavor = \"current_thread\")]\nasync fn main() {\n    println!(\"hi\");\n}\n";
+    let (_, v) = post(
+        "/macro-expansion",
+        json!({"code": tokio, "edition": "2021"}),
+    )
+    .await;
+    assert_eq!(v["success"], true, "{v}");
+    let expanded = v["stdout"].as_str().unwrap();
+    assert!(expanded.contains(".block_on(body)"), "{expanded}");
+
+    let (_, v) = post(
+        "/macro-expansion",
+        json!({"code": "fn main() { let x: u8 = \"a\"; }"}),
+    )
+    .await;
+    assert_eq!(v["success"], true, "expansion needs no type check: {v}");
+    let (_, v) = post(
+        "/macro-expansion",
+        json!({"code": "fn main() { undefined!(); }"}),
+    )
+    .await;
+    assert_eq!(v["success"], false, "{v}");
+    assert!(
+        v["stderr"]
+            .as_str()
+            .unwrap()
+            .contains("error: cannot find macro `undefined` in this scope"),
+        "{v}"
+    );
+}
+
+/// With `backtrace: true` a panic prints the frames as native Rust 1.95 does with
+/// `RUST_BACKTRACE=1` (the expected lines are a native run's, with its thread id).
+#[tokio::test]
+async fn backtraces_name_the_frames_and_lines() {
+    let code = "fn inner(v: &[i32]) -> i32 {\n    v[3]\n}\n\nfn main() {\n    println!(\"start\");\n    let v = vec![1, 2, 3];\n    println!(\"{}\", inner(&v));\n}\n";
+    let v = common::run_on(server(), json!({"code": code, "backtrace": true})).await;
+    assert_eq!(v["stdout"], "start\n");
+    assert_eq!(v["exitCode"], 101);
+    let std = "/rustc/59807616e1fa2540724bfbac14d7976d7e4a3860/library";
+    assert_eq!(
+        v["stderr"],
+        format!(
+            "\nthread 'main' (1) panicked at src/main.rs:2:5:\nindex out of bounds: the len is 3 but the index is 3\nstack backtrace:\n   0: __rustc::rust_begin_unwind\n             at {std}/std/src/panicking.rs:689:5\n   1: core::panicking::panic_fmt\n             at {std}/core/src/panicking.rs:80:14\n   2: core::panicking::panic_bounds_check\n             at {std}/core/src/panicking.rs:271:5\n   3: playground::inner\n             at ./src/main.rs:2:5\n   4: playground::main\n             at ./src/main.rs:8:20\n   5: core::ops::function::FnOnce::call_once\n             at {std}/core/src/ops/function.rs:250:5\nnote: Some details are omitted, run with `RUST_BACKTRACE=full` for a verbose backtrace.\n"
+        )
+    );
+
+    // Without it, the output is as before.
+    let v = common::run(code).await;
+    assert_eq!(
+        v["stderr"],
+        "\nthread 'main' (1) panicked at src/main.rs:2:5:\nindex out of bounds: the len is 3 but the index is 3\nnote: run with `RUST_BACKTRACE=1` environment variable to display a backtrace\n"
     );
 }

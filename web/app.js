@@ -1,9 +1,12 @@
 // The playground page: runs the editor's program over the `live` WebSocket (output shown as the
 // program writes it, interactive input, cancel), or through `POST execute` where WebSockets do not
-// get through, and shows the result. Plain ES module, no dependencies; served from the binary
-// (see src/http.rs).
+// get through, and shows the result; the other tools (tools.js) answer in tabs of their own.
+// Plain ES modules, no build step (the CodeMirror bundle, codemirror.js, is built once and
+// committed); served from the binary (see src/api/page.rs).
 
 import { Editor } from './editor.js';
+import { FileList, MAIN } from './files.js';
+import { TOOLS, Tabs, callTool, countText, describeHttpError, diagnosticItems, locate, showInPanel } from './tools.js';
 
 const STORAGE_KEY = 'wasm-playground:v1';
 // The program a shared link replaced, so opening a link never loses one's own work.
@@ -214,6 +217,17 @@ const ui = {
   app: document.querySelector('.app'),
   run: $('run'),
   runLabel: $('run-label'),
+  action: $('action'),
+  tools: $('tools'),
+  channel: $('channel'),
+  optionsToggle: $('options-toggle'),
+  optionsPanel: $('options-panel'),
+  optionsClose: $('options-close'),
+  backtrace: $('backtrace'),
+  asmFlavor: $('asm-flavor'),
+  demangle: $('demangle'),
+  processAsm: $('process-asm'),
+  aliasing: $('aliasing'),
   cancel: $('cancel'),
   edition: $('edition'),
   mode: $('mode'),
@@ -228,6 +242,7 @@ const ui = {
   copyLink: $('copy-link'),
   shareStatus: $('share-status'),
   shareClose: $('share-close'),
+  shortLink: $('short-link'),
   cratesToggle: $('crates-toggle'),
   cratesPanel: $('crates-panel'),
   cratesList: $('crates-list'),
@@ -264,7 +279,11 @@ const editor = new Editor($('editor'), {
   onChange: () => {
     if (!loading) programChanged();
   },
+  onRun: () => run(),
+  describedBy: 'editor-help',
 });
+const files = new FileList($('files'), editor, { onChange: () => programChanged() });
+const tabs = new Tabs($('tabs'), $('panel-run').parentElement);
 
 // While a run is under way: {started, timer, cancel(), send(message), inputOpen}; `send` and
 // `inputOpen` (the program's input can still be typed) only on a live run.
@@ -274,27 +293,57 @@ let retryTimer = null;
 // -----------------------------------------------------------------------------------------------
 // Persistence (localStorage) and sharing (URL fragment)
 
+/**
+ * The program as the API takes it: `code` is the text of src/main.rs, or, with modules, the list
+ * `[{name, content}]` of every file.
+ */
 function currentProgram() {
+  const all = editor.files();
   return {
-    code: editor.value,
+    code: all.length === 1 && all[0].name === MAIN ? all[0].content : all,
     edition: ui.edition.value,
     mode: ui.mode.value,
     stdin: ui.stdin.value,
   };
 }
 
-function applyProgram(p, { undoable = false } = {}) {
+/** Every file of a program: `[{name, content}]` whichever form its `code` has. */
+function filesOf(program) {
+  return typeof program.code === 'string' ? [{ name: MAIN, content: program.code }] : program.code;
+}
+
+/** File name → text, the sources that diagnostics are about. */
+function sourcesOf(program) {
+  return new Map(filesOf(program).map((f) => [f.name, f.content]));
+}
+
+/** A saved or shared `code` made safe: a string, or a list of files with src/main.rs first. */
+function validCode(code) {
+  if (typeof code === 'string') return code;
+  if (!Array.isArray(code)) return null;
+  const list = code.filter((f) => f && typeof f.name === 'string' && typeof f.content === 'string');
+  if (!list.some((f) => f.name === MAIN)) return null;
+  return [...list.filter((f) => f.name === MAIN), ...list.filter((f) => f.name !== MAIN)];
+}
+
+/** Puts a program in the page. `undoable` (one file only) keeps the old text one Ctrl+Z away. */
+function applyProgram(p, { undoable = false, show = null } = {}) {
+  const code = validCode(p.code);
   loading = true;
   try {
-    if (typeof p.code === 'string') editor.setValue(p.code, { undoable });
+    if (typeof code === 'string' && undoable && editor.files().length === 1) editor.setValue(code, { undoable });
+    else if (code !== null) editor.setFiles(filesOf({ code }), show ?? MAIN);
   } finally {
     loading = false;
   }
+  files.render();
   if (EDITIONS.includes(p.edition)) ui.edition.value = p.edition;
   if (MODES.includes(p.mode)) ui.mode.value = p.mode;
+  if ([...ui.channel.options].some((o) => o.value === p.channel)) ui.channel.value = p.channel;
   if (typeof p.stdin === 'string') ui.stdin.value = p.stdin;
   editor.setDiagnostics([]);
   updateStdinDot();
+  updateAction();
 }
 
 let saveTimer = null;
@@ -302,7 +351,14 @@ function save() {
   clearTimeout(saveTimer);
   saveTimer = null;
   try {
-    const state = { ...currentProgram(), stdinOpen: !ui.stdinPanel.hidden };
+    const state = {
+      ...currentProgram(),
+      file: editor.file,
+      channel: ui.channel.value,
+      action: ui.action.value,
+      backtrace: ui.backtrace.checked,
+      stdinOpen: !ui.stdinPanel.hidden,
+    };
     localStorage.setItem(STORAGE_KEY, JSON.stringify(state));
   } catch {
     // Private mode or a full quota: the page still works, it just forgets.
@@ -347,6 +403,7 @@ async function pipeBytes(bytes, transform) {
  */
 async function encodeShare(program) {
   const json = { c: program.code, e: program.edition, m: program.mode };
+  if (typeof program.code !== 'string') json.c = program.code.map((f) => [f.name, f.content]);
   if (program.stdin) json.i = program.stdin;
   const bytes = new TextEncoder().encode(JSON.stringify(json));
   if (typeof CompressionStream === 'function') {
@@ -362,11 +419,12 @@ async function decodeShare(hash) {
   let bytes = fromBase64Url(m[2]);
   if (m[1] === 'z') bytes = await pipeBytes(bytes, new DecompressionStream('deflate-raw'));
   const json = JSON.parse(new TextDecoder().decode(bytes));
-  return { code: String(json.c ?? ''), edition: json.e, mode: json.m, stdin: String(json.i ?? '') };
+  const code = Array.isArray(json.c) ? json.c.map(([name, content]) => ({ name, content })) : String(json.c ?? '');
+  return { code, edition: json.e, mode: json.m, stdin: String(json.i ?? '') };
 }
 
 function shareLink(fragment) {
-  return location.origin + location.pathname + location.search + '#' + fragment;
+  return location.origin + location.pathname + '#' + fragment;
 }
 
 async function openShare() {
@@ -377,6 +435,44 @@ async function openShare() {
   ui.sharePanel.hidden = false;
   ui.copyLink.focus();
   ui.shareUrl.scrollLeft = 0;
+}
+
+/**
+ * Stores the program on the server (`POST meta/gist`) and shows a short link, `?gist=ID`, in place
+ * of the self-contained one; servers without a store say why in the share panel.
+ */
+async function makeShortLink() {
+  ui.shareStatus.textContent = 'Storing the program…';
+  const program = currentProgram();
+  let response;
+  let data = null;
+  let text = '';
+  try {
+    response = await fetch('meta/gist', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', accept: 'application/json' },
+      // play.rust-lang.org's names: `version` is the channel.
+      body: JSON.stringify({ code: program.code, version: ui.channel.value, mode: program.mode, edition: program.edition }),
+    });
+    text = await response.text();
+    data = JSON.parse(text);
+  } catch {
+    data = null;
+  }
+  if (response?.ok && typeof data?.id === 'string') {
+    const url = typeof data.url === 'string' && /^https?:\/\//.test(data.url)
+      ? data.url
+      : `${location.origin}${location.pathname}?gist=${encodeURIComponent(data.id)}`;
+    ui.shareUrl.value = url;
+    history.replaceState(null, '', url);
+    ui.shareStatus.textContent = 'Short link made: the program is stored on the server.' +
+      (program.stdin ? ' It does not hold the Stdin text; the long link does.' : '');
+    ui.copyLink.focus();
+    return;
+  }
+  ui.shareStatus.textContent = response
+    ? `No short link: ${describeHttpError(response, data, text, 'stored programs').notice} The link above holds the whole program.`
+    : 'No short link: the server could not be reached. The link above holds the whole program.';
 }
 
 function closeShare() {
@@ -412,7 +508,9 @@ async function copyLink() {
 let shareTimer = null;
 function programChanged() {
   saveSoon();
-  if (location.hash) history.replaceState(null, '', location.pathname + location.search);
+  updateAction();
+  // The link in the address bar (a fragment or a short link) no longer shows this program.
+  if (location.hash || location.search) history.replaceState(null, '', location.pathname);
   if (!ui.sharePanel.hidden) {
     clearTimeout(shareTimer);
     shareTimer = setTimeout(async () => {
@@ -515,13 +613,59 @@ function setRunning(on) {
   ui.run.setAttribute('aria-disabled', String(on));
   ui.cancel.hidden = !on;
   ui.output.setAttribute('aria-busy', String(on));
-  if (!on) ui.runLabel.textContent = 'Run';
+  if (!on) updateAction();
+}
+
+// -----------------------------------------------------------------------------------------------
+// Run, Build or Test
+
+/** What the main button does, and the request fields that make `/execute` do it. */
+const ACTIONS = {
+  run: { label: 'Run', busy: 'Running', fields: {} },
+  build: { label: 'Build', busy: 'Building', fields: { crateType: 'lib' } },
+  test: { label: 'Test', busy: 'Testing', fields: { tests: true } },
+};
+
+/**
+ * The action Auto picks, as play.rust-lang.org does: tests without a `main` are tested, other
+ * code without a `main` is built, and a program with one is run.
+ */
+function autoAction(program) {
+  const all = filesOf(program);
+  const text = all.map((f) => f.content).join('\n');
+  const main = all.find((f) => f.name === MAIN)?.content ?? '';
+  const hasMain = /\bfn\s+main\s*\(/.test(main);
+  if (!hasMain && /#\s*\[\s*test\s*\]/.test(text)) return 'test';
+  return hasMain ? 'run' : 'build';
+}
+
+function currentAction() {
+  return ui.action.value === 'auto' ? autoAction(currentProgram()) : ui.action.value;
+}
+
+/** Shows the chosen action on the main button and in the Auto option. */
+function updateAction() {
+  const action = ACTIONS[currentAction()];
+  ui.action.options[0].textContent = `Auto: ${action.label}`;
+  if (!running) ui.runLabel.textContent = action.label;
+}
+
+/** The fields every request carries besides the program: channel and backtrace. */
+function commonFields() {
+  return { channel: ui.channel.value, backtrace: ui.backtrace.checked };
+}
+
+/** True when every file is blank. */
+function isEmpty(program) {
+  return filesOf(program).every((f) => !f.content.trim());
 }
 
 async function run() {
   if (running) return;
-  const program = currentProgram();
-  if (!program.code.trim()) {
+  const action = ACTIONS[currentAction()];
+  const program = { ...currentProgram(), ...commonFields(), ...action.fields };
+  tabs.select('run');
+  if (isEmpty(program)) {
     resetOutput();
     setBadge('Nothing to run', 'idle');
     ui.detail.textContent = 'The editor is empty.';
@@ -533,14 +677,14 @@ async function run() {
   const started = performance.now();
   const tick = () => {
     const secs = ((performance.now() - started) / 1000).toFixed(1);
-    ui.runLabel.textContent = `Running ${secs} s`;
+    ui.runLabel.textContent = `${action.busy} ${secs} s`;
   };
   const state = { started, timer: setInterval(tick, 100), cancel: () => {}, send: null };
   running = state;
   tick();
   setRunning(true);
-  setBadge('Running', 'running');
-  ui.detail.textContent = 'Compiling and running…';
+  setBadge(action.busy, 'running');
+  ui.detail.textContent = action === ACTIONS.build ? 'Compiling…' : 'Compiling and running…';
   setMeta([]);
   if ((await runLive(program, state)) === 'fallback') await runOverHttp(program, state);
 }
@@ -652,7 +796,7 @@ function runLive(program, state) {
         case 'compiled':
           phase = 'compiled';
           if (stopping) break;
-          showCompiled(message, program.code);
+          showCompiled(message, sourcesOf(program));
           streaming = Boolean(message.success);
           if (message.success && !program.stdin) {
             state.send = send;
@@ -667,7 +811,7 @@ function runLive(program, state) {
         case 'done':
           flushOutput();
           if (typeof message.status === 'string') {
-            showResult(message, state.started, program.code, streams.text, { inputOpen: state.inputOpen });
+            showResult(message, state.started, sourcesOf(program), streams.text, { inputOpen: state.inputOpen });
           } else {
             showLiveError(state, 'The server sent a result the page does not understand.', streaming);
           }
@@ -714,12 +858,12 @@ function runLive(program, state) {
 const streams = { text: { stdout: '', stderr: '' }, pending: { stdout: '', stderr: '' }, frame: 0 };
 
 /** The `compiled` message: diagnostics marked at once, and empty output panes for what comes. */
-function showCompiled(message, source) {
+function showCompiled(message, sources) {
   resetOutput();
   streams.text = { stdout: '', stderr: '' };
   streams.pending = { stdout: '', stderr: '' };
   const diagnostics = Array.isArray(message.diagnostics) ? message.diagnostics : [];
-  showDiagnostics(diagnostics, message.compilerOutput ?? '', source, message.success);
+  showDiagnostics(diagnostics, message.compilerOutput ?? '', sources, message.success);
   if (!message.success) return;
   setBadge('Running', 'running');
   ui.detail.textContent = 'Running… output appears as the program writes it.';
@@ -901,7 +1045,7 @@ async function runOverHttp(program, state) {
     data = null;
   }
   try {
-    if (response.ok && data && typeof data.status === 'string') showResult(data, started, program.code);
+    if (response.ok && data && typeof data.status === 'string') showResult(data, started, sourcesOf(program));
     else showHttpError(response, data, text);
   } finally {
     countRun();
@@ -934,52 +1078,13 @@ function cancelRun() {
   running?.cancel();
 }
 
-function retryAfterSeconds(response) {
-  const value = response.headers.get('retry-after');
-  if (!value) return 0;
-  if (/^\d+$/.test(value.trim())) return Number(value.trim());
-  const date = Date.parse(value);
-  return Number.isNaN(date) ? 0 : Math.max(0, (date - Date.now()) / 1000);
-}
-
 function showHttpError(response, data, text) {
   resetOutput();
   setMeta([`HTTP ${response.status}`]);
-  const message = data && typeof data.error === 'string' ? data.error : null;
-  const status = response.status;
-  if (status === 503 || status === 429) {
-    const wait = retryAfterSeconds(response);
-    setBadge('Server busy', 'limit');
-    ui.detail.textContent = wait > 0
-      ? `The server is busy; it asks to try again in ${Math.ceil(wait)} s.`
-      : 'The server is busy; try again in a moment.';
-    showNotice(
-      'The server is running as many programs as it can right now, so it did not take this one. Your program is unchanged.' +
-        (message ? ` (Server: ${message})` : ''),
-      { retry: true, retryAfter: wait },
-    );
-    return;
-  }
-  if (status === 413) {
-    setBadge('Too large', 'error');
-    ui.detail.textContent = 'The program or its input is over the size limit.';
-  } else if (status === 404) {
-    setBadge('Not found', 'error');
-    ui.detail.textContent = 'This server has no playground API at this address.';
-  } else if (status >= 400 && status < 500) {
-    setBadge('Request rejected', 'error');
-    ui.detail.textContent = 'The server could not accept this request.';
-  } else {
-    setBadge('Server error', 'error');
-    ui.detail.textContent = `The server failed (HTTP ${status}).`;
-  }
-  const shown = message ?? (text.trim() ? `The answer was not the playground's JSON: ${text.trim().slice(0, 300)}` : 'The answer was empty.');
-  showNotice(`HTTP ${status}: ${shown}`, { retry: status >= 500 });
-}
-
-/** Diagnostics without a line that only count others ("aborting due to…", "2 warnings emitted"). */
-function isSummary(d) {
-  return d.line == null && /^(aborting due to|\d+ warnings? emitted|.*previous errors?; \d+ warnings? emitted)/.test(d.message);
+  const e = describeHttpError(response, data, text);
+  setBadge(e.badge, e.kind);
+  ui.detail.textContent = e.detail;
+  showNotice(e.notice, { retry: e.retry, retryAfter: e.wait });
 }
 
 /**
@@ -987,7 +1092,7 @@ function isSummary(d) {
  * `streamed`, for a live run, is the output already on screen: it stays (with the input lines
  * echoed in it) when it is what the server reports, and is replaced otherwise.
  */
-function showResult(r, started, source, streamed = null, { inputOpen = false } = {}) {
+function showResult(r, started, sources, streamed = null, { inputOpen = false } = {}) {
   resetOutput();
   const info = STATUS[r.status] ?? { label: r.status, kind: 'error' };
   const panicked = r.status === 'runtimeError' && r.exitCode === 101;
@@ -1016,64 +1121,42 @@ function showResult(r, started, source, streamed = null, { inputOpen = false } =
     ui.explain.hidden = false;
   }
 
+  // The compiler's messages may come first in `stderr`, as cargo prints them; they are shown
+  // under Compiler already.
+  const compilerOutput = r.compilerOutput ?? '';
+  const stderr = compilerOutput && r.stderr.startsWith(compilerOutput) ? r.stderr.slice(compilerOutput.length) : r.stderr;
   if (compiled) {
     if (streamed?.stdout !== r.stdout) ui.stdout.textContent = r.stdout;
     ui.outStdout.hidden = false;
-    if (streamed?.stderr !== r.stderr) ui.stderr.textContent = r.stderr;
-    ui.outStderr.hidden = !r.stderr;
+    if (streamed?.stderr !== stderr) ui.stderr.textContent = stderr;
+    ui.outStderr.hidden = !stderr;
     ui.outStderr.classList.toggle('panicked', panicked);
   }
 
   const diagnostics = Array.isArray(r.diagnostics) ? r.diagnostics : [];
-  showDiagnostics(diagnostics, r.compilerOutput ?? '', source, compiled);
+  showDiagnostics(diagnostics, compilerOutput, sources, compiled);
 }
 
 /** Lists the compiler's messages, marks them in the editor, and shows its full output. */
-function showDiagnostics(diagnostics, compilerOutput, source, compiled) {
-  editor.setDiagnostics(diagnostics, source);
-  renderDiagnostics(diagnostics);
-  renderCompilerOutput(compilerOutput);
-  const hasCompilerOutput = Boolean(compilerOutput) || ui.diagnostics.children.length > 0;
-  ui.outCompiler.hidden = !hasCompilerOutput;
-  ui.compilerDetails.open = !compiled;
-  ui.output.classList.toggle('compile-failed', !compiled);
-  const errors = diagnostics.filter((d) => d.level === 'error' && !isSummary(d)).length;
-  const warnings = diagnostics.filter((d) => d.level === 'warning' && !isSummary(d)).length;
-  const counts = [];
-  if (errors) counts.push(`${errors} error${errors > 1 ? 's' : ''}`);
-  if (warnings) counts.push(`${warnings} warning${warnings > 1 ? 's' : ''}`);
-  $('compiler-heading').textContent = counts.length ? `Compiler · ${counts.join(', ')}` : 'Compiler';
-}
-
-function renderDiagnostics(diagnostics) {
-  const items = [];
-  diagnostics.forEach((d, id) => {
-    if (isSummary(d)) return;
-    const li = document.createElement('li');
-    const level = d.level === 'error' ? 'error' : d.level === 'warning' ? 'warning' : 'note';
-    const el = document.createElement(d.line != null ? 'button' : 'div');
-    el.className = 'd-' + level;
-    const lvl = document.createElement('span');
-    lvl.className = 'd-level';
-    lvl.textContent = d.code && /^E\d{4}$/.test(d.code) ? `${d.level}[${d.code}]` : d.level;
-    const msg = document.createElement('span');
-    msg.className = 'd-message';
-    msg.textContent = d.message;
-    el.append(lvl, msg);
-    if (d.line != null) {
-      el.type = 'button';
-      const loc = document.createElement('span');
-      loc.className = 'd-loc';
-      loc.textContent = `line ${d.line}${d.column != null ? ':' + d.column : ''}`;
-      el.append(loc);
-      el.title = 'Jump to this line in the editor';
-      el.addEventListener('click', () => editor.goToDiagnostic(id, d.line, d.column ?? 1));
-    }
-    li.append(el);
-    items.push(li);
-  });
+function showDiagnostics(serverDiagnostics, compilerOutput, sources, compiled) {
+  const diagnostics = locate(serverDiagnostics, compilerOutput);
+  editor.setDiagnostics(diagnostics, sources);
+  const items = diagnosticItems(diagnostics, jumpToDiagnostic);
   ui.diagnostics.replaceChildren(...items);
   ui.diagnostics.hidden = items.length === 0;
+  renderCompilerOutput(compilerOutput);
+  ui.outCompiler.hidden = !compilerOutput && items.length === 0;
+  ui.compilerDetails.open = !compiled;
+  ui.output.classList.toggle('compile-failed', !compiled);
+  const counts = countText(diagnostics);
+  $('compiler-heading').textContent = counts ? `Compiler · ${counts}` : 'Compiler';
+}
+
+/** Shows the file of diagnostic `id` and puts the caret on it. */
+function jumpToDiagnostic(id, d) {
+  const file = editor.fileOfDiagnostic(id) ?? d.file ?? MAIN;
+  if (file !== editor.file) files.show(file);
+  editor.goToDiagnostic(id, d.line, d.column ?? 1);
 }
 
 function renderCompilerOutput(text) {
@@ -1086,8 +1169,8 @@ function renderCompilerOutput(text) {
       out = out.replace(/^(warning)(?=:)/, '<span class="c-warning">$1</span>');
       out = out.replace(/^(\s*= )?(note|help)(?=:)/, (m, pre, word) => `${pre ?? ''}<span class="c-note">${word}</span>`);
       out = out.replace(
-        /(--&gt; )(src\/main\.rs:(\d+):(\d+))/,
-        '$1<span class="c-loc" role="link" tabindex="0" data-line="$3" data-column="$4">$2</span>',
+        /(--&gt; )((src\/[\w/]+\.rs):(\d+):(\d+))/,
+        '$1<span class="c-loc" role="link" tabindex="0" data-file="$3" data-line="$4" data-column="$5">$2</span>',
       );
       return out;
     })
@@ -1101,6 +1184,7 @@ function jumpFromCompilerOutput(e) {
   if (!loc) return;
   if (e.type === 'keydown' && e.key !== 'Enter' && e.key !== ' ') return;
   e.preventDefault();
+  if (loc.dataset.file !== editor.file && editor.files().some((f) => f.name === loc.dataset.file)) files.show(loc.dataset.file);
   editor.goTo(Number(loc.dataset.line), Number(loc.dataset.column));
 }
 
@@ -1145,6 +1229,124 @@ function setCratesOpen(open) {
 }
 
 // -----------------------------------------------------------------------------------------------
+// Tools (tools.js): each answers in its own output tab
+
+/** Runs tool `kind` (a key of TOOLS) on the program and shows its answer in the tool's tab. */
+async function runTool(kind) {
+  const tool = TOOLS[kind];
+  const program = { ...currentProgram(), ...commonFields() };
+  const panel = tabs.panel(kind, tool.title);
+  tabs.select(kind);
+  if (isEmpty(program)) {
+    showInPanel(panel, { badge: 'Nothing to do', kind: 'idle', detail: 'The editor is empty.' });
+    return finishTool(panel);
+  }
+  const body = { ...program, ...ACTIONS[currentAction()].fields };
+  if (kind === 'miri') body.aliasingModel = ui.aliasing.value;
+  if (tool.target === 'asm') {
+    Object.assign(body, {
+      assemblyFlavor: ui.asmFlavor.value,
+      demangleAssembly: ui.demangle.checked ? 'demangle' : 'mangle',
+      processAssembly: ui.processAsm.checked ? 'filter' : 'raw',
+    });
+  }
+  panel.setAttribute('aria-busy', 'true');
+  showInPanel(panel, { badge: 'Working', kind: 'running', detail: `${tool.title}…` });
+  const started = performance.now();
+  let answer;
+  try {
+    answer = await callTool(tool, body);
+  } catch {
+    showInPanel(panel, {
+      badge: 'Server unreachable',
+      kind: 'error',
+      detail: 'Could not reach the playground server.',
+      notice: `The request to ${new URL(tool.path, location.href).href} failed before any answer came back: the server may be stopped or restarting, or the network is down.`,
+    });
+    return finishTool(panel);
+  }
+  const { response, data, text } = answer;
+  const meta = `${tool.title} · ${formatMs(performance.now() - started)}`;
+  if (!response.ok || !data || typeof data.success !== 'boolean') {
+    const e = describeHttpError(response, data, text, tool.title);
+    showInPanel(panel, { badge: e.badge, kind: e.kind, detail: e.detail, notice: e.notice, meta });
+    return finishTool(panel);
+  }
+  showToolAnswer(kind, panel, data, sourcesOf(program), meta);
+  finishTool(panel);
+}
+
+/** Shows a tool's 200 answer (`{success, exitDetail, code, stdout, stderr, diagnostics, truncated}`). */
+function showToolAnswer(kind, panel, data, sources, meta) {
+  const tool = TOOLS[kind];
+  const diagnostics = locate(Array.isArray(data.diagnostics) ? data.diagnostics : [], data.stderr ?? '');
+  // Clippy's lints, and the errors of a program that did not compile, are marked in the editor.
+  if (kind === 'clippy' || diagnostics.some((d) => d.level === 'error')) editor.setDiagnostics(diagnostics, sources);
+  const counts = countText(diagnostics);
+  let explain = data.success ? null : (tool.failed ?? `The program did not compile, so there is no ${tool.title} to show; the errors are below and marked in the editor.`);
+  if (data.success && kind === 'clippy') explain = counts ? `Clippy's findings: ${counts}. Each is marked in the editor: click one to jump to it.` : 'Clippy found nothing to remark on.';
+  if (data.truncated) explain = (explain ? explain + ' ' : '') + 'The output was cut at the size limit.';
+  // play.rust-lang.org's macro expansion answers the expanded code as `stdout`; `code` otherwise.
+  const result = typeof data.code === 'string' && data.code ? data.code : kind === 'expand' ? data.stdout : null;
+  let code = tool.result && typeof result === 'string' && result ? result : null;
+  if (kind === 'format' && data.success) {
+    applyFormatted(data.code);
+    code = null;
+    explain = 'The code in the editor is formatted. Ctrl+Z in the editor brings back the code as it was.';
+  }
+  showInPanel(panel, {
+    badge: data.success ? 'Done' : 'Failed',
+    kind: data.success ? 'ok' : 'error',
+    detail: data.exitDetail ?? '',
+    meta,
+    explain,
+    code,
+    codeTitle: tool.result,
+    stdout: kind === 'miri' ? data.stdout ?? '' : null,
+    stderr: data.stderr ?? '',
+    items: diagnosticItems(diagnostics, jumpToDiagnostic),
+  });
+}
+
+/** Rustfmt's answer replaces the code, one undo step per file it changed. */
+function applyFormatted(code) {
+  const formatted = typeof code === 'string' ? [{ name: MAIN, content: code }] : validCode(code) ?? [];
+  for (const f of formatted) editor.replaceFile(f.name, f.content);
+  programChanged();
+}
+
+function finishTool(panel) {
+  panel.setAttribute('aria-busy', 'false');
+  document.documentElement.dataset.tools = String((Number(document.documentElement.dataset.tools) || 0) + 1);
+}
+
+/** Fills the Channel menu with the channels the server has (`GET meta/versions`). */
+async function loadChannels(chosen) {
+  try {
+    const response = await fetch('meta/versions');
+    if (!response.ok) return;
+    const versions = await response.json();
+    const names = ['stable', 'beta', 'nightly'].filter((c) => versions[c]);
+    ui.channel.replaceChildren(...names.map((c) => {
+      const version = versions[c]?.rustc?.version;
+      const option = new Option(c[0].toUpperCase() + c.slice(1), c);
+      if (version) option.title = `rustc ${version}`;
+      return option;
+    }));
+  } catch {
+    // Stable, the one channel every server has, stays the only choice.
+  }
+  if ([...ui.channel.options].some((o) => o.value === chosen)) ui.channel.value = chosen;
+}
+
+function setOptionsOpen(open) {
+  ui.optionsPanel.hidden = !open;
+  ui.optionsToggle.setAttribute('aria-expanded', String(open));
+  if (open) ui.backtrace.focus();
+  else ui.optionsToggle.focus();
+}
+
+// -----------------------------------------------------------------------------------------------
 // Stdin, examples, toasts
 
 function updateStdinDot() {
@@ -1174,12 +1376,17 @@ function fillExamples() {
 function loadExample(id) {
   const ex = EXAMPLES.find((e) => e.id === id);
   if (!ex) return;
+  const hadModules = editor.files().length > 1;
+  if (hadModules) keepReplaced(currentProgram());
   applyProgram({ code: ex.code, stdin: ex.stdin ?? '', mode: ex.mode }, { undoable: true });
   if (ex.stdin) setStdinOpen(true);
   programChanged();
   editor.focus();
   const mode = ex.mode ? ` Mode: ${ui.mode.selectedOptions[0].text}.` : '';
-  toast(`Loaded “${ex.title}”.${mode} Ctrl+Z in the editor brings back your previous code.`);
+  toast(`Loaded “${ex.title}”.${mode} ` + (hadModules
+    ? 'Your files are kept in this browser: Bring back my program restores them.'
+    : 'Ctrl+Z in the editor brings back your previous code.'));
+  if (hadModules) ui.restore.hidden = false;
 }
 
 let toastTimer = null;
@@ -1217,6 +1424,7 @@ ui.restore.addEventListener('click', restoreReplaced);
 ui.share.addEventListener('click', openShare);
 ui.copyLink.addEventListener('click', copyLink);
 ui.shareClose.addEventListener('click', closeShare);
+ui.shortLink.addEventListener('click', makeShortLink);
 ui.sharePanel.addEventListener('keydown', (e) => {
   if (e.key === 'Escape') closeShare();
 });
@@ -1238,10 +1446,28 @@ ui.examples.addEventListener('change', () => {
   ui.examples.value = '';
   loadExample(id);
 });
+ui.action.addEventListener('change', () => {
+  updateAction();
+  saveSoon();
+});
+ui.tools.addEventListener('change', () => {
+  const tool = ui.tools.value;
+  ui.tools.value = '';
+  if (TOOLS[tool]) runTool(tool);
+});
+ui.channel.addEventListener('change', programChanged);
+ui.backtrace.addEventListener('change', saveSoon);
+ui.optionsToggle.addEventListener('click', () => setOptionsOpen(ui.optionsPanel.hidden));
+ui.optionsClose.addEventListener('click', () => setOptionsOpen(false));
+ui.optionsPanel.addEventListener('keydown', (e) => {
+  if (e.key === 'Escape') setOptionsOpen(false);
+});
 ui.compilerOutput.addEventListener('click', jumpFromCompilerOutput);
 ui.compilerOutput.addEventListener('keydown', jumpFromCompilerOutput);
 
 document.addEventListener('keydown', (e) => {
+  // In the editor, its own key binding has run the program already.
+  if (e.defaultPrevented) return;
   if (e.key === 'Enter' && (e.ctrlKey || e.metaKey) && !e.altKey) {
     e.preventDefault();
     run();
@@ -1263,21 +1489,62 @@ async function loadFromHash() {
     return false;
   }
   if (!shared) return false;
+  openShared(shared);
+  return true;
+}
+
+/** Keeps `program` in this browser for Bring back my program. */
+function keepReplaced(program) {
+  try {
+    localStorage.setItem(REPLACED_KEY, JSON.stringify(program));
+  } catch {
+    // Without storage there is nothing to bring back later.
+  }
+}
+
+/** Puts a shared program in the page, keeping the one it replaces. */
+function openShared(shared) {
   const mine = currentProgram();
   applyProgram(shared);
-  setStdinOpen(shared.stdin.length > 0);
+  setStdinOpen(Boolean(shared.stdin));
   save();
-  if (mine.code.trim() && mine.code !== shared.code && !EXAMPLES.some((e) => e.code === mine.code)) {
-    try {
-      localStorage.setItem(REPLACED_KEY, JSON.stringify(mine));
-    } catch {
-      // Without storage there is nothing to bring back later.
-    }
+  const same = JSON.stringify(validCode(shared.code)) === JSON.stringify(mine.code);
+  if (!isEmpty(mine) && !same && !EXAMPLES.some((e) => e.code === mine.code)) {
+    keepReplaced(mine);
     resetOutput();
     showNotice('You opened a shared program. The program you had before is kept in this browser.', { info: true });
     ui.restore.hidden = false;
   }
-  return true;
+}
+
+/**
+ * Opens `?gist=ID`, a program stored on the server by Share's short link, with the options the
+ * link names as play.rust-lang.org's do (`version` is the channel, `mode`, `edition`).
+ */
+async function loadFromGist() {
+  const params = new URLSearchParams(location.search);
+  const id = params.get('gist');
+  if (!id) return false;
+  let response;
+  let data = null;
+  let text = '';
+  try {
+    response = await fetch(`meta/gist/${encodeURIComponent(id)}`, { headers: { accept: 'application/json' } });
+    text = await response.text();
+    data = JSON.parse(text);
+  } catch {
+    data = null;
+  }
+  if (response?.ok && data && validCode(data.code) !== null) {
+    openShared({ code: data.code, channel: params.get('version'), mode: params.get('mode'), edition: params.get('edition') });
+    return true;
+  }
+  resetOutput();
+  setBadge('Broken link', 'error');
+  ui.detail.textContent = 'The shared program could not be loaded.';
+  const why = response ? describeHttpError(response, data, text).notice : 'the server could not be reached';
+  showNotice(`The program of this link (${id}) could not be loaded (${why}). Your last program is shown instead.`, { info: true });
+  return false;
 }
 
 function restoreReplaced() {
@@ -1290,7 +1557,7 @@ function restoreReplaced() {
   ui.notice.hidden = true;
   ui.restore.hidden = true;
   if (!previous) return;
-  applyProgram(previous, { undoable: true });
+  applyProgram(previous, { undoable: true, show: previous.file });
   setStdinOpen(Boolean(previous.stdin));
   programChanged();
   editor.focus();
@@ -1301,12 +1568,15 @@ async function init() {
   fillExamples();
   const saved = loadSaved();
   if (saved) {
-    applyProgram(saved);
+    if (ACTIONS[saved.action] || saved.action === 'auto') ui.action.value = saved.action;
+    ui.backtrace.checked = Boolean(saved.backtrace);
+    applyProgram(saved, { show: saved.file });
     setStdinOpen(Boolean(saved.stdinOpen));
   } else {
     applyProgram({ code: DEFAULT_CODE });
   }
-  await loadFromHash();
+  await loadChannels(saved?.channel);
+  if (!(await loadFromHash())) await loadFromGist();
   // Ready to type on computers; on touch screens the keyboard would pop up uninvited.
   if (matchMedia('(pointer: fine)').matches) editor.focus();
   document.documentElement.dataset.ready = 'true';

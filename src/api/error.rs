@@ -6,6 +6,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use crate::pipeline::PlaygroundError;
+use crate::shares::ShareError;
 
 /// An error answer: a status and a JSON `{"error": message}` body.
 #[derive(Debug)]
@@ -39,6 +40,12 @@ impl ApiError {
 
     pub(super) fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    /// Adds a `Retry-After` header of `secs` seconds.
+    pub(super) fn with_retry_after(mut self, secs: u64) -> Self {
+        self.retry_after = Some(secs);
+        self
     }
 
     pub(super) fn from_rejection(rejection: BytesRejection) -> Self {
@@ -83,6 +90,16 @@ impl From<PlaygroundError> for ApiError {
                 Self::new(StatusCode::INTERNAL_SERVER_ERROR, internal.to_string())
             }
         }
+    }
+}
+
+impl From<ShareError> for ApiError {
+    fn from(err: ShareError) -> Self {
+        let status = match err {
+            ShareError::Full { .. } => StatusCode::INSUFFICIENT_STORAGE,
+            ShareError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        Self::new(status, err.to_string())
     }
 }
 

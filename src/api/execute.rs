@@ -14,16 +14,16 @@ use serde::{Deserialize, Serialize};
 use super::client::Client;
 use super::error::ApiError;
 use super::metrics::Metrics;
-use crate::build::{CompileOptions, CrateKind, Edition, Emit, Mode};
+use crate::build::{Code, CompileOptions, CrateKind, Edition, Emit, Mode};
 use crate::pipeline::{ExecuteRequest, ExecutionOutput, Playground};
 use crate::run::Status;
 
 /// The JSON form of `/execute`'s request, a superset of play.rust-lang.org's. Unknown fields
-/// (e.g. its `backtrace`) are ignored.
+/// are ignored.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct ExecuteBody {
-    code: Option<String>,
+    code: Option<Code>,
     stdin: Option<String>,
     #[serde(default)]
     args: Vec<String>,
@@ -83,7 +83,7 @@ fn parse_execute(headers: &HeaderMap, body: &[u8]) -> Result<ExecuteRequest, Api
         let code = std::str::from_utf8(body)
             .map_err(|e| ApiError::bad_request(format!("the body is not valid UTF-8: {e}")))?;
         return Ok(ExecuteRequest {
-            code: code.to_string(),
+            code: code.into(),
             ..Default::default()
         });
     }
@@ -98,7 +98,7 @@ pub(super) fn execute_request_from_json(
     body: impl AsRef<[u8]>,
 ) -> Result<ExecuteRequest, ApiError> {
     let parsed: ExecuteBody = serde_json::from_slice(body.as_ref())
-        .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
+        .map_err(|e| ApiError::bad_request(format!("Unable to deserialize request: {e}")))?;
     let opts = compile_options(&parsed.options)?;
     Ok(ExecuteRequest {
         code: parsed.code.unwrap_or_default(),
@@ -106,6 +106,7 @@ pub(super) fn execute_request_from_json(
         edition: opts.edition,
         mode: opts.mode,
         kind: opts.kind,
+        backtrace: opts.backtrace,
         args: parsed.args,
         stdin: parsed.stdin.unwrap_or_default(),
         ..Default::default()
@@ -120,19 +121,22 @@ pub(super) struct OptionFields {
     channel: Option<String>,
     edition: Option<String>,
     mode: Option<String>,
-    crate_type: Option<String>,
+    pub(super) crate_type: Option<String>,
     #[serde(default)]
     tests: bool,
+    /// A panic prints a stack backtrace (`RUST_BACKTRACE=1`).
+    #[serde(default)]
+    backtrace: bool,
 }
 
 pub(super) fn compile_options(fields: &OptionFields) -> Result<CompileOptions, ApiError> {
     let bad = ApiError::bad_request;
+    const LIBRARIES: [&str; 6] = ["lib", "rlib", "dylib", "cdylib", "staticlib", "proc-macro"];
     let kind = match (fields.tests, fields.crate_type.as_deref()) {
+        (true, Some(t)) if LIBRARIES.contains(&t) => CrateKind::LibraryTests,
         (true, _) => CrateKind::Tests,
         (false, None | Some("bin")) => CrateKind::Program,
-        (false, Some("lib" | "rlib" | "dylib" | "cdylib" | "staticlib" | "proc-macro")) => {
-            CrateKind::Library
-        }
+        (false, Some(t)) if LIBRARIES.contains(&t) => CrateKind::Library,
         (false, Some(other)) => {
             return Err(bad(format!(
                 "unknown crateType `{other}`, expected bin or lib"
@@ -163,6 +167,7 @@ pub(super) fn compile_options(fields: &OptionFields) -> Result<CompileOptions, A
             .unwrap_or_default(),
         kind,
         emit: Emit::Link,
+        backtrace: fields.backtrace,
     })
 }
 
@@ -196,7 +201,7 @@ pub(super) async fn evaluate(
 ) -> Result<(Extension<Logged>, Json<EvaluateResponse>), ApiError> {
     let body = body.map_err(ApiError::from_rejection)?;
     let parsed: EvaluateBody = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
+        .map_err(|e| ApiError::bad_request(format!("Unable to deserialize request: {e}")))?;
     let channel = parsed
         .version
         .as_deref()
@@ -213,7 +218,7 @@ pub(super) async fn evaluate(
         Some(_) => Mode::Release,
     };
     let request = ExecuteRequest {
-        code: parsed.code,
+        code: parsed.code.into(),
         channel,
         edition,
         mode,
@@ -234,7 +239,9 @@ pub(super) async fn evaluate(
         }
     } else {
         let mut result = out.stdout;
-        result.push_str(&out.stderr);
+        // The program's own stderr: the old API never showed the compiler's warnings.
+        let stderr = out.stderr.strip_prefix(out.compiler_output.as_str());
+        result.push_str(stderr.unwrap_or(&out.stderr));
         if out.exit_code.is_none() {
             result.push_str(&format!("{}\n", out.exit_detail));
         }

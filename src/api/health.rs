@@ -8,6 +8,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
+use super::gist::Sharing;
 use crate::pipeline::Playground;
 
 /// `GET /healthz`: the process is up and serving.
@@ -16,8 +17,18 @@ pub(super) async fn healthz() -> Json<serde_json::Value> {
 }
 
 /// `GET /readyz`: 200 when compiles can be taken on, 503 (with the failing checks) otherwise.
-pub(super) async fn readyz(State(playground): State<Arc<Playground>>) -> Response {
-    let checks = readiness(&playground);
+pub(super) async fn readyz(
+    State(playground): State<Arc<Playground>>,
+    State(sharing): State<Arc<Sharing>>,
+) -> Response {
+    let mut checks = readiness(&playground);
+    // Informational, as Redis: without its store the replica still runs programs.
+    let shares = sharing.store().status().await;
+    checks.push(Check {
+        name: "shares",
+        ok: true,
+        detail: shares.detail,
+    });
     let ready = checks.iter().all(|c| c.ok);
     let status = if ready {
         StatusCode::OK
@@ -31,7 +42,13 @@ pub(super) async fn readyz(State(playground): State<Arc<Playground>>) -> Respons
         Some((true, _)) => "up",
         Some((false, _)) => "down",
     };
-    let body = serde_json::json!({ "ready": ready, "redis": redis, "checks": checks });
+    let shares = if shares.up { "up" } else { "down" };
+    let body = serde_json::json!({
+        "ready": ready,
+        "redis": redis,
+        "shares": shares,
+        "checks": checks,
+    });
     (status, Json(body)).into_response()
 }
 

@@ -35,7 +35,7 @@ use crate::run::{LiveStdin, OutputSink, StreamKind};
 
 /// What a live run reports while it goes.
 #[derive(Debug)]
-enum LiveEvent {
+pub(super) enum LiveEvent {
     Compiled {
         success: bool,
         compiler_output: String,
@@ -48,10 +48,10 @@ enum LiveEvent {
 }
 
 /// Where a run sends its [`LiveEvent`]s: a channel the session drains into the socket.
-struct LiveSink(UnboundedSender<LiveEvent>);
+pub(super) struct LiveSink(UnboundedSender<LiveEvent>);
 
 impl LiveSink {
-    fn new() -> (Arc<Self>, UnboundedReceiver<LiveEvent>) {
+    pub(super) fn new() -> (Arc<Self>, UnboundedReceiver<LiveEvent>) {
         let (tx, rx) = unbounded_channel();
         (Arc::new(Self(tx)), rx)
     }
@@ -243,12 +243,12 @@ fn event_json(event: LiveEvent, decoders: &mut [Utf8Decoder; 2]) -> serde_json::
 /// Decodes a byte stream chunk by chunk, holding back a multi-byte character split between
 /// chunks until its end arrives.
 #[derive(Default)]
-struct Utf8Decoder {
+pub(super) struct Utf8Decoder {
     pending: Vec<u8>,
 }
 
 impl Utf8Decoder {
-    fn decode(&mut self, bytes: &[u8]) -> String {
+    pub(super) fn decode(&mut self, bytes: &[u8]) -> String {
         self.pending.extend_from_slice(bytes);
         let valid = match std::str::from_utf8(&self.pending) {
             Ok(_) => self.pending.len(),

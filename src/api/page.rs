@@ -1,7 +1,10 @@
 //! The playground page, embedded so the binary works offline and stays one file.
 
-use axum::http::header;
+use axum::extract::Path;
+use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
+
+use super::error::ApiError;
 
 /// The playground page, embedded so the binary works offline and stays one file.
 pub(super) async fn index() -> Html<&'static str> {
@@ -11,21 +14,28 @@ pub(super) async fn index() -> Html<&'static str> {
 const CSS: &str = "text/css; charset=utf-8";
 const JAVASCRIPT: &str = "text/javascript; charset=utf-8";
 
-pub(super) async fn style() -> Response {
-    asset(CSS, include_str!("../../web/style.css"))
-}
-
-pub(super) async fn editor_js() -> Response {
-    asset(JAVASCRIPT, include_str!("../../web/editor.js"))
-}
-
-pub(super) async fn app_js() -> Response {
-    asset(JAVASCRIPT, include_str!("../../web/app.js"))
-}
+/// The page's files under `/static/`: name, content type, content. `codemirror.js` is the editor
+/// bundle that `scripts/build-editor` makes (committed, so building needs no Node).
+const ASSETS: &[(&str, &str, &str)] = &[
+    ("style.css", CSS, include_str!("../../web/style.css")),
+    ("app.js", JAVASCRIPT, include_str!("../../web/app.js")),
+    ("editor.js", JAVASCRIPT, include_str!("../../web/editor.js")),
+    ("files.js", JAVASCRIPT, include_str!("../../web/files.js")),
+    ("tools.js", JAVASCRIPT, include_str!("../../web/tools.js")),
+    (
+        "codemirror.js",
+        JAVASCRIPT,
+        include_str!("../../web/codemirror.js"),
+    ),
+];
 
 /// One embedded file of the page, with its content type.
-fn asset(content_type: &'static str, body: &'static str) -> Response {
-    ([(header::CONTENT_TYPE, content_type)], body).into_response()
+pub(super) async fn asset(Path(name): Path<String>) -> Result<Response, ApiError> {
+    let (_, content_type, body) = ASSETS
+        .iter()
+        .find(|(file, _, _)| *file == name)
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "no such file"))?;
+    Ok(([(header::CONTENT_TYPE, *content_type)], *body).into_response())
 }
 
 pub(super) async fn hello() -> &'static str {

@@ -49,9 +49,10 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::sync::OnceCell;
 
+use super::code::Code;
 use super::compiler::STUB_VERSION;
 use super::diagnostics::Diagnostic;
-use super::options::{CompileOptions, Mode};
+use super::options::{CompileOptions, Mode, Target};
 use super::shared_cache::SharedCache;
 use crate::run::{Program, Runner, Tier};
 
@@ -61,7 +62,7 @@ pub struct CacheKey([u8; 32]);
 
 impl CacheKey {
     pub fn new(
-        code: &str,
+        code: &Code,
         opts: &CompileOptions,
         rustc_version: &str,
         crates: &str,
@@ -83,13 +84,17 @@ impl CacheKey {
             },
             &kind,
             &emit,
+            Target::for_program(code, opts).as_str(),
         ] {
             h.update((part.len() as u64).to_le_bytes());
             h.update(part.as_bytes());
         }
+        // Only backtrace builds carry the marker: every other key is as before it existed.
+        if opts.backtrace {
+            h.update(b"backtrace\0");
+        }
         h.update((diagnostics_limit as u64).to_le_bytes());
-        h.update((code.len() as u64).to_le_bytes());
-        h.update(code.as_bytes());
+        code.hash_into(|bytes| h.update(bytes));
         Self(h.finalize().into())
     }
 
@@ -887,26 +892,26 @@ mod tests {
     #[test]
     fn keys_depend_on_every_input() {
         let opts = CompileOptions::default();
-        let base = CacheKey::new("fn main() {}", &opts, "rustc 1", "", 100);
+        let base = CacheKey::new(&"fn main() {}".into(), &opts, "rustc 1", "", 100);
         assert_eq!(
             base,
-            CacheKey::new("fn main() {}", &opts, "rustc 1", "", 100)
+            CacheKey::new(&"fn main() {}".into(), &opts, "rustc 1", "", 100)
         );
         assert_ne!(
             base,
-            CacheKey::new("fn main() { }", &opts, "rustc 1", "", 100)
+            CacheKey::new(&"fn main() { }".into(), &opts, "rustc 1", "", 100)
         );
         assert_ne!(
             base,
-            CacheKey::new("fn main() {}", &opts, "rustc 2", "", 100)
+            CacheKey::new(&"fn main() {}".into(), &opts, "rustc 2", "", 100)
         );
         assert_ne!(
             base,
-            CacheKey::new("fn main() {}", &opts, "rustc 1", "", 101)
+            CacheKey::new(&"fn main() {}".into(), &opts, "rustc 1", "", 101)
         );
         assert_ne!(
             base,
-            CacheKey::new("fn main() {}", &opts, "rustc 1", "ab12", 100)
+            CacheKey::new(&"fn main() {}".into(), &opts, "rustc 1", "ab12", 100)
         );
         let release = CompileOptions {
             mode: Mode::Release,
@@ -914,7 +919,7 @@ mod tests {
         };
         assert_ne!(
             base,
-            CacheKey::new("fn main() {}", &release, "rustc 1", "", 100)
+            CacheKey::new(&"fn main() {}".into(), &release, "rustc 1", "", 100)
         );
         let others = [
             CompileOptions {
@@ -929,11 +934,15 @@ mod tests {
                 kind: crate::build::CrateKind::Tests,
                 ..opts
             },
+            CompileOptions {
+                backtrace: true,
+                ..opts
+            },
         ];
         for other in others {
             assert_ne!(
                 base,
-                CacheKey::new("fn main() {}", &other, "rustc 1", "", 100)
+                CacheKey::new(&"fn main() {}".into(), &other, "rustc 1", "", 100)
             );
         }
         assert_eq!(CacheKey::from_hex(&base.hex()), Some(base));

@@ -1,8 +1,10 @@
 //! Compiling a user's program to a `wasm32-wasip1` module with the real `rustc`.
 //!
-//! Each compile gets a fresh temp dir holding `src/main.rs` (the sample plus the entry stub) and,
-//! on success, `main.wasm`. `rustc` runs with the job dir as its working directory and a relative
-//! input path, so every location it reports reads `src/main.rs:L:C`, as under `cargo run`.
+//! Each compile gets a fresh temp dir holding the program's files as a cargo package would:
+//! `src/main.rs` (the sample plus the entry stub) or `src/lib.rs` for a library, modules in
+//! folders, and on success `main.wasm`. `rustc` runs with the job dir as its working directory
+//! and a relative input path, so every location it reports reads `src/main.rs:L:C`, as under
+//! `cargo run`.
 //!
 //! The module is built as a `cdylib` whose export `__entry` calls the user's `main`: that keeps
 //! the guest a reactor we can call into, while the stub reproduces what a native `fn main` does
@@ -17,11 +19,32 @@ use tempfile::TempDir;
 use tokio::io::AsyncReadExt;
 use tokio::process::Command;
 
+use super::code::{Code, SourceFile};
 use super::crates::CrateSet;
 use super::diagnostics::{Diagnostic, parse_diagnostics};
-use super::options::{CompileOptions, CrateKind, Edition, Emit, Mode};
+use super::options::{CompileOptions, CrateKind, Edition, Emit, Mode, Target};
 use super::sandbox::{ProcessLimits, Sandbox, SandboxError};
 use super::toolchain::Toolchain;
+
+/// The one-line entry stub: `$call_main` calls `main`; `$after_message` runs in the panic hook
+/// after the message.
+macro_rules! entry_stub {
+    ($call_main:literal; $($after_message:literal),*) => {
+        concat!(
+            "#[doc(hidden)] #[unsafe(no_mangle)] pub extern \"C\" fn __entry() -> i32 { ",
+            "::std::panic::set_hook(::std::boxed::Box::new(|info: &::std::panic::PanicHookInfo<'_>| { ",
+            "let msg = info.payload_as_str().unwrap_or(\"Box<dyn Any>\"); ",
+            "match info.location() { ",
+            "Some(l) => ::std::eprintln!(\"\\nthread 'main' (1) panicked at {}:{}:{}:\\n{}\", l.file(), l.line(), l.column(), msg), ",
+            "None => ::std::eprintln!(\"\\nthread 'main' (1) panicked:\\n{}\", msg), } ",
+            $($after_message,)*
+            "::std::process::exit(101) })); ",
+            "let code = ::std::process::Termination::report(", $call_main, "); ",
+            "let _ = ::std::io::Write::flush(&mut ::std::io::stdout()); ",
+            "(0..=255u8).find(|&c| code == ::std::process::ExitCode::from(c)).map_or(1, i32::from) }\n",
+        )
+    };
+}
 
 /// Appended (after a newline) to every sample; it must stay on one line so that it adds exactly
 /// one line after the user's code, which [`Compiler`] recognises in diagnostics.
@@ -29,13 +52,44 @@ use super::toolchain::Toolchain;
 /// Written with absolute paths so it compiles in every edition and whatever the sample imports.
 /// `std::process::exit` inside the panic hook both stops the guest (wasm32-wasip1 aborts on
 /// panic) and runs std's cleanup, which flushes stdout, as a native panic in `main` would.
-const ENTRY_STUB: &str = concat!(
+const ENTRY_STUB: &str = entry_stub!(
+    "main()";
+    "::std::eprintln!(\"note: run with `RUST_BACKTRACE=1` environment variable to display a backtrace\"); "
+);
+
+/// [`ENTRY_STUB`] for a run with `backtrace: true`: the panic hook prints `stack backtrace:` and
+/// the frames Wasmtime walks (std cannot walk a WebAssembly stack), through the host import
+/// `wasm_playground::backtrace` that writes them into a buffer. `main` is called through a
+/// generic `__rust_begin_short_backtrace`, as `std::rt::lang_start` does, so the frames end
+/// as natively (`FnOnce::call_once`) and the host knows where to stop.
+const BACKTRACE_STUB: &str = entry_stub!(
+    "{ #[inline(never)] fn __rust_begin_short_backtrace<F: FnOnce() -> T, T>(f: F) -> T { f() } __rust_begin_short_backtrace(main) }";
+    "#[link(wasm_import_module = \"wasm_playground\")] unsafe extern \"C\" { fn backtrace(buf: *mut u8, len: usize) -> usize; } ",
+    "let mut buf = ::std::vec![0u8; 1 << 16]; ",
+    "let n = unsafe { backtrace(buf.as_mut_ptr(), buf.len()) }; ",
+    "::std::eprint!(\"stack backtrace:\\n{}\", ::std::string::String::from_utf8_lossy(&buf[..n])); ",
+    "::std::eprintln!(\"note: Some details are omitted, run with `RUST_BACKTRACE=full` for a verbose backtrace.\"); "
+);
+
+/// The entry stub of `wasm32-wasip1-threads` programs. It differs in two ways:
+/// - it calls `__wasi_init_tp()` first: a cdylib on that target has no `_initialize`, and
+///   nothing else sets up the main thread's pthread (without it `thread::spawn` spins forever);
+/// - the hook names the panicking thread (std never names the entry thread of a cdylib, so
+///   the thread whose id the stub recorded first is "main") and prints its id.
+const THREADS_ENTRY_STUB: &str = concat!(
     "#[doc(hidden)] #[unsafe(no_mangle)] pub extern \"C\" fn __entry() -> i32 { ",
+    "{ unsafe extern \"C\" { fn __wasi_init_tp(); } unsafe { __wasi_init_tp() } } ",
+    "static MAIN: ::std::sync::OnceLock<::std::thread::ThreadId> = ::std::sync::OnceLock::new(); ",
+    "let _ = MAIN.set(::std::thread::current().id()); ",
     "::std::panic::set_hook(::std::boxed::Box::new(|info: &::std::panic::PanicHookInfo<'_>| { ",
     "let msg = info.payload_as_str().unwrap_or(\"Box<dyn Any>\"); ",
+    "let t = ::std::thread::current(); ",
+    "let name = if MAIN.get() == Some(&t.id()) { \"main\" } else { t.name().unwrap_or(\"<unnamed>\") }; ",
+    "let id = ::std::format!(\"{:?}\", t.id()); ",
+    "let id = id.trim_start_matches(\"ThreadId(\").trim_end_matches(')'); ",
     "match info.location() { ",
-    "Some(l) => ::std::eprintln!(\"\\nthread 'main' (1) panicked at {}:{}:{}:\\n{}\", l.file(), l.line(), l.column(), msg), ",
-    "None => ::std::eprintln!(\"\\nthread 'main' (1) panicked:\\n{}\", msg), } ",
+    "Some(l) => ::std::eprintln!(\"\\nthread '{}' ({}) panicked at {}:{}:{}:\\n{}\", name, id, l.file(), l.line(), l.column(), msg), ",
+    "None => ::std::eprintln!(\"\\nthread '{}' ({}) panicked:\\n{}\", name, id, msg), } ",
     "::std::eprintln!(\"note: run with `RUST_BACKTRACE=1` environment variable to display a backtrace\"); ",
     "::std::process::exit(101) })); ",
     "let code = ::std::process::Termination::report(main()); ",
@@ -45,7 +99,7 @@ const ENTRY_STUB: &str = concat!(
 
 /// Bumped whenever [`ENTRY_STUB`], the flags or the processing of diagnostics change, so caches
 /// keyed on it (the artifact cache, on disk across upgrades) stay correct.
-pub const STUB_VERSION: u32 = 3;
+pub const STUB_VERSION: u32 = 6;
 
 /// What came out of one `rustc` run. The wasm file lives in `dir` and goes away with it.
 #[derive(Debug)]
@@ -53,6 +107,10 @@ pub struct BuildResult {
     pub success: bool,
     /// Path of the compiled module; meaningful only when `success`.
     pub wasm: PathBuf,
+    /// What the tool wrote to stdout: the interpreted program's output under Miri.
+    pub stdout: String,
+    /// The tool's exit status; `None` when a signal or a limit stopped it.
+    pub exit_code: Option<i32>,
     /// The human-readable diagnostics, as `cargo build` would print them.
     pub rendered: String,
     pub diagnostics: Vec<Diagnostic>,
@@ -103,13 +161,19 @@ pub struct CompileSettings {
 
 /// The toolchain, the sandbox its processes run in, and the limits; one per process.
 pub struct Compiler {
-    toolchain: Toolchain,
-    sandbox: Sandbox,
-    settings: CompileSettings,
+    pub(super) toolchain: Toolchain,
+    pub(super) sandbox: Sandbox,
+    pub(super) settings: CompileSettings,
     /// The offered crates, when this toolchain can load them.
     crates: Option<Arc<CrateSet>>,
     /// `--extern` and `-L` arguments for them.
-    crate_args: Vec<String>,
+    pub(super) crate_args: Vec<String>,
+    /// The same for wasm32-wasip1-threads programs.
+    threads_crate_args: Vec<String>,
+    /// Miri's sysroot, when this is nightly and it was prepared.
+    pub(super) miri_sysroot: Option<PathBuf>,
+    /// The toolchain's `rust-src` directory and what to show instead (empty when unused).
+    pub(super) std_src: (String, String),
 }
 
 impl Compiler {
@@ -120,6 +184,9 @@ impl Compiler {
             settings,
             crates: None,
             crate_args: Vec::new(),
+            threads_crate_args: Vec::new(),
+            miri_sysroot: None,
+            std_src: Default::default(),
         }
     }
 
@@ -127,6 +194,7 @@ impl Compiler {
     pub fn with_crates(mut self, crates: Arc<CrateSet>) -> Result<Self, SandboxError> {
         self.sandbox.allow_read(&crates.dirs())?;
         self.crate_args = crates.rustc_args();
+        self.threads_crate_args = crates.threads_rustc_args().unwrap_or_default();
         self.crates = Some(crates);
         Ok(self)
     }
@@ -145,77 +213,212 @@ impl Compiler {
         self.sandbox.is_enforced()
     }
 
-    /// Compiles `sample` in a fresh temp dir. Errors in the program are a successful call with
+    /// Compiles `code` in a fresh temp dir. Errors in the program are a successful call with
     /// `success: false`; `Err` means the service could not do its job.
     pub async fn compile_input(
         &self,
-        sample: &str,
+        code: &Code,
         opts: &CompileOptions,
     ) -> Result<BuildResult, CompileError> {
-        let job = Job::new(&self.settings.work_dir, sample, needs_stub(opts))?;
-        let (args, output) = rustc_args(opts, job.dir.path());
-        let args = [args, self.crate_args.clone()].concat();
-        self.run_job(&self.toolchain.rustc, &args, job, output)
-            .await
+        let mut target = Target::for_program(code, opts);
+        if target == Target::Wasip1Threads && !self.toolchain.threads {
+            // Logged at start-up; the program fails to spawn as it did before threads.
+            target = Target::Wasip1;
+        }
+        let crate_args = match target {
+            Target::Wasip1 => &self.crate_args,
+            Target::Wasip1Threads => &self.threads_crate_args,
+        };
+        let rustc = &self.toolchain.rustc;
+        self.build_package(rustc, code, opts, target, |opts, dir, root| {
+            let (args, output) = rustc_args(opts, target, dir, root);
+            ([args, crate_args.clone()].concat(), output)
+        })
+        .await
     }
 
-    /// Runs clippy on `sample` (a check build: no code is generated) and returns its lints.
+    /// Runs clippy on `code` (a check build: no code is generated) and returns its lints.
     pub async fn clippy(
         &self,
-        sample: &str,
+        code: &Code,
         opts: &CompileOptions,
     ) -> Result<BuildResult, CompileError> {
-        let job = Job::new(&self.settings.work_dir, sample, false)?;
-        let crate_type = if opts.kind == CrateKind::Library {
-            "lib"
-        } else {
-            "bin"
+        let opts = CompileOptions {
+            emit: Emit::Link,
+            kind: match opts.kind {
+                CrateKind::Library => CrateKind::Library,
+                _ => CrateKind::Binary,
+            },
+            ..*opts
         };
-        let mut args: Vec<String> = vec![
-            "--sysroot".into(),
-            self.toolchain.sysroot.display().to_string(),
-            "--target".into(),
-            "wasm32-wasip1".into(),
-            "--crate-type".into(),
-            crate_type.into(),
-        ];
-        args.extend(common_args(job.dir.path(), opts));
-        args.extend(["--emit=metadata".into(), "-o".into(), "main.rmeta".into()]);
-        args.extend(self.crate_args.iter().cloned());
-        args.push("src/main.rs".into());
         let clippy = self.toolchain.tool("clippy-driver");
-        self.run_job(&clippy, &args, job, "main.rmeta").await
+        self.build_package(&clippy, code, &opts, Target::Wasip1, |opts, dir, root| {
+            let (crate_type, output) = match opts.kind {
+                CrateKind::Library => ("lib", "libplayground.rmeta"),
+                _ => ("bin", "main.rmeta"),
+            };
+            let mut args: Vec<String> = vec![
+                "--sysroot".into(),
+                self.toolchain.sysroot.display().to_string(),
+                "--target".into(),
+                "wasm32-wasip1".into(),
+                "--crate-type".into(),
+                crate_type.into(),
+            ];
+            args.extend(common_args(dir, opts));
+            args.extend(["--emit=metadata".into(), "-o".into(), output.into()]);
+            args.extend(self.crate_args.iter().cloned());
+            args.push(root.into());
+            (args, output)
+        })
+        .await
     }
 
-    /// Formats `sample` with rustfmt; on success `BuildResult::wasm` is the formatted file.
-    pub async fn format(
-        &self,
-        sample: &str,
-        edition: Edition,
-    ) -> Result<BuildResult, CompileError> {
-        let job = Job::new(&self.settings.work_dir, sample, false)?;
-        let args = ["--edition", edition.as_str(), "src/main.rs"].map(String::from);
+    /// Formats `code` with rustfmt: every `.rs` file of a package. On success the files in
+    /// [`BuildResult::dir`] are formatted; [`Self::formatted`] reads them back.
+    pub async fn format(&self, code: &Code, edition: Edition) -> Result<BuildResult, CompileError> {
+        let job = Job::new(&self.settings.work_dir, code, "src/main.rs", None)?;
+        let mut args = vec!["--edition".to_string(), edition.as_str().to_string()];
+        args.extend(
+            code.files("src/main.rs")
+                .into_iter()
+                .map(|(name, _)| name.to_string())
+                .filter(|name| name.ends_with(".rs")),
+        );
         let rustfmt = self.toolchain.tool("rustfmt");
         self.run_job(&rustfmt, &args, job, "src/main.rs").await
     }
 
-    /// Runs one confined tool in the job dir and collects its diagnostics; `output` names the
-    /// file it produces, relative to the job dir.
-    async fn run_job(
+    /// The files of `code` as [`Self::format`] left them in `build`'s job dir.
+    pub fn formatted(code: &Code, build: &BuildResult) -> Result<Code, CompileError> {
+        let read = |name: &str| {
+            std::fs::read_to_string(build.dir().join(name)).map_err(CompileError::Workspace)
+        };
+        Ok(match code {
+            Code::Single(_) => Code::Single(read("src/main.rs")?),
+            Code::Files(files) => Code::Files(
+                files
+                    .iter()
+                    .map(|f| {
+                        Ok(SourceFile {
+                            name: f.name.clone(),
+                            content: read(&f.name)?,
+                        })
+                    })
+                    .collect::<Result<_, CompileError>>()?,
+            ),
+        })
+    }
+
+    /// Builds `code` as cargo builds a package: its crate root is `src/main.rs` or `src/lib.rs`
+    /// as `opts` asks; a binary whose package also has `src/lib.rs` gets that library built
+    /// first, as the crate `playground` it may use. `target` picks the entry stub; `args` gives
+    /// a tool's arguments and output file for options, job dir and crate root.
+    async fn build_package(
+        &self,
+        tool: &Path,
+        code: &Code,
+        opts: &CompileOptions,
+        target: Target,
+        args: impl Fn(&CompileOptions, &Path, &str) -> (Vec<String>, &'static str),
+    ) -> Result<BuildResult, CompileError> {
+        let layout = match Layout::of(code, opts) {
+            Ok(layout) => layout,
+            Err(message) => {
+                let job = Job::new(
+                    &self.settings.work_dir,
+                    &Code::default(),
+                    "src/main.rs",
+                    None,
+                )?;
+                return Ok(failed_build(job.dir, message));
+            }
+        };
+        let opts = &layout.opts;
+        let mut job = Job::new(
+            &self.settings.work_dir,
+            code,
+            layout.root,
+            stub(opts, target),
+        )?;
+        // The library's output, for the binary's build to add to its own.
+        let mut lib = None;
+        let mut externs = Vec::new();
+        if layout.with_lib {
+            let lib_opts = CompileOptions {
+                kind: CrateKind::Library,
+                emit: Emit::Link,
+                ..*opts
+            };
+            let (mut lib_args, output) = args(&lib_opts, job.dir.path(), "src/lib.rs");
+            // Two crates named `playground` in one program, told apart as cargo does.
+            lib_args.extend(["-C".into(), "metadata=lib".into()]);
+            let stub_line = job.stub_line;
+            let lib_job = Job {
+                stub_line: u32::MAX,
+                root: "src/lib.rs",
+                ..job
+            };
+            let built = self.run_job(tool, &lib_args, lib_job, output).await?;
+            if !built.success {
+                return Ok(built);
+            }
+            let BuildResult {
+                dir,
+                rendered,
+                diagnostics,
+                truncated,
+                cacheable,
+                ..
+            } = built;
+            job = Job {
+                dir,
+                root: layout.root,
+                stub_line,
+            };
+            externs = vec!["--extern".to_string(), format!("playground={output}")];
+            lib = Some((rendered, diagnostics, truncated, cacheable));
+        }
+        let (mut main_args, output) = args(opts, job.dir.path(), layout.root);
+        main_args.extend(externs);
+        let mut result = self.run_job(tool, &main_args, job, output).await?;
+        if let Some((rendered, diagnostics, truncated, cacheable)) = lib {
+            result.rendered.insert_str(0, &rendered);
+            result.diagnostics.splice(0..0, diagnostics);
+            result.truncated |= truncated;
+            result.cacheable &= cacheable;
+        }
+        Ok(result)
+    }
+
+    /// Runs one confined tool in the job dir and collects its diagnostics (and its stdout, which
+    /// only Miri's interpreted program writes); `output` names the file it produces, relative to
+    /// the job dir.
+    pub(super) async fn run_job(
         &self,
         program: &Path,
         args: &[String],
         job: Job,
         output: &str,
     ) -> Result<BuildResult, CompileError> {
-        let Job { dir, stub_line } = job;
+        let Job {
+            dir,
+            stub_line,
+            root,
+        } = job;
+        // Miri interprets the program: its limits are the program's, not a compile's.
+        let (tool, work) = if program.ends_with("miri") {
+            ("Miri", "Miri")
+        } else {
+            ("the compiler", "compilation")
+        };
         let mut cmd = Command::new(program);
         cmd.args(args)
             .current_dir(dir.path())
             .env_clear()
             .env("TMPDIR", dir.path())
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0)
             .kill_on_drop(true);
@@ -225,16 +428,21 @@ impl Compiler {
         // Kills rustc and its linker if this future is dropped (client gone) or times out.
         let mut group = KillGroupOnDrop(pid);
 
-        let mut stderr = child.stderr.take().ok_or_else(|| {
-            CompileError::Spawn(std::io::Error::other("the tool's stderr was not captured"))
-        })?;
+        let (Some(mut stdout), Some(mut stderr)) = (child.stdout.take(), child.stderr.take())
+        else {
+            return Err(CompileError::Spawn(std::io::Error::other(
+                "the tool's output was not captured",
+            )));
+        };
         let cap = self.settings.diagnostics_bytes;
         let run = async {
-            let (captured, truncated) = read_capped(&mut stderr, cap).await?;
+            let (out, err) =
+                tokio::join!(read_capped(&mut stdout, cap), read_capped(&mut stderr, cap));
+            let ((stdout, out_cut), (captured, err_cut)) = (out?, err?);
             let status = child.wait().await?;
-            Ok::<_, std::io::Error>((captured, truncated, status))
+            Ok::<_, std::io::Error>((stdout, captured, out_cut || err_cut, status))
         };
-        let (captured, truncated, status) =
+        let (stdout, captured, truncated, status) =
             match tokio::time::timeout(self.settings.timeout, run).await {
                 Ok(result) => {
                     // The tool has exited and waited for its children: nothing left to kill.
@@ -243,12 +451,12 @@ impl Compiler {
                 }
                 Err(_) => {
                     let secs = self.settings.timeout.as_secs_f64();
-                    let message = format!("compilation took longer than the {secs} s limit");
+                    let message = format!("{work} took longer than the {secs} s limit");
                     return Ok(failed_build(dir, message));
                 }
             };
 
-        let crash = crash_gist(status, &captured);
+        let crash = crash_gist(tool, status, &captured);
         // A crash report (a backtrace, the path of an ICE file, the tool's own panic) names
         // host paths and addresses: only the compiler's JSON messages from before it are kept.
         let kept: Vec<u8>;
@@ -260,12 +468,22 @@ impl Compiler {
             None => &captured,
         };
         let too_large = String::from_utf8_lossy(captured).contains("File too large");
-        let (mut rendered, mut diagnostics) = parse_diagnostics(captured, stub_line);
+        let (mut rendered, mut diagnostics) = parse_diagnostics(captured, root, stub_line);
         // Tools that print absolute paths (rustfmt) must not show the job dir.
         let prefix = format!("{}/", dir.path().display());
-        rendered = rendered.replace(&prefix, "");
-        for d in &mut diagnostics {
-            d.message = d.message.replace(&prefix, "");
+        let mut stdout = String::from_utf8_lossy(&stdout).into_owned();
+        // Miri's std is built from the toolchain's `rust-src` on this host: its frames are
+        // shown where rustc's own std says it lives, `/rustc/HASH/`.
+        let rewrites = [
+            (prefix.as_str(), ""),
+            (self.std_src.0.as_str(), self.std_src.1.as_str()),
+        ];
+        for (from, to) in rewrites.iter().filter(|(from, _)| !from.is_empty()) {
+            rendered = rendered.replace(from, to);
+            stdout = stdout.replace(from, to);
+            for d in &mut diagnostics {
+                d.message = d.message.replace(from, to);
+            }
         }
         // A signal means a CPU or memory limit (or a crash); "File too large", the file limit.
         let cacheable = status.code().is_some() && !too_large && crash.is_none();
@@ -280,6 +498,8 @@ impl Compiler {
         let mut result = BuildResult {
             success: status.success(),
             wasm: dir.path().join(output),
+            stdout,
+            exit_code: status.code(),
             rendered,
             diagnostics,
             truncated,
@@ -288,16 +508,19 @@ impl Compiler {
         };
         let explained = result.diagnostics.iter().any(|d| d.level == "error")
             || result.rendered.lines().any(|l| l.starts_with("error"));
+        // A program under Miri that exits with a status (a panic's 101) has said why itself.
+        let program_exit = tool == "Miri" && status.code().is_some();
         let why = match crash {
-            Some(gist) => Some(format!("the compiler crashed: {gist}")),
+            Some(gist) => Some(format!("{tool} crashed: {gist}")),
             None if too_large => Some(format!(
                 "the program's code and static data are over the {} MiB limit on the size of a compiled program",
                 self.sandbox.limits().file_bytes >> 20
             )),
             // Killed by a signal or a limit before it could say why.
-            None if !status.success() && !explained => Some(describe_exit(
+            None if !status.success() && !explained && !program_exit => Some(describe_exit(
+                tool,
                 status,
-                &String::from_utf8_lossy(captured),
+                &result.rendered,
                 self.sandbox.limits(),
             )),
             None => None,
@@ -317,10 +540,12 @@ impl Compiler {
 /// messages come from the stub's hook), and the modules are ~25% smaller (hello world 78 ->
 /// 61 KB) at no cost in compile time (BENCHMARKS.md). A plain binary keeps its names for
 /// `/compile`'s WAT.
-fn common_args(dir: &Path, opts: &CompileOptions) -> Vec<String> {
-    let strip = match build_kind(opts) {
-        CrateKind::Binary => "strip=debuginfo",
-        _ => "strip=symbols",
+pub(super) fn common_args(dir: &Path, opts: &CompileOptions) -> Vec<String> {
+    // A backtrace needs the functions' names and line tables (Wasmtime reads them).
+    let (debuginfo, strip) = match build_kind(opts) {
+        CrateKind::Program if opts.backtrace => ("debuginfo=line-tables-only", "strip=none"),
+        CrateKind::Binary | CrateKind::Cdylib => ("debuginfo=0", "strip=debuginfo"),
+        _ => ("debuginfo=0", "strip=symbols"),
     };
     let opt_level = match opts.mode {
         Mode::Debug => "opt-level=0",
@@ -332,7 +557,7 @@ fn common_args(dir: &Path, opts: &CompileOptions) -> Vec<String> {
         "--edition",
         opts.edition.as_str(),
         "-C",
-        "debuginfo=0",
+        debuginfo,
         "-C",
         strip,
         "-C",
@@ -350,24 +575,42 @@ fn common_args(dir: &Path, opts: &CompileOptions) -> Vec<String> {
 fn build_kind(opts: &CompileOptions) -> CrateKind {
     match (opts.emit, opts.kind) {
         (Emit::Link, kind) => kind,
-        (_, CrateKind::Library) => CrateKind::Library,
+        (_, CrateKind::Library | CrateKind::Cdylib) => CrateKind::Library,
         _ => CrateKind::Binary,
     }
 }
 
-/// Whether `src/main.rs` gets the entry stub appended.
+/// Whether the crate root gets the entry stub appended.
 pub fn needs_stub(opts: &CompileOptions) -> bool {
     build_kind(opts) == CrateKind::Program
 }
 
-/// The `rustc` arguments of a build in `dir` (its working directory, holding `src/main.rs`)
-/// and the file it writes there. Public so that benchmarks can time the very same command.
-pub fn rustc_args(opts: &CompileOptions, dir: &Path) -> (Vec<String>, &'static str) {
+/// The entry stub appended to the crate root of a build for `target`, if any. Threaded
+/// programs get no backtrace: their memory is shared, which the host import does not write.
+fn stub(opts: &CompileOptions, target: Target) -> Option<&'static str> {
+    match (needs_stub(opts), target, opts.backtrace) {
+        (false, _, _) => None,
+        (true, Target::Wasip1Threads, _) => Some(THREADS_ENTRY_STUB),
+        (true, Target::Wasip1, false) => Some(ENTRY_STUB),
+        (true, Target::Wasip1, true) => Some(BACKTRACE_STUB),
+    }
+}
+
+/// The `rustc` arguments of a build for `target` in `dir` (its working directory) of the crate
+/// root `root` (e.g. `src/main.rs`), and the file it writes there. Public so that benchmarks can
+/// time the very same command.
+pub fn rustc_args(
+    opts: &CompileOptions,
+    target: Target,
+    dir: &Path,
+    root: &str,
+) -> (Vec<String>, &'static str) {
     let (crate_args, output): (&[&str], &str) = match build_kind(opts) {
         CrateKind::Program => (&["--crate-type", "cdylib"], "main.wasm"),
         CrateKind::Binary => (&["--crate-type", "bin"], "main.wasm"),
-        CrateKind::Tests => (&["--test"], "main.wasm"),
+        CrateKind::Tests | CrateKind::LibraryTests => (&["--test"], "main.wasm"),
         CrateKind::Library => (&["--crate-type", "lib"], "libplayground.rlib"),
+        CrateKind::Cdylib => (&["--crate-type", "cdylib"], "main.wasm"),
     };
     let (emit, output) = match opts.emit {
         Emit::Link => ("--emit=link", output),
@@ -375,57 +618,134 @@ pub fn rustc_args(opts: &CompileOptions, dir: &Path) -> (Vec<String>, &'static s
         Emit::LlvmIr => ("--emit=llvm-ir", "main.ll"),
         Emit::Asm => ("--emit=asm", "main.s"),
     };
-    let mut args: Vec<String> = ["--target", "wasm32-wasip1"]
+    let mut args: Vec<String> = ["--target", target.as_str()]
         .iter()
         .chain(crate_args)
         .map(|s| s.to_string())
         .collect();
     args.extend(common_args(dir, opts));
-    args.extend([
-        emit.into(),
-        "-o".into(),
-        output.into(),
-        "src/main.rs".into(),
-    ]);
+    args.extend([emit.into(), "-o".into(), output.into(), root.into()]);
     (args, output)
 }
 
-/// `sample` as the file a build compiles: with the entry stub appended when `with_stub`.
-pub fn source_file(sample: &str, with_stub: bool) -> String {
-    let mut source = String::with_capacity(sample.len() + ENTRY_STUB.len() + 1);
+/// `sample` as the file a build compiles: with `target`'s entry stub appended, if any.
+pub fn source_file(sample: &str, stub: Option<Target>) -> String {
+    let stub = stub.map(|target| match target {
+        Target::Wasip1 => ENTRY_STUB,
+        Target::Wasip1Threads => THREADS_ENTRY_STUB,
+    });
+    with_stub_appended(sample, stub)
+}
+
+fn with_stub_appended(sample: &str, stub: Option<&str>) -> String {
+    let mut source = String::with_capacity(sample.len() + stub.map_or(0, str::len) + 1);
     source.push_str(sample);
-    if with_stub {
+    if let Some(stub) = stub {
         if !sample.ends_with('\n') {
             source.push('\n');
         }
-        source.push_str(ENTRY_STUB);
+        source.push_str(stub);
     }
     source
 }
 
-/// A fresh temp dir holding `src/main.rs`.
-struct Job {
+/// Which file is a build's crate root, and the options it is built with.
+struct Layout {
+    root: &'static str,
+    /// `opts` with the crate kind the package allows (a package with only `src/lib.rs` is a
+    /// library when a view of it is asked for).
+    opts: CompileOptions,
+    /// `src/lib.rs` is built first, for the binary to use.
+    with_lib: bool,
+}
+
+impl Layout {
+    /// Where cargo would find the crate `opts` asks for in `code`, or why there is none (in
+    /// cargo's words where it has some).
+    fn of(code: &Code, opts: &CompileOptions) -> Result<Self, String> {
+        let layout = |root, kind, with_lib| Layout {
+            root,
+            opts: CompileOptions { kind, ..*opts },
+            with_lib,
+        };
+        let kind = build_kind(opts);
+        if let Code::Single(_) = code {
+            let root = match kind {
+                CrateKind::Library | CrateKind::Cdylib | CrateKind::LibraryTests => "src/lib.rs",
+                _ => "src/main.rs",
+            };
+            return Ok(layout(root, opts.kind, false));
+        }
+        let (main, lib) = (code.has("src/main.rs"), code.has("src/lib.rs"));
+        match (kind, main, lib) {
+            (CrateKind::Library | CrateKind::Cdylib | CrateKind::LibraryTests, _, true) => {
+                Ok(layout("src/lib.rs", opts.kind, false))
+            }
+            (CrateKind::Library | CrateKind::Cdylib | CrateKind::LibraryTests, true, false) => {
+                Ok(layout("src/main.rs", opts.kind, false))
+            }
+            (_, true, lib) => Ok(layout("src/main.rs", opts.kind, lib)),
+            (CrateKind::Tests, false, true) => Ok(layout("src/lib.rs", opts.kind, false)),
+            (CrateKind::Binary, false, true) => Ok(layout("src/lib.rs", CrateKind::Library, false)),
+            (CrateKind::Program, false, true) => {
+                Err("a bin target must be available for `cargo run` (add `src/main.rs`)".into())
+            }
+            _ => Err("the package has neither `src/main.rs` nor `src/lib.rs`".into()),
+        }
+    }
+}
+
+/// The crate root a single-crate tool (Miri, `-Zunpretty`, native `--emit`) reads: `src/lib.rs`
+/// for a library, or a package with only that; else `src/main.rs`.
+pub(super) fn tool_root(code: &Code, library: bool) -> &'static str {
+    let only_lib = code.has("src/lib.rs") && !code.has("src/main.rs");
+    if library || only_lib {
+        "src/lib.rs"
+    } else {
+        "src/main.rs"
+    }
+}
+
+/// A fresh temp dir holding the program's files.
+pub(super) struct Job {
     dir: TempDir,
-    /// The line of the entry stub; diagnostics at or after it are about the stub.
+    /// The crate root, e.g. `src/main.rs`.
+    root: &'static str,
+    /// The root's line of the entry stub; diagnostics at or after it are about the stub.
     stub_line: u32,
 }
 
 impl Job {
-    fn new(work_dir: &Path, sample: &str, with_stub: bool) -> Result<Self, CompileError> {
+    pub(super) fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub(super) fn new(
+        work_dir: &Path,
+        code: &Code,
+        root: &'static str,
+        stub: Option<&str>,
+    ) -> Result<Self, CompileError> {
         let dir = tempfile::Builder::new()
             .prefix("wasm-playground-")
             .tempdir_in(work_dir)
             .map_err(CompileError::Workspace)?;
-        let src = dir.path().join("src");
-        std::fs::create_dir(&src).map_err(CompileError::Workspace)?;
-        let source = source_file(sample, with_stub);
-        let stub_line = if with_stub {
-            source.lines().count() as u32
-        } else {
-            u32::MAX
-        };
-        std::fs::write(src.join("main.rs"), source).map_err(CompileError::Workspace)?;
-        Ok(Self { dir, stub_line })
+        std::fs::create_dir(dir.path().join("src")).map_err(CompileError::Workspace)?;
+        code.write_to(dir.path(), root)
+            .map_err(CompileError::Workspace)?;
+        let mut stub_line = u32::MAX;
+        if let Some(stub) = stub {
+            let path = dir.path().join(root);
+            let sample = std::fs::read_to_string(&path).map_err(CompileError::Workspace)?;
+            let source = with_stub_appended(&sample, Some(stub));
+            stub_line = source.lines().count() as u32;
+            std::fs::write(path, source).map_err(CompileError::Workspace)?;
+        }
+        Ok(Self {
+            dir,
+            root,
+            stub_line,
+        })
     }
 }
 
@@ -433,6 +753,8 @@ fn failed_build(dir: TempDir, message: String) -> BuildResult {
     BuildResult {
         success: false,
         wasm: dir.path().join("main.wasm"),
+        stdout: String::new(),
+        exit_code: None,
         rendered: format!("error: {message}\n"),
         diagnostics: vec![Diagnostic::error(message)],
         truncated: false,
@@ -452,14 +774,19 @@ fn json_lines(captured: &[u8]) -> Vec<u8> {
 
 /// What went wrong when a tool crashed rather than finished or hit one of its limits, in a few
 /// words for the user (its own report names host paths and addresses).
-fn crash_gist(status: ExitStatus, captured: &[u8]) -> Option<String> {
+///
+/// Under Miri a panic or a stack overflow is the interpreted program's, not a crash.
+fn crash_gist(tool: &str, status: ExitStatus, captured: &[u8]) -> Option<String> {
     use std::os::unix::process::ExitStatusExt;
     let text = String::from_utf8_lossy(captured);
     let text_lines = || text.lines().filter(|l| !l.starts_with('{'));
-    if text_lines().any(|l| l.contains("has overflowed its stack")) {
+    let program_output = tool == "Miri";
+    if !program_output && text_lines().any(|l| l.contains("has overflowed its stack")) {
         return Some("its stack overflowed (the program is nested too deeply)".into());
     }
-    if text_lines().any(|l| l.contains("internal compiler error") || l.contains("panicked at")) {
+    if text_lines().any(|l| {
+        l.contains("internal compiler error") || (!program_output && l.contains("panicked at"))
+    }) {
         return Some("internal compiler error".into());
     }
     match status.signal() {
@@ -480,23 +807,23 @@ fn crash_gist(status: ExitStatus, captured: &[u8]) -> Option<String> {
 }
 
 /// Why rustc stopped without an error of its own, in words for the user.
-fn describe_exit(status: ExitStatus, rendered: &str, limits: &ProcessLimits) -> String {
+fn describe_exit(tool: &str, status: ExitStatus, rendered: &str, limits: &ProcessLimits) -> String {
     use std::os::unix::process::ExitStatusExt;
     match status.signal() {
         Some(libc::SIGXCPU) | Some(libc::SIGKILL) => format!(
-            "the compiler used more than its {} s CPU limit",
+            "{tool} used more than its {} s CPU limit",
             limits.cpu_seconds
         ),
         Some(libc::SIGABRT)
             if rendered.contains("memory allocation of") || rendered.contains("out of memory") =>
         {
             format!(
-                "the compiler ran out of memory (its limit is {} MiB)",
+                "{tool} ran out of memory (its limit is {} MiB)",
                 limits.data_bytes >> 20
             )
         }
-        Some(signal) => format!("the compiler crashed: it was stopped by signal {signal}"),
-        None => format!("the compiler failed with {status}"),
+        Some(signal) => format!("{tool} crashed (signal {signal})"),
+        None => format!("{tool} failed with {status}"),
     }
 }
 
@@ -542,5 +869,7 @@ mod tests {
     #[test]
     fn stub_is_one_line() {
         assert_eq!(ENTRY_STUB.lines().count(), 1);
+        assert_eq!(BACKTRACE_STUB.lines().count(), 1);
+        assert_eq!(THREADS_ENTRY_STUB.lines().count(), 1);
     }
 }

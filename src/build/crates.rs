@@ -2,10 +2,11 @@
 //! passed to every compile.
 //!
 //! `crates/Cargo.toml` (with its committed `Cargo.lock`) lists the offered crates. The set-up
-//! builds it with the toolchain's own cargo (`--release --target wasm32-wasip1`, proc-macros for
-//! the host) into the crates directory (`--crates-dir`) and writes `index.json` there: each direct
-//! dependency's name, version, crate name and library file, the two `deps` directories and the
-//! `rustc --version` they were built with. A second run is a cargo no-op.
+//! builds it with the toolchain's own cargo (`--release --target wasm32-wasip1`, then
+//! `wasm32-wasip1-threads` when the toolchain has it, proc-macros for the host) into the crates
+//! directory (`--crates-dir`) and writes `index.json` there: each direct dependency's name,
+//! version, crate name and library files, the `deps` directories and the `rustc --version` they
+//! were built with. A second run is a cargo no-op.
 //!
 //! At start-up the service reads the index; a compile then gets `--extern NAME=FILE` per offered
 //! crate and `-L dependency=` for both `deps` directories, so `use rand::prelude::*;` just works.
@@ -47,6 +48,19 @@ pub struct CrateIndex {
     pub wasm_deps: PathBuf,
     /// The `deps` directory of the host libraries (proc-macros and their dependencies).
     pub host_deps: PathBuf,
+    /// The same crates built for wasm32-wasip1-threads (threaded programs), when the toolchain
+    /// has that target.
+    #[serde(default)]
+    pub threads: Option<TargetLibraries>,
+}
+
+/// The offered crates' libraries for one more target.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TargetLibraries {
+    /// The library file of each crate of [`CrateIndex::crates`], in the same order.
+    pub libraries: Vec<PathBuf>,
+    pub wasm_deps: PathBuf,
 }
 
 /// A loaded index, with what compiles need from it.
@@ -105,6 +119,12 @@ impl CrateSet {
             .iter()
             .map(|c| &c.path)
             .chain([&index.wasm_deps, &index.host_deps])
+            .chain(
+                index
+                    .threads
+                    .iter()
+                    .flat_map(|t| t.libraries.iter().chain([&t.wasm_deps])),
+            )
             .filter(|p| !p.exists())
             .map(|p| p.display().to_string())
             .collect();
@@ -123,21 +143,46 @@ impl CrateSet {
 
     /// The `rustc` arguments that make every offered crate available to a program.
     pub fn rustc_args(&self) -> Vec<String> {
+        let libraries = self.index.crates.iter().map(|c| c.path.as_path());
+        self.args_for(&self.index.wasm_deps, libraries)
+    }
+
+    /// The same for wasm32-wasip1-threads programs, if the crates were built for it.
+    pub fn threads_rustc_args(&self) -> Option<Vec<String>> {
+        let threads = self.index.threads.as_ref()?;
+        let libraries = threads.libraries.iter().map(PathBuf::as_path);
+        Some(self.args_for(&threads.wasm_deps, libraries))
+    }
+
+    fn args_for<'a>(
+        &self,
+        wasm_deps: &Path,
+        libraries: impl Iterator<Item = &'a Path>,
+    ) -> Vec<String> {
         let mut args = Vec::with_capacity(2 * self.index.crates.len() + 4);
-        for dir in [&self.index.wasm_deps, &self.index.host_deps] {
+        for dir in [wasm_deps, &self.index.host_deps] {
             args.push("-L".into());
             args.push(format!("dependency={}", dir.display()));
         }
-        for c in &self.index.crates {
+        for (c, path) in self.index.crates.iter().zip(libraries) {
             args.push("--extern".into());
-            args.push(format!("{}={}", c.id, c.path.display()));
+            args.push(format!("{}={}", c.id, path.display()));
+            // Newer cargo keeps an rlib's metadata in a separate `.rmeta` (the rlib holds a
+            // stub), which rustc reads only when it is named too.
+            let rmeta = path.with_extension("rmeta");
+            if path.extension().is_some_and(|e| e == "rlib") && rmeta.is_file() {
+                args.push("--extern".into());
+                args.push(format!("{}={}", c.id, rmeta.display()));
+            }
         }
         args
     }
 
     /// The directories `rustc` reads the libraries from (the sandbox allows reading them).
-    pub fn dirs(&self) -> [&Path; 2] {
-        [&self.index.wasm_deps, &self.index.host_deps]
+    pub fn dirs(&self) -> Vec<&Path> {
+        let mut dirs = vec![self.index.wasm_deps.as_path(), &self.index.host_deps];
+        dirs.extend(self.index.threads.iter().map(|t| t.wasm_deps.as_path()));
+        dirs
     }
 }
 
@@ -257,84 +302,154 @@ pub fn build(
         .map(|n| n.deps.iter().collect())
         .unwrap_or_default();
 
-    let command = "cargo build --release --target wasm32-wasip1".to_string();
-    let target_dir = dir.display().to_string();
-    let mut child = cargo_cmd(&[
-        "build",
-        "--release",
-        "--target",
-        "wasm32-wasip1",
-        "--target-dir",
-        &target_dir,
-        "--message-format=json-render-diagnostics",
-    ])
-    .stdout(Stdio::piped())
-    .stderr(Stdio::inherit())
-    .spawn()
-    .map_err(|source| CratesError::Spawn {
-        command: command.clone(),
-        source,
-    })?;
-    let wasm_deps = dir.join("wasm32-wasip1/release/deps");
     let host_deps = dir.join("release/deps");
-    let mut libraries: Vec<(String, PathBuf)> = Vec::new();
-    if let Some(stdout) = child.stdout.take() {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let Ok(msg) = serde_json::from_str::<Message>(&line) else {
-                continue;
-            };
-            if msg.reason != "compiler-artifact" {
-                continue;
-            }
-            // A wasm library, or a proc-macro (a host shared object). A host `.rlib` of the same
-            // package (a proc-macro's dependency) is not what programs link.
-            let library = msg.filenames.into_iter().find(|f| {
-                (f.starts_with(&wasm_deps) && f.extension().is_some_and(|e| e == "rlib"))
-                    || f.extension()
-                        .is_some_and(|e| e == std::env::consts::DLL_EXTENSION)
-            });
-            if let Some(library) = library {
-                libraries.push((msg.package_id, library));
+    // One target dir for both targets: the host's proc-macros are built once.
+    let build_for = |target: &str| -> Result<(Vec<(String, PathBuf)>, PathBuf), CratesError> {
+        let command = format!("cargo build --release --target {target}");
+        let target_dir = dir.display().to_string();
+        let mut child = cargo_cmd(&[
+            "build",
+            "--release",
+            "--target",
+            target,
+            "--target-dir",
+            &target_dir,
+            "--message-format=json-render-diagnostics",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|source| CratesError::Spawn {
+            command: command.clone(),
+            source,
+        })?;
+        let wasm_root = dir.join(target);
+        let wasm_deps = wasm_root.join("release/deps");
+        let mut libraries: Vec<(String, PathBuf)> = Vec::new();
+        if let Some(stdout) = child.stdout.take() {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let Ok(msg) = serde_json::from_str::<Message>(&line) else {
+                    continue;
+                };
+                if msg.reason != "compiler-artifact" {
+                    continue;
+                }
+                let mut gathered = Vec::new();
+                for file in msg.filenames {
+                    let deps = if file.starts_with(&wasm_root) {
+                        &wasm_deps
+                    } else {
+                        &host_deps
+                    };
+                    gathered.push(gather(&file, deps).map_err(|source| CratesError::Write {
+                        path: file.clone(),
+                        source,
+                    })?);
+                }
+                // A wasm library, or a proc-macro (a host shared object). A host `.rlib` of the
+                // same package (a proc-macro's dependency) is not what programs link.
+                let library = gathered.into_iter().find(|f| {
+                    (f.starts_with(&wasm_deps) && f.extension().is_some_and(|e| e == "rlib"))
+                        || f.extension()
+                            .is_some_and(|e| e == std::env::consts::DLL_EXTENSION)
+                });
+                if let Some(library) = library {
+                    libraries.push((msg.package_id, library));
+                }
             }
         }
-    }
-    let status = child.wait().map_err(|source| CratesError::Spawn {
-        command: command.clone(),
-        source,
-    })?;
-    if !status.success() {
-        return Err(CratesError::Failed {
-            command,
-            status: status.to_string(),
-        });
-    }
+        let status = child.wait().map_err(|source| CratesError::Spawn {
+            command: command.clone(),
+            source,
+        })?;
+        if !status.success() {
+            return Err(CratesError::Failed {
+                command,
+                status: status.to_string(),
+            });
+        }
+        Ok((libraries, wasm_deps))
+    };
+    let (libraries, wasm_deps) = build_for("wasm32-wasip1")?;
+    let threads = if toolchain.threads {
+        Some(build_for("wasm32-wasip1-threads")?)
+    } else {
+        None
+    };
+    let command = "cargo build --release".to_string();
+    let library_of = |libraries: &[(String, PathBuf)], dep: &MetaDep| {
+        let found = libraries.iter().find(|(id, _)| *id == dep.pkg);
+        found
+            .map(|(_, path)| path.clone())
+            .ok_or_else(|| CratesError::Output {
+                command: command.clone(),
+                detail: format!("no library was built for `{}`", dep.name),
+            })
+    };
 
     let mut crates = Vec::new();
+    let mut threads_libraries = Vec::new();
     for dep in direct {
-        let package = meta.packages.iter().find(|p| p.id == dep.pkg);
-        let library = libraries.iter().find(|(id, _)| *id == dep.pkg);
-        let (Some(package), Some((_, path))) = (package, library) else {
-            return Err(CratesError::Output {
-                command,
-                detail: format!("no library was built for `{}`", dep.name),
-            });
-        };
+        let package = meta
+            .packages
+            .iter()
+            .find(|p| p.id == dep.pkg)
+            .ok_or_else(|| CratesError::Output {
+                command: command.clone(),
+                detail: format!("no package for `{}`", dep.name),
+            })?;
+        let path = library_of(&libraries, dep)?;
+        if let Some((threads_built, _)) = &threads {
+            threads_libraries.push((package.name.clone(), library_of(threads_built, dep)?));
+        }
         crates.push(OfferedCrate {
             name: package.name.clone(),
             version: package.version.clone(),
             id: dep.name.clone(),
-            path: path.clone(),
+            path,
         });
     }
     crates.sort_by(|a, b| a.name.cmp(&b.name));
+    threads_libraries.sort_by(|a, b| a.0.cmp(&b.0));
     let index = CrateIndex {
         rustc: toolchain.version.clone(),
         crates,
         wasm_deps,
         host_deps,
+        threads: threads.map(|(_, wasm_deps)| TargetLibraries {
+            libraries: threads_libraries
+                .into_iter()
+                .map(|(_, path)| path)
+                .collect(),
+            wasm_deps,
+        }),
     };
     write_index(&dir, &index)?;
     Ok(index)
+}
+
+/// `file`, a library cargo built, as a file in `deps`. Cargo up to 1.95 writes every library
+/// of a target into one `deps` directory; newer cargo (its new build-dir layout, on beta and
+/// nightly) gives each its own directory, so they are hard-linked (or copied) into `deps`, which
+/// `-L dependency=` and the sandbox's read rule name.
+fn gather(file: &Path, deps: &Path) -> std::io::Result<PathBuf> {
+    let is_library = file
+        .extension()
+        .is_some_and(|e| e == "rlib" || e == "rmeta" || e == std::env::consts::DLL_EXTENSION);
+    let Some(name) = file.file_name().filter(|_| is_library) else {
+        return Ok(file.to_path_buf());
+    };
+    if file.parent() == Some(deps) {
+        return Ok(file.to_path_buf());
+    }
+    std::fs::create_dir_all(deps)?;
+    let dest = deps.join(name);
+    match std::fs::remove_file(&dest) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    std::fs::hard_link(file, &dest).or_else(|_| std::fs::copy(file, &dest).map(drop))?;
+    Ok(dest)
 }
 
 /// Written under a temp name and renamed, so a server starting meanwhile reads a whole file.
@@ -385,6 +500,7 @@ mod tests {
             }],
             wasm_deps,
             host_deps,
+            threads: None,
         }
     }
 

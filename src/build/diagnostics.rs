@@ -13,7 +13,8 @@ pub struct Diagnostic {
     /// The error code, e.g. `E0308`, or the lint name.
     pub code: Option<String>,
     pub message: String,
-    /// 1-based position of the primary span in `src/main.rs`, when there is one in it.
+    /// 1-based position of the primary span in the crate root (`src/main.rs`, or `src/lib.rs`
+    /// for a library), when there is one in it.
     pub line: Option<u32>,
     pub column: Option<u32>,
     pub end_line: Option<u32>,
@@ -60,10 +61,11 @@ struct RawSpan {
     is_primary: bool,
 }
 
-/// Splits rustc's JSON lines into the rendered text and structured diagnostics. Messages whose
+/// Splits rustc's JSON lines into the rendered text and structured diagnostics (located when
+/// their primary span is in the crate root `root`, e.g. `src/main.rs`). Messages whose
 /// primary span is in the entry stub are rewritten to point at the user's `main`, since the
 /// stub's source means nothing to the user.
-pub fn parse_diagnostics(stderr: &[u8], stub_line: u32) -> (String, Vec<Diagnostic>) {
+pub fn parse_diagnostics(stderr: &[u8], root: &str, stub_line: u32) -> (String, Vec<Diagnostic>) {
     let mut rendered = String::new();
     let mut diagnostics = Vec::new();
     for line in String::from_utf8_lossy(stderr).lines() {
@@ -80,7 +82,7 @@ pub fn parse_diagnostics(stderr: &[u8], stub_line: u32) -> (String, Vec<Diagnost
         let primary = raw
             .spans
             .iter()
-            .find(|s| s.is_primary && s.file_name == "src/main.rs");
+            .find(|s| s.is_primary && s.file_name == root);
         let in_stub = primary.is_some_and(|s| s.line_start >= stub_line);
         let code = raw.code.map(|c| c.code);
         if in_stub {
@@ -174,7 +176,7 @@ mod tests {
     #[test]
     fn file_errors_do_not_name_the_host_path() {
         let line = r#"{"message":"couldn't read `/etc/x`: No such file or directory (os error 2)","code":null,"level":"error","spans":[{"file_name":"src/main.rs","line_start":1,"line_end":1,"column_start":1,"column_end":5,"is_primary":true}],"rendered":"error: couldn't read `/etc/x`: No such file or directory (os error 2)\n --> src/main.rs:1:1\n"}"#;
-        let (rendered, diags) = parse_diagnostics(line.as_bytes(), 9);
+        let (rendered, diags) = parse_diagnostics(line.as_bytes(), "src/main.rs", 9);
         assert_eq!(
             rendered,
             "error: cannot read files outside the program\n --> src/main.rs:1:1\n"
@@ -186,7 +188,7 @@ mod tests {
     #[test]
     fn diagnostics_in_the_stub_are_rewritten() {
         let line = r#"{"message":"cannot find function `main` in this scope","code":{"code":"E0425"},"level":"error","spans":[{"file_name":"src/main.rs","line_start":3,"line_end":3,"column_start":1,"column_end":5,"is_primary":true}],"rendered":"error[E0425]: secret stub text"}"#;
-        let (rendered, diags) = parse_diagnostics(line.as_bytes(), 3);
+        let (rendered, diags) = parse_diagnostics(line.as_bytes(), "src/main.rs", 3);
         assert!(rendered.starts_with("error[E0601]: `main` function not found"));
         assert!(!rendered.contains("stub text"));
         assert_eq!(diags[0].line, None);

@@ -5,6 +5,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+use super::code::Code;
 use crate::config::Channel;
 
 /// The Rust edition a sample is compiled with.
@@ -81,10 +82,15 @@ pub enum CrateKind {
     Program,
     /// The test harness (`rustc --test`): a WASI command module that takes libtest's arguments.
     Tests,
+    /// The test harness of a library: the same, with the library's `src/lib.rs` as its root.
+    LibraryTests,
     /// A library that is only compiled, never run.
     Library,
     /// A plain binary (`--crate-type bin`), for inspecting its intermediate forms.
     Binary,
+    /// A library linked into a module of its own (`--crate-type cdylib`), for `/compile`'s
+    /// views: its exported functions keep their names.
+    Cdylib,
 }
 
 /// What rustc writes: the linked artifact, or one of its intermediate forms as text.
@@ -98,6 +104,42 @@ pub enum Emit {
     Asm,
 }
 
+/// The WebAssembly target a program is built for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Target {
+    Wasip1,
+    /// Programs that may start threads (run/threads.rs).
+    Wasip1Threads,
+}
+
+impl Target {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Target::Wasip1 => "wasm32-wasip1",
+            Target::Wasip1Threads => "wasm32-wasip1-threads",
+        }
+    }
+
+    /// The target a build of `code` uses: the threads target for a program that may start a
+    /// thread. A plain substring scan: no program starts a thread without naming one of these
+    /// (`thread::spawn`, `Builder::spawn`, `thread::scope`, rayon, crossbeam); a false positive
+    /// only costs a threaded run (~0.5 ms).
+    pub fn for_program(code: &Code, opts: &CompileOptions) -> Self {
+        const MARKERS: [&str; 4] = ["spawn", "scope", "rayon", "crossbeam"];
+        let threaded = opts.kind == CrateKind::Program
+            && opts.emit == Emit::Link
+            && code
+                .files("src/main.rs")
+                .iter()
+                .any(|(_, text)| MARKERS.iter().any(|m| text.contains(m)));
+        if threaded {
+            Target::Wasip1Threads
+        } else {
+            Target::Wasip1
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub struct CompileOptions {
     pub channel: Channel,
@@ -105,6 +147,9 @@ pub struct CompileOptions {
     pub mode: Mode,
     pub kind: CrateKind,
     pub emit: Emit,
+    /// A panic prints `stack backtrace:` and the frames (play.rust-lang.org's `backtrace`):
+    /// the program is built with line tables and names, and a stub that asks Wasmtime for them.
+    pub backtrace: bool,
 }
 
 #[cfg(test)]

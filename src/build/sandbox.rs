@@ -6,7 +6,8 @@
 //! and memory. Every `rustc` child is therefore started with, in its `pre_exec` hook:
 //!
 //! - a Landlock ruleset (built in the parent; the child only calls `restrict_self`): read and
-//!   execute of the toolchain files rustc (and rustfmt, clippy-driver) needs and the system libraries it links, read of
+//!   execute of the toolchain files rustc (and rustfmt, clippy-driver, miri) needs and the system
+//!   libraries it links, read of the host target's std (native assembly) and Miri's sysroot, read of
 //!   `/proc/sys/vm/overcommit_memory` (jemalloc's hint) and of the offered crates' `deps`
 //!   directories, read/write of the job dir, nothing else.
 //!   The ABI v1 filesystem rights are required; newer rights (truncate, TCP, scopes) are added
@@ -63,6 +64,9 @@ pub struct Sandbox {
     limits: ProcessLimits,
 }
 
+/// The target of `/compile`'s native assembly and LLVM IR, whose std compiles may read.
+pub const NATIVE_TARGET: &str = "x86_64-unknown-linux-gnu";
+
 /// The filesystem rights this service requires from Landlock.
 const REQUIRED_ABI: ABI = ABI::V1;
 /// The newest rights it uses where the kernel has them.
@@ -111,9 +115,19 @@ impl Sandbox {
             (sysroot.join("bin/rustc"), read_exec),
             (sysroot.join("bin/rustfmt"), read_exec),
             (sysroot.join("bin/clippy-driver"), read_exec),
+            (sysroot.join("bin/miri"), read_exec),
             (sysroot.join("lib/rustlib/wasm32-wasip1/lib"), read),
+            // The host's std, for native assembly and LLVM IR (`--emit`, never linked).
+            (
+                sysroot.join(format!("lib/rustlib/{NATIVE_TARGET}/lib")),
+                read,
+            ),
             (PathBuf::from("/proc/sys/vm/overcommit_memory"), read),
         ];
+        let threads_lib = sysroot.join("lib/rustlib/wasm32-wasip1-threads/lib");
+        if threads_lib.is_dir() {
+            paths.push((threads_lib, read));
+        }
         for entry in read_dir(&sysroot.join("lib"))? {
             let name = entry.file_name().to_string_lossy().into_owned();
             if name.starts_with("librustc_driver-") || name.starts_with("libLLVM") {

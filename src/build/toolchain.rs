@@ -50,6 +50,10 @@ pub struct Toolchain {
     /// `rustfmt --version` and `clippy-driver --version`, when those components are installed.
     pub rustfmt_version: Option<String>,
     pub clippy_version: Option<String>,
+    /// The wasm32-wasip1-threads target is installed: programs that start threads can run.
+    pub threads: bool,
+    /// `miri --version`, when nightly has the component.
+    pub miri_version: Option<String>,
 }
 
 impl Toolchain {
@@ -98,6 +102,17 @@ impl Toolchain {
                 toolchain_flag: toolchain_flag.to_string(),
             });
         }
+        let threads = sysroot
+            .join("lib/rustlib/wasm32-wasip1-threads/lib")
+            .is_dir();
+        // Said once, for the toolchain the service runs with; beta and nightly programs that
+        // start threads just fail to spawn them without it.
+        if !threads && toolchain_flag.is_empty() {
+            tracing::warn!(
+                "the wasm32-wasip1-threads target is not installed in {}: programs that start threads will fail to spawn them; install it with `rustup target add wasm32-wasip1-threads{toolchain_flag}`",
+                sysroot.display()
+            );
+        }
         let real_rustc = sysroot.join("bin/rustc");
         let version = tool_version(&real_rustc).ok_or_else(|| ToolchainError::RustcMissing {
             rustc: real_rustc.display().to_string(),
@@ -107,8 +122,10 @@ impl Toolchain {
         Ok(Self {
             rustfmt_version: tool_version(&bin.join("rustfmt")),
             clippy_version: tool_version(&bin.join("clippy-driver")),
+            miri_version: tool_version(&bin.join("miri")),
             rustc: real_rustc,
             sysroot,
+            threads,
             version,
         })
     }

@@ -38,6 +38,11 @@ impl ClientId {
             v4 => Self(v4),
         }
     }
+
+    /// The address (or /64 prefix) limits are kept by.
+    pub fn addr(self) -> IpAddr {
+        self.0
+    }
 }
 
 /// The process itself (the `run` subcommand, tests that call the pipeline directly).
@@ -96,6 +101,7 @@ pub struct Limited {
 /// One stage's slots and queue (the playground has one for compiles and one for runs).
 pub struct Admission {
     slots: Arc<Semaphore>,
+    total: usize,
     waiting: Arc<()>,
     queue_limit: usize,
     max_wait: Duration,
@@ -148,6 +154,7 @@ impl Admission {
         };
         Self {
             slots: Arc::new(Semaphore::new(slots.max(1))),
+            total: slots.max(1),
             waiting: Arc::new(()),
             queue_limit,
             max_wait,
@@ -163,6 +170,16 @@ impl Admission {
 
     /// Takes one of `client`'s slots, then one of the server's, waiting in the queues if needed.
     pub async fn enter(&self, client: ClientId) -> Result<Permit, AdmissionError> {
+        self.enter_weighted(client, 1).await
+    }
+
+    /// Takes one of `client`'s slots, then `weight` of the server's (at most all of them),
+    /// waiting in the queues if needed: a threaded run counts as the cores it may keep busy.
+    pub async fn enter_weighted(
+        &self,
+        client: ClientId,
+        weight: usize,
+    ) -> Result<Permit, AdmissionError> {
         let started = Instant::now();
         let (entry, inflight) = self.clients.join(client)?;
         let client_permit = match entry.slots.clone().try_acquire_owned() {
@@ -176,7 +193,7 @@ impl Admission {
             }
         };
         let wait = self.max_wait.saturating_sub(started.elapsed());
-        let global = self.enter_global(wait).await?;
+        let global = self.enter_global(wait, self.weight(weight)).await?;
         Ok(Permit {
             _global: global,
             _client: client_permit,
@@ -185,12 +202,17 @@ impl Admission {
         })
     }
 
-    /// Takes one of `client`'s slots and one of the server's, however long that takes (the
+    /// Takes one of `client`'s slots and `weight` of the server's, however long that takes (the
     /// caller bounds the wait): for a live run going on after waiting for input.
-    pub async fn reenter(&self, client: ClientId) -> Option<Permit> {
+    pub async fn reenter(&self, client: ClientId, weight: usize) -> Option<Permit> {
         let (entry, inflight) = self.clients.join_unbounded(client);
         let client_permit = entry.slots.clone().acquire_owned().await.ok()?;
-        let global = self.slots.clone().acquire_owned().await.ok()?;
+        let global = self
+            .slots
+            .clone()
+            .acquire_many_owned(self.weight(weight))
+            .await
+            .ok()?;
         Some(Permit {
             _global: global,
             _client: client_permit,
@@ -199,8 +221,16 @@ impl Admission {
         })
     }
 
-    async fn enter_global(&self, wait: Duration) -> Result<OwnedSemaphorePermit, Overloaded> {
-        if let Ok(permit) = self.slots.clone().try_acquire_owned() {
+    fn weight(&self, weight: usize) -> u32 {
+        u32::try_from(weight.clamp(1, self.total)).unwrap_or(1)
+    }
+
+    async fn enter_global(
+        &self,
+        wait: Duration,
+        weight: u32,
+    ) -> Result<OwnedSemaphorePermit, Overloaded> {
+        if let Ok(permit) = self.slots.clone().try_acquire_many_owned(weight) {
             return Ok(permit);
         }
         let retry_after = Duration::from_secs(1);
@@ -214,7 +244,7 @@ impl Admission {
             });
         }
         let _queued = self.waiting.clone();
-        match tokio::time::timeout(wait, self.slots.clone().acquire_owned()).await {
+        match tokio::time::timeout(wait, self.slots.clone().acquire_many_owned(weight)).await {
             Ok(Ok(permit)) => Ok(permit),
             // The semaphore is never closed; treat it like a timeout all the same.
             Ok(Err(_)) | Err(_) => Err(Overloaded {

@@ -23,9 +23,9 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::build::{
-    Artifact, ArtifactCache, CacheKey, Channel, CompileError, CompileOptions, CompileSettings,
-    Compiler, CrateKind, CrateSet, Diagnostic, Edition, Emit, Mode, OfferedCrate, ProcessLimits,
-    Report, Sandbox, Source, Toolchain, ToolchainError,
+    Artifact, ArtifactCache, CacheKey, Channel, Code, CompileError, CompileOptions,
+    CompileSettings, Compiler, CrateKind, CrateSet, Diagnostic, Edition, Emit, Mode, OfferedCrate,
+    ProcessLimits, Report, Sandbox, Source, Toolchain, ToolchainError,
 };
 use crate::config::Config;
 use crate::run::{Input, LiveStdin, OutputSink, RunError, RunOptions, RunSlot, Runner, Status};
@@ -34,7 +34,7 @@ use admission::{
     Admission, AdmissionError, Limit, Limited, Overloaded, PerClient, Permit, Sessions,
 };
 use rate::CompileRate;
-pub use tools::{Target, ToolOutput};
+pub use tools::{AsmOptions, Target, ToolOutput};
 
 /// What a live execution reports as it goes, besides the program's output: implemented by the
 /// WebSocket that streams it.
@@ -46,12 +46,15 @@ pub trait LiveObserver: OutputSink {
 /// One program to compile and run.
 #[derive(Debug, Clone, Default)]
 pub struct ExecuteRequest {
-    pub code: String,
+    /// One file, or a package's files (`src/main.rs`, `src/lib.rs`, modules).
+    pub code: Code,
     pub channel: Channel,
     pub edition: Edition,
     pub mode: Mode,
     /// Run `main`, run the `#[test]`s, or only compile a library.
     pub kind: CrateKind,
+    /// A panic prints a stack backtrace, as under `RUST_BACKTRACE=1`.
+    pub backtrace: bool,
     pub stdin: String,
     /// Arguments passed to the program after its name.
     pub args: Vec<String>,
@@ -68,6 +71,8 @@ pub struct ExecutionOutput {
     pub exit_code: Option<i32>,
     pub exit_detail: String,
     pub stdout: String,
+    /// What `cargo run` would print on stderr: the compiler's rendered diagnostics (also in
+    /// `compiler_output`), then the program's stderr.
     pub stderr: String,
     pub compiler_output: String,
     pub diagnostics: Vec<Diagnostic>,
@@ -159,11 +164,19 @@ impl Playground {
             )?;
             Ok(Compiler::new(toolchain, sandbox, settings.clone()))
         };
-        let stable = compiler(Toolchain::detect(&config.rustc)?)?;
-        let stable = match load_crates(&config, &stable.toolchain().version) {
-            Some(crates) => stable.with_crates(crates)?,
-            None => stable,
+        // Each channel with the crates its own rustc built, and nightly with Miri.
+        let compiler = |channel: Channel, toolchain: Toolchain| -> anyhow::Result<Compiler> {
+            let mut compiler = compiler(toolchain)?;
+            if let Some(crates) = load_crates(&config, channel, &compiler.toolchain().version) {
+                compiler = compiler.with_crates(crates)?;
+            }
+            let miri = config.miri_sysroot();
+            if channel == Channel::Nightly && crate::build::miri::is_ready(&miri) {
+                compiler = compiler.with_miri(miri)?;
+            }
+            Ok(compiler)
         };
+        let stable = compiler(Channel::Stable, Toolchain::detect(&config.rustc)?)?;
         let mut compilers = vec![(Channel::Stable, stable)];
         let mut unavailable = Vec::new();
         for channel in [Channel::Beta, Channel::Nightly] {
@@ -172,7 +185,7 @@ impl Playground {
                 continue;
             }
             match Toolchain::detect_channel(channel) {
-                Ok(toolchain) => compilers.push((channel, compiler(toolchain)?)),
+                Ok(toolchain) => compilers.push((channel, compiler(channel, toolchain)?)),
                 Err(why) => {
                     tracing::info!(channel = channel.as_str(), %why, "channel unavailable");
                     // The full reason names host paths: clients get the gist.
@@ -327,6 +340,7 @@ impl Playground {
             mode: req.mode,
             kind: req.kind,
             emit: Emit::Link,
+            backtrace: req.backtrace && req.kind == CrateKind::Program,
         };
         let key = CacheKey::new(
             &req.code,
@@ -352,7 +366,7 @@ impl Playground {
             exit_code: None,
             exit_detail: detail.into(),
             stdout: String::new(),
-            stderr: String::new(),
+            stderr: report.rendered.clone(),
             compiler_output: report.rendered.clone(),
             diagnostics: report.diagnostics.clone(),
             truncated: report.truncated,
@@ -382,7 +396,14 @@ impl Playground {
             ));
         };
 
-        let slot = self.runs.enter(req.client).await?;
+        // A threaded run may keep up to `max_threads` cores busy.
+        let weight = if program.is_threaded() {
+            let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+            cores.min(self.config.max_threads as usize)
+        } else {
+            1
+        };
+        let slot = self.runs.enter_weighted(req.client, weight).await?;
         queued += slot.waited;
         let mut run_opts = RunOptions::from_config(&self.config);
         if observer.is_some() {
@@ -392,6 +413,7 @@ impl Playground {
         let slot = Arc::new(LiveSlot {
             runs: self.runs.clone(),
             client: req.client,
+            weight,
             held: Mutex::new(Some(slot)),
         });
         run_opts.stdin = match stdin {
@@ -402,7 +424,7 @@ impl Playground {
         run_opts.args = req.args;
         let started = Instant::now();
         let run = match req.kind {
-            CrateKind::Tests => {
+            CrateKind::Tests | CrateKind::LibraryTests => {
                 crate::run::harness::run_tests(&self.runner, program, &run_opts).await?
             }
             _ => self.runner.execute(program, &run_opts).await?,
@@ -415,7 +437,8 @@ impl Playground {
             exit_code: run.exit_code,
             exit_detail: run.exit_detail,
             stdout: run.stdout,
-            stderr: run.stderr,
+            // What `cargo run` prints on stderr: the build's diagnostics, then the program's.
+            stderr: format!("{}{}", report.rendered, run.stderr),
             compiler_output: report.rendered.clone(),
             diagnostics: report.diagnostics.clone(),
             truncated: run.truncated || report.truncated,
@@ -436,7 +459,7 @@ impl Playground {
     async fn build(
         &self,
         compiler: &Compiler,
-        code: &str,
+        code: &Code,
         opts: &CompileOptions,
         client: ClientId,
         queued: &mut Duration,
@@ -497,16 +520,17 @@ impl Playground {
         Ok(())
     }
 
-    fn validate_code(&self, code: &str) -> Result<(), PlaygroundError> {
-        if code.trim().is_empty() {
+    fn validate_code(&self, code: &Code) -> Result<(), PlaygroundError> {
+        code.check_paths().map_err(PlaygroundError::BadRequest)?;
+        if code.is_blank() {
             return Err(PlaygroundError::BadRequest(
                 "`code` is missing or empty".into(),
             ));
         }
-        if code.len() > self.config.code_limit {
+        if code.size() > self.config.code_limit {
             return Err(PlaygroundError::TooLarge(format!(
                 "`code` is {} bytes; the limit is {} bytes",
-                code.len(),
+                code.size(),
                 self.config.code_limit
             )));
         }
@@ -518,6 +542,7 @@ impl Playground {
 struct LiveSlot {
     runs: Arc<Admission>,
     client: ClientId,
+    weight: usize,
     held: Mutex<Option<Permit>>,
 }
 
@@ -531,7 +556,7 @@ impl RunSlot for LiveSlot {
 
     fn reacquire(&self) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send + '_>> {
         Box::pin(async move {
-            let permit = self.runs.reenter(self.client).await;
+            let permit = self.runs.reenter(self.client, self.weight).await;
             *self.held.lock().unwrap_or_else(PoisonError::into_inner) = permit;
         })
     }
@@ -542,10 +567,11 @@ fn millis(duration: Duration) -> f64 {
     (duration.as_secs_f64() * 100_000.0).round() / 100.0
 }
 
-/// The crate set of the crates directory, if it was built by the toolchain `rustc_version`
-/// (libraries from another rustc cannot be loaded). Without one, programs get `std` only.
-fn load_crates(config: &Config, rustc_version: &str) -> Option<Arc<CrateSet>> {
-    let dir = config.crates_dir();
+/// The crate set of `channel`'s crates directory, if it was built by the toolchain
+/// `rustc_version` (libraries from another rustc cannot be loaded). Without one, programs get
+/// `std` only.
+fn load_crates(config: &Config, channel: Channel, rustc_version: &str) -> Option<Arc<CrateSet>> {
+    let dir = config.crates_dir_for(channel);
     match CrateSet::load(&dir) {
         Ok(set) if set.index.rustc == rustc_version => {
             tracing::info!(crates = set.index.crates.len(), dir = %dir.display(), "crates loaded");

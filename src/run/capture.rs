@@ -38,6 +38,8 @@ pub struct OutputLimitExceeded {
 struct Buffer {
     bytes: Vec<u8>,
     truncated: bool,
+    /// The program has ended: threads still running until their next check write nothing.
+    closed: bool,
 }
 
 /// A cloneable handle to one captured stream; all clones share the same buffer.
@@ -63,9 +65,18 @@ impl CaptureStream {
         self.buffer.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Keeps what was written so far and drops every later write (a threaded program has
+    /// ended, as a native process does when `main` returns or any thread calls `exit`).
+    pub fn close(&self) {
+        self.lock().closed = true;
+    }
+
     /// Appends what fits under the cap; returns `false` when something had to be dropped.
     fn append(&self, bytes: &[u8]) -> bool {
         let mut buffer = self.lock();
+        if buffer.closed {
+            return true;
+        }
         let room = self.limit.saturating_sub(buffer.bytes.len());
         let take = room.min(bytes.len());
         buffer.bytes.extend_from_slice(&bytes[..take]);

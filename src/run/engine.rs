@@ -26,13 +26,14 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use tokio::sync::{Semaphore, watch};
 use wasmtime::{
-    CacheStore, Enabled, Engine, InstanceAllocationStrategy, InstancePre, Linker, Module, OptLevel,
-    PoolingAllocationConfig, StoreLimits, Strategy,
+    CacheStore, Caller, Enabled, Engine, InstanceAllocationStrategy, InstancePre, Linker, Module,
+    OptLevel, PoolingAllocationConfig, StoreLimits, Strategy, WasmBacktraceDetails,
 };
 use wasmtime_wasi::p1::WasiP1Ctx;
 
 use super::check::{Unfit, check, link_error};
 use super::outcome::RunError;
+use super::threads::{SPAWN_REFUSED, ThreadedRun, is_threaded};
 use crate::config::{CompilerStrategy, Config};
 
 /// Which compiler produced a program's machine code.
@@ -46,12 +47,14 @@ pub enum Tier {
 pub(super) struct StoreState {
     pub(super) wasi: WasiP1Ctx,
     pub(super) limits: StoreLimits,
+    /// The threaded run this store is one thread of (`None` for a single-threaded program).
+    pub(super) threads: Option<Arc<ThreadedRun>>,
 }
 
-/// One engine with its WASI linker.
+/// One engine with its WASI linker (preview 1 and wasi-threads' `thread-spawn`).
 pub(super) struct Backend {
     pub(super) engine: Engine,
-    linker: Linker<StoreState>,
+    pub(super) linker: Linker<StoreState>,
 }
 
 impl Backend {
@@ -61,13 +64,51 @@ impl Backend {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p1::add_to_linker_async(&mut linker, |s: &mut StoreState| &mut s.wasi)
             .map_err(|e| anyhow::anyhow!("could not link WASI: {e}"))?;
+        linker
+            .func_wrap(
+                "wasi",
+                "thread-spawn",
+                |caller: Caller<'_, StoreState>, start_arg: i32| -> i32 {
+                    match &caller.data().threads {
+                        Some(run) => run.clone().spawn(start_arg),
+                        None => SPAWN_REFUSED,
+                    }
+                },
+            )
+            .map_err(|e| anyhow::anyhow!("could not link wasi-threads: {e}"))?;
+        super::backtrace::add_to_linker(&mut linker)
+            .map_err(|e| anyhow::anyhow!("could not link the backtrace import: {e}"))?;
         Ok(Self { engine, linker })
     }
 
-    fn prepare(&self, module: &Module) -> Result<InstancePre<StoreState>, RunError> {
+    /// A threads module imports its (shared) memory, which each run creates: its instances are
+    /// prepared per run ([`super::threads`]).
+    fn prepare(&self, module: &Module) -> Result<Code, RunError> {
+        if is_threaded(module) {
+            return Ok(Code::Threaded(module.clone()));
+        }
         self.linker
             .instantiate_pre(module)
+            .map(Code::Plain)
             .map_err(|e| link_error(&e).into())
+    }
+}
+
+/// A program's code, ready to run.
+#[derive(Clone)]
+pub(super) enum Code {
+    /// A wasm32-wasip1 module: instantiated from warm pool slots.
+    Plain(InstancePre<StoreState>),
+    /// A wasm32-wasip1-threads module.
+    Threaded(Module),
+}
+
+impl Code {
+    fn module(&self) -> &Module {
+        match self {
+            Code::Plain(pre) => pre.module(),
+            Code::Threaded(module) => module,
+        }
     }
 }
 
@@ -82,7 +123,7 @@ enum Upgrade {
 
 struct Compiled {
     tier: Tier,
-    pre: InstancePre<StoreState>,
+    code: Code,
     /// The WebAssembly, kept while a Cranelift compile may still be wanted.
     wasm: Option<Arc<[u8]>>,
 }
@@ -106,17 +147,22 @@ pub struct Program {
 }
 
 impl Program {
-    fn new(tier: Tier, pre: InstancePre<StoreState>, wasm: Option<Arc<[u8]>>) -> Self {
+    fn new(tier: Tier, code: Code, wasm: Option<Arc<[u8]>>) -> Self {
         Self {
-            compiled: Mutex::new(Compiled { tier, pre, wasm }),
+            compiled: Mutex::new(Compiled { tier, code, wasm }),
             upgrade: watch::Sender::new(Upgrade::NotStarted),
             on_upgrade: Mutex::new(None),
         }
     }
 
-    pub(super) fn current(&self) -> (Tier, InstancePre<StoreState>) {
+    pub(super) fn current(&self) -> (Tier, Code) {
         let c = self.compiled.lock().unwrap_or_else(PoisonError::into_inner);
-        (c.tier, c.pre.clone())
+        (c.tier, c.code.clone())
+    }
+
+    /// Whether the program may start threads (a wasm32-wasip1-threads module).
+    pub fn is_threaded(&self) -> bool {
+        matches!(self.current().1, Code::Threaded(_))
     }
 
     /// Roughly the memory this program holds: its compiled image (machine code and data),
@@ -124,7 +170,7 @@ impl Program {
     /// a Cranelift compile.
     pub fn size_bytes(&self) -> usize {
         let c = self.compiled.lock().unwrap_or_else(PoisonError::into_inner);
-        let range = c.pre.module().image_range();
+        let range = c.code.module().image_range();
         let image = (range.end as usize).saturating_sub(range.start as usize);
         2 * image + c.wasm.as_ref().map_or(0, |w| w.len())
     }
@@ -138,7 +184,7 @@ impl Program {
     pub fn serialize(&self) -> Result<Serialized, RunError> {
         let (tier, module, wasm) = {
             let c = self.compiled.lock().unwrap_or_else(PoisonError::into_inner);
-            (c.tier, c.pre.module().clone(), c.wasm.clone())
+            (c.tier, c.code.module().clone(), c.wasm.clone())
         };
         let bytes = module
             .serialize()
@@ -189,7 +235,7 @@ impl Program {
                 .map_err(|e| RunError::Load(format!("{e:#}")))
                 .and_then(|module| Ok((backend.prepare(&module)?, module)));
             match result {
-                Ok((pre, module)) => {
+                Ok((code, module)) => {
                     tracing::debug!(
                         ms = started.elapsed().as_millis() as u64,
                         "recompiled with Cranelift"
@@ -199,7 +245,7 @@ impl Program {
                         .lock()
                         .unwrap_or_else(PoisonError::into_inner) = Compiled {
                         tier: Tier::Cranelift,
-                        pre,
+                        code,
                         wasm: None,
                     };
                     let hook = program
@@ -221,7 +267,7 @@ impl Program {
     }
 
     /// Waits for a started upgrade; the Cranelift code, or `None` if it failed.
-    pub(super) async fn upgraded(&self) -> Option<InstancePre<StoreState>> {
+    pub(super) async fn upgraded(&self) -> Option<Code> {
         let mut rx = self.upgrade.subscribe();
         loop {
             let state = *rx.borrow_and_update();
@@ -305,6 +351,7 @@ pub struct Runner {
     /// What [`check`] holds a module to.
     memory_limit: usize,
     max_function_bytes: usize,
+    pub(super) max_threads: u32,
     pub(super) ticker_stop: Arc<AtomicBool>,
     /// Free pooling-allocator slots; a run holds one permit.
     pub(super) slots: Arc<Semaphore>,
@@ -320,7 +367,13 @@ fn engine_config(config: &Config, tier: Tier) -> wasmtime::Config {
     wasm_config
         .consume_fuel(true)
         .epoch_interruption(true)
+        // wasm32-wasip1-threads programs (run/threads.rs); plain modules are unaffected.
+        .wasm_threads(true)
+        .shared_memory(true)
         .max_wasm_stack(config.max_wasm_stack)
+        // Names and `file:line` in backtraces, from the line tables of programs built with
+        // `backtrace: true`; modules without them (every other build) cost nothing more.
+        .wasm_backtrace_details(WasmBacktraceDetails::Enable)
         .strategy(match tier {
             Tier::Winch => Strategy::Winch,
             Tier::Cranelift => Strategy::Cranelift,
@@ -332,6 +385,9 @@ fn engine_config(config: &Config, tier: Tier) -> wasmtime::Config {
         wasm_config.cranelift_opt_level(OptLevel::None);
     }
     let slots = config.pool_slots();
+    // Every guest thread is an instance with its own table and stack; threaded programs import
+    // their memory, so they take no memory slot.
+    let threads = config.pool_thread_slots();
     // Linear memories may grow to the memory limit (rounded up to whole wasm pages, at most
     // 4 GiB); StoreLimits enforces the exact byte limit.
     let page = 64 << 10;
@@ -341,10 +397,10 @@ fn engine_config(config: &Config, tier: Tier) -> wasmtime::Config {
         .saturating_mul(page)
         .clamp(page, 1 << 32);
     let mut pool = PoolingAllocationConfig::new();
-    pool.total_core_instances(slots)
+    pool.total_core_instances(threads)
         .total_memories(slots)
-        .total_tables(slots)
-        .total_stacks(slots)
+        .total_tables(threads)
+        .total_stacks(threads)
         .max_memory_size(max_memory)
         // Reset a used memory by rewriting only its dirty pages (found with Linux's
         // PAGEMAP_SCAN, 6.7+) in the first 2 MiB (a program's stack, data and early heap)
@@ -417,6 +473,7 @@ impl Runner {
             tick,
             memory_limit: config.memory_limit,
             max_function_bytes: config.max_function_bytes,
+            max_threads: config.max_threads.max(1),
             ticker_stop,
             slots: Arc::new(Semaphore::new(config.pool_slots() as usize)),
             background: Some(background),
@@ -480,9 +537,9 @@ impl Runner {
                 "the sandbox cannot load the compiled program: {e:#}"
             ))
         })?;
-        let pre = backend.prepare(&module)?;
+        let code = backend.prepare(&module)?;
         let keep = self.strategy == CompilerStrategy::Tiered && tier == Tier::Winch;
-        Ok(Program::new(tier, pre, keep.then_some(wasm)))
+        Ok(Program::new(tier, code, keep.then_some(wasm)))
     }
 
     /// Wasmtime's compiled object (an ELF file) for `wasm`, made by the engine that runs
@@ -519,9 +576,9 @@ impl Runner {
         // SAFETY: guaranteed by this function's caller.
         let module = unsafe { Module::deserialize(&backend.engine, bytes) }
             .map_err(|e| RunError::Load(format!("{e:#}")))?;
-        let pre = backend.prepare(&module)?;
+        let code = backend.prepare(&module)?;
         let keep = self.strategy == CompilerStrategy::Tiered && tier == Tier::Winch;
-        Ok(Program::new(tier, pre, wasm.filter(|_| keep)))
+        Ok(Program::new(tier, code, wasm.filter(|_| keep)))
     }
 }
 
@@ -536,7 +593,7 @@ impl Drop for Runner {
 }
 
 /// Background-lane threads run at nice 10, so the OS prefers the HTTP workers and short runs.
-fn lower_thread_priority() {
+pub(super) fn lower_thread_priority() {
     // SAFETY: setpriority has no memory-safety preconditions; on Linux, PRIO_PROCESS with id 0
     // applies to the calling thread only. Failure just leaves the priority unchanged.
     unsafe {

@@ -9,14 +9,15 @@ use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, Semaphore};
-use wasmtime::{InstancePre, Store, StoreLimitsBuilder, Trap, UpdateDeadline};
+use wasmtime::{InstancePre, Store, StoreLimitsBuilder, UpdateDeadline};
 use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi::p2::pipe::MemoryInputPipe;
 
 use super::capture::{CaptureStream, OutputSink, StreamKind};
-use super::engine::{Backend, Program, Runner, StoreState, Tier};
+use super::engine::{Backend, Code, Program, Runner, StoreState, Tier};
 use super::outcome::{Outcome, RunError, RunOutput, Status};
 use super::stdin::LiveStdin;
+use super::threads;
 use crate::config::{CompilerStrategy, Config};
 
 /// `argv[0]` of every program.
@@ -91,7 +92,12 @@ impl Runner {
         program: &Arc<Program>,
         opts: &RunOptions,
     ) -> Result<RunOutput, RunError> {
-        let (tier, pre) = program.current();
+        let (tier, pre) = match program.current() {
+            (tier, Code::Plain(pre)) => (tier, pre),
+            (tier, Code::Threaded(module)) => {
+                return self.run_threaded(program, tier, &module, opts).await;
+            }
+        };
         let cranelift = match (&self.cranelift, tier, self.strategy) {
             (Some(cranelift), Tier::Winch, CompilerStrategy::Tiered) => cranelift.clone(),
             _ => return self.run(tier, pre, opts, None).await,
@@ -120,7 +126,7 @@ impl Runner {
                 program.start_upgrade(&cranelift);
                 tokio::select! {
                     out = &mut first => out?,
-                    Some(pre) = program.upgraded() => {
+                    Some(Code::Plain(pre)) = program.upgraded() => {
                         drop(first);
                         return self.run(Tier::Cranelift, pre, opts, None).await;
                     }
@@ -134,9 +140,31 @@ impl Runner {
         }
         program.start_upgrade(&cranelift);
         match program.upgraded().await {
-            Some(pre) => self.run(Tier::Cranelift, pre, opts, None).await,
-            None => Ok(winch_out),
+            Some(Code::Plain(pre)) => self.run(Tier::Cranelift, pre, opts, None).await,
+            _ => Ok(winch_out),
         }
+    }
+
+    /// A threaded run ([`super::threads`]). It is never restarted; a CPU-bound one starts the
+    /// Cranelift compile for the program's next runs.
+    async fn run_threaded(
+        &self,
+        program: &Arc<Program>,
+        tier: Tier,
+        module: &wasmtime::Module,
+        opts: &RunOptions,
+    ) -> Result<RunOutput, RunError> {
+        let backend = self
+            .backend(tier)
+            .ok_or_else(|| RunError::Setup(format!("no {tier:?} engine")))?;
+        let out = threads::run(backend, module, opts, tier, self.max_threads, self.tick).await?;
+        if let (Some(cranelift), Tier::Winch, CompilerStrategy::Tiered) =
+            (&self.cranelift, tier, self.strategy)
+            && out.fuel_consumed >= self.tier_up_fuel
+        {
+            program.start_upgrade(cranelift);
+        }
+        Ok(out)
     }
 
     /// One run on `pre`, started on the current executor and moved to the background lane if
@@ -234,7 +262,14 @@ fn run_instance(
             .memories(10)
             .tables(10)
             .build();
-        let mut store = Store::new(&backend.engine, StoreState { wasi, limits });
+        let mut store = Store::new(
+            &backend.engine,
+            StoreState {
+                wasi,
+                limits,
+                threads: None,
+            },
+        );
         store.limiter(|s| &mut s.limits);
         let setup = |e: wasmtime::Error| RunError::Setup(e.to_string());
         store.set_fuel(opts.fuel).map_err(setup)?;
@@ -290,20 +325,6 @@ fn run_instance(
             Err(_) => Outcome::Timeout,
         };
         let fuel_consumed = opts.fuel.saturating_sub(store.get_fuel().unwrap_or(0));
-        let (stdout, stdout_truncated) = stdout.contents();
-        let (stderr, stderr_truncated) = stderr.contents();
-        let native_stack_overflow = matches!(result, Outcome::Trapped(Trap::StackOverflow));
-        let (status, exit_code, exit_detail) = result.classify(&opts, &stderr);
-        Ok(RunOutput {
-            status,
-            exit_code,
-            exit_detail,
-            stdout,
-            stderr,
-            truncated: stdout_truncated || stderr_truncated,
-            fuel_consumed,
-            tier,
-            native_stack_overflow,
-        })
+        Ok(result.into_output(&opts, &stdout, &stderr, fuel_consumed, tier))
     })
 }

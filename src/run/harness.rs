@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::{Program, RunError, RunOptions, RunOutput, Runner, Status, Tier};
+use super::{Program, RunError, RunOptions, RunOutput, Runner, Status, StreamKind, Tier};
 
 /// The outcome of one test, in the order libtest would print it.
 struct TestCase {
@@ -24,8 +24,34 @@ enum TestResult {
 }
 
 /// Runs every test of the harness `program` and returns one report as a single run's output.
-/// Limits apply per test instance, except the wall clock, which all tests share.
+/// Limits apply per test instance, except the wall clock, which all tests share. A live client
+/// gets the report as it is written when the tests are done, not the instances' own output
+/// (their listings, each test's `--nocapture` output).
 pub async fn run_tests(
+    runner: &Runner,
+    program: &Arc<Program>,
+    opts: &RunOptions,
+) -> Result<RunOutput, RunError> {
+    let live = opts.live.clone();
+    let opts = &RunOptions {
+        live: None,
+        ..opts.clone()
+    };
+    let out = run_all(runner, program, opts).await?;
+    if let Some(live) = live {
+        for (stream, text) in [
+            (StreamKind::Stdout, &out.stdout),
+            (StreamKind::Stderr, &out.stderr),
+        ] {
+            if !text.is_empty() {
+                live.output(stream, text.as_bytes());
+            }
+        }
+    }
+    Ok(out)
+}
+
+async fn run_all(
     runner: &Runner,
     program: &Arc<Program>,
     opts: &RunOptions,

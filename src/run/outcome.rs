@@ -4,7 +4,7 @@ use serde::Serialize;
 use wasmtime::Trap;
 use wasmtime_wasi::I32Exit;
 
-use super::capture::OutputLimitExceeded;
+use super::capture::{CaptureStream, OutputLimitExceeded};
 use super::check::Unfit;
 use super::engine::Tier;
 use super::execute::RunOptions;
@@ -80,7 +80,33 @@ impl Outcome {
         }
     }
 
-    pub(super) fn classify(self, opts: &RunOptions, stderr: &str) -> (Status, Option<i32>, String) {
+    /// The run's output: this outcome in words, with what the program wrote.
+    pub(super) fn into_output(
+        self,
+        opts: &RunOptions,
+        stdout: &CaptureStream,
+        stderr: &CaptureStream,
+        fuel_consumed: u64,
+        tier: Tier,
+    ) -> RunOutput {
+        let (stdout, stdout_truncated) = stdout.contents();
+        let (stderr, stderr_truncated) = stderr.contents();
+        let native_stack_overflow = matches!(self, Outcome::Trapped(Trap::StackOverflow));
+        let (status, exit_code, exit_detail) = self.classify(opts, &stderr);
+        RunOutput {
+            status,
+            exit_code,
+            exit_detail,
+            stdout,
+            stderr,
+            truncated: stdout_truncated || stderr_truncated,
+            fuel_consumed,
+            tier,
+            native_stack_overflow,
+        }
+    }
+
+    fn classify(self, opts: &RunOptions, stderr: &str) -> (Status, Option<i32>, String) {
         let secs = opts.timeout.as_secs_f64();
         match self {
             Outcome::Exited(0) => (Status::Ok, Some(0), "Exited with status 0".into()),

@@ -147,18 +147,48 @@ export async function openPage(browser, url, { viewport = { width: 1280, height:
 /** A debug build on a busy 2-core machine can be slow to compile. */
 export const TIMEOUT = 60_000;
 
-/** Replaces the editor's text, as a paste would. */
-export async function setCode(page, code) {
-  if (code.length < 10_000) {
-    await page.fill('#code', code);
-    return;
-  }
-  // Playwright's fill is very slow on huge texts; set the value and announce it instead.
-  await page.evaluate((text) => {
-    const ta = document.getElementById('code');
-    ta.value = text;
-    ta.dispatchEvent(new Event('input', { bubbles: true }));
+/**
+ * Runs `fn(view, arg)` in the page with the editor's CodeMirror view (web/codemirror.js's
+ * EditorView, found from the editor's DOM) and returns its result.
+ */
+export function withView(page, fn, arg) {
+  return page.evaluate(
+    async ({ source, arg }) => {
+      const { EditorView } = await import('./static/codemirror.js');
+      const view = EditorView.findFromDOM(document.querySelector('.cm-editor'));
+      return new Function('view', 'arg', `return (${source})(view, arg);`)(view, arg);
+    },
+    { source: fn.toString(), arg },
+  );
+}
+
+/** Replaces the shown file's text, as a paste would (the caret ends up after it). */
+export function setCode(page, code) {
+  return withView(page, (view, text) => {
+    view.dispatch({
+      changes: { from: 0, to: view.state.doc.length, insert: text },
+      selection: { anchor: text.length },
+      userEvent: 'input.paste',
+    });
   }, code);
+}
+
+/** The shown file's text. */
+export const getCode = (page) => withView(page, (view) => view.state.doc.toString());
+
+/** The caret's offset in the shown file. */
+export const caret = (page) => withView(page, (view) => view.state.selection.main.head);
+
+/** The line numbers that have a diagnostic marker of `level` (any level when null) in the lint gutter. */
+export function markedLines(page, level = null) {
+  return withView(page, (view, level) => {
+    const markers = document.querySelectorAll(`.cm-gutter-lint .cm-lint-marker${level ? '-' + level : ''}`);
+    return [...markers].map((m) => {
+      const r = m.getBoundingClientRect();
+      const block = view.lineBlockAtHeight(r.top + r.height / 2 - view.documentTop);
+      return String(view.state.doc.lineAt(block.from).number);
+    });
+  }, level);
 }
 
 /** Starts a run (a click on Run, or a key) and waits until the page has shown its outcome. */

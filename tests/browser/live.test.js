@@ -4,7 +4,7 @@
 
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { TIMEOUT, freePort, openPage, runAndWait, setCode, text, withServerAndBrowser } from './harness.js';
+import { TIMEOUT, freePort, markedLines, openPage, runAndWait, setCode, text, withServerAndBrowser } from './harness.js';
 
 let server;
 let browser;
@@ -75,7 +75,7 @@ describe('live runs', { timeout: 5 * TIMEOUT }, () => {
     assert.equal(await page.isVisible('#cancel'), true);
     // The compiler's warning, from the `compiled` message, is already listed and marked.
     assert.equal(await page.locator('#diagnostics .d-warning .d-message').textContent(), 'unused variable: `unused`');
-    assert.deepEqual(await page.locator('.gutter .marker-warning').allTextContents(), ['4']);
+    assert.deepEqual(await markedLines(page, 'warning'), ['4']);
 
     await page.waitForSelector('html[data-runs="1"]', { timeout: TIMEOUT });
     assert.equal(await text(page, '#badge'), 'Success');

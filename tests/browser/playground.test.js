@@ -3,7 +3,9 @@
 
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { TIMEOUT, openPage, runAndWait, setCode, startServer, text, withServerAndBrowser } from './harness.js';
+import {
+  TIMEOUT, caret, getCode, markedLines, openPage, runAndWait, setCode, startServer, text, withServerAndBrowser,
+} from './harness.js';
 
 let server;
 let browser;
@@ -17,60 +19,62 @@ function offsetOf(code, line, column) {
 
 describe('the playground page', { timeout: 5 * TIMEOUT }, () => {
   test('is served with its assets and shows the default program', async () => {
-    const res = await fetch(server.url + 'static/app.js');
-    assert.equal(res.status, 200);
-    assert.equal(res.headers.get('content-type'), 'text/javascript; charset=utf-8');
+    for (const file of ['app.js', 'editor.js', 'files.js', 'tools.js', 'codemirror.js']) {
+      const res = await fetch(server.url + 'static/' + file);
+      assert.equal(res.status, 200, file);
+      assert.equal(res.headers.get('content-type'), 'text/javascript; charset=utf-8', file);
+    }
+    const missing = await fetch(server.url + 'static/nothing.js');
+    assert.equal(missing.status, 404);
+    assert.deepEqual(await missing.json(), { error: 'no such file' });
     const page = await openPage(browser, server.url);
     assert.equal(await page.title(), 'Rust Playground');
-    assert.equal(await page.inputValue('#code'), 'fn main() {\n    println!("Hello, world!");\n}\n');
+    assert.equal(await getCode(page), 'fn main() {\n    println!("Hello, world!");\n}\n');
     assert.equal(await text(page, '#badge'), 'Ready');
     assert.equal(await page.getAttribute('#summary', 'aria-live'), 'polite');
     assert.equal(await page.getAttribute('#output', 'aria-live'), 'polite');
-    assert.equal(await page.locator('.gutter .ln').count(), 4);
+    assert.equal(await page.locator('.cm-content .cm-line').count(), 4);
+    // The editor is a labelled text box for screen readers.
+    assert.equal(await page.getAttribute('#code', 'role'), 'textbox');
+    assert.equal(await page.getAttribute('#code', 'aria-label'), 'Rust source code');
+    assert.equal(await page.getAttribute('#code', 'aria-multiline'), 'true');
     assert.deepEqual(page.pageErrors, []);
     await page.context().close();
   });
 
   test('highlights Rust', async () => {
     const page = await openPage(browser, server.url);
-    const tokens = await page.evaluate(async () => {
-      const { tokenize } = await import('./static/editor.js');
-      const src =
-        "#[derive(Debug)]\n/// Docs\nstruct Foo<'a> { s: &'a str }\n" +
+    await setCode(
+      page,
+      "#[derive(Debug)]\n/// Docs\nstruct Foo<'a> { s: &'a str }\n" +
         'fn main() { let r = r#"say "hi""#; let c = \'\\n\'; let n = 1_000u64 + 0xff; ' +
-        'println!("{n}"); let e = "\\t"; /* a /* nested */ comment */ let x = Some(2)?; }';
-      return tokenize(src).map(([s, e, cls]) => `${cls} ${src.slice(s, e)}`);
-    });
+        'println!("{n}"); /* a /* nested */ comment */ let x = Some(2)?; }',
+    );
+    const tokens = await page.$$eval('.cm-content [class^="tok-"]', (spans) => spans.map((s) => `${s.className} ${s.textContent}`));
     assert.deepEqual(tokens, [
-      'attr #[derive(Debug)]',
-      'doc /// Docs',
-      'kw struct',
-      'ty Foo',
-      "life 'a",
-      "life 'a",
-      'ty str',
-      'kw fn',
-      'fnd main',
-      'kw let',
-      'str r#"say "hi""#',
-      'kw let',
-      "chr '\\n'",
-      'kw let',
-      'num 1_000u64',
-      'num 0xff',
-      'mac println!',
-      'str "',
-      'fmt {n}',
-      'str "',
-      'kw let',
-      'str "',
-      'esc \\t',
-      'str "',
-      'com /* a /* nested */ comment */',
-      'kw let',
-      'ty Some',
-      'num 2',
-      'op ?',
+      "tok-attr #[derive(Debug)]",
+      "tok-com /// Docs",
+      "tok-kw struct",
+      "tok-ty Foo",
+      "tok-life 'a",
+      "tok-life 'a",
+      "tok-ty str",
+      "tok-kw fn",
+      "tok-fnd main",
+      "tok-kw let",
+      "tok-str r#\"say \"hi\"\"#",
+      "tok-kw let",
+      "tok-chr '\\n'",
+      "tok-kw let",
+      "tok-num 1_000u64",
+      "tok-num 0xff",
+      "tok-mac println",
+      "tok-mac !",
+      "tok-str \"{n}\"",
+      "tok-com /* a /* nested */ comment */",
+      "tok-kw let",
+      "tok-fn Some",
+      "tok-num 2",
     ]);
     await page.context().close();
   });
@@ -84,10 +88,7 @@ describe('the playground page', { timeout: 5 * TIMEOUT }, () => {
     await page.keyboard.type('fn main() {');
     await page.keyboard.press('Enter');
     await page.keyboard.type('println!("Hello from the browser!");');
-    assert.equal(
-      await page.inputValue('#code'),
-      'fn main() {\n    println!("Hello from the browser!");\n}',
-    );
+    assert.equal(await getCode(page), 'fn main() {\n    println!("Hello from the browser!");\n}');
     await runAndWait(page);
     assert.equal(await text(page, '#badge'), 'Success');
     assert.equal(await text(page, '#detail'), 'Exited with status 0');
@@ -120,31 +121,34 @@ describe('the playground page', { timeout: 5 * TIMEOUT }, () => {
     assert.match(await text(page, '#compiler-output'), /error\[E0308\]: mismatched types\n --> src\/main\.rs:2:18/);
     assert.equal(await page.isHidden('#out-stdout'), true);
 
-    // The gutter marks line 2 only, and the span is underlined.
-    assert.deepEqual(await page.locator('.gutter .marker').allTextContents(), ['2']);
-    assert.deepEqual(await page.locator('.gutter .marker-error').allTextContents(), ['2']);
-    assert.equal(await page.getAttribute('.gutter .marker', 'title'), 'error: mismatched types');
-    assert.deepEqual(await page.locator('.highlight .mark-error').allTextContents(), ['"five"']);
-    assert.equal(await text(page, '.highlight .lens-error'), 'mismatched types');
+    // The lint gutter marks line 2 only, the span is underlined, and the message ends the line.
+    assert.deepEqual(await markedLines(page), ['2']);
+    assert.deepEqual(await markedLines(page, 'error'), ['2']);
+    assert.deepEqual(await page.locator('.cm-lintRange-error').allTextContents(), ['"five"']);
+    assert.equal(await text(page, '.cm-line .lens-error'), 'mismatched types');
+    // Hovering the marker shows the message.
+    await page.hover('.cm-lint-marker-error');
+    await page.waitForSelector('.cm-tooltip-lint');
+    assert.equal(await text(page, '.cm-tooltip-lint .cm-diagnosticText'), 'mismatched types');
 
     // Put the caret elsewhere, then click the diagnostic: the caret lands on line 2, column 18.
     await page.click('#code');
     await page.keyboard.press('Control+End');
     await item.click();
     assert.equal(await page.evaluate(() => document.activeElement.id), 'code');
-    const caret = await page.evaluate(() => document.getElementById('code').selectionStart);
-    assert.equal(caret, offsetOf(code, 2, 18));
-    assert.equal(await text(page, '.gutter .ln.current'), '2');
+    assert.equal(await caret(page), offsetOf(code, 2, 18));
+    assert.equal(await text(page, '.cm-lineNumbers .cm-activeLineGutter'), '2');
 
     // The `--> src/main.rs:2:18` link in the full output jumps too.
     await page.keyboard.press('Control+Home');
     await page.click('#compiler-output .c-loc');
-    assert.equal(await page.evaluate(() => document.getElementById('code').selectionStart), offsetOf(code, 2, 18));
+    assert.equal(await caret(page), offsetOf(code, 2, 18));
 
     // Markers follow the text: a new line above moves the marker to line 3.
     await page.keyboard.press('Control+Home');
     await page.keyboard.press('Enter');
-    assert.deepEqual(await page.locator('.gutter .marker').allTextContents(), ['3']);
+    assert.deepEqual(await markedLines(page), ['3']);
+    assert.deepEqual(await page.locator('.cm-lintRange-error').allTextContents(), ['"five"']);
     await page.context().close();
   });
 
@@ -157,7 +161,7 @@ describe('the playground page', { timeout: 5 * TIMEOUT }, () => {
     assert.equal(await text(page, '#badge'), 'Success');
     assert.equal(await text(page, '#stdout'), '[1, 2, 3, 4, 5]\n');
     // The shortcut did not also type a newline.
-    assert.equal(await page.inputValue('#code'), code);
+    assert.equal(await getCode(page), code);
     await page.context().close();
   });
 
@@ -182,7 +186,7 @@ describe('the playground page', { timeout: 5 * TIMEOUT }, () => {
 
     // A fresh browser context has no saved program: everything comes from the link.
     const other = await openPage(browser, link);
-    assert.equal(await other.inputValue('#code'), code);
+    assert.equal(await getCode(other), code);
     assert.equal(await other.inputValue('#edition'), '2021');
     assert.equal(await other.inputValue('#mode'), 'release');
     assert.equal(await other.inputValue('#stdin'), 'shared input\n');
@@ -208,13 +212,13 @@ describe('the playground page', { timeout: 5 * TIMEOUT }, () => {
     assert.equal(await page.evaluate(() => location.href), server.url);
     // Same page, new fragment: the page follows the link.
     await page.goto(link);
-    await page.waitForFunction(() => document.getElementById('code').value.includes('shared'));
+    await page.waitForFunction(() => document.getElementById('code').textContent.includes('shared'));
     assert.equal(
       await text(page, '#notice-text'),
       'You opened a shared program. The program you had before is kept in this browser.',
     );
     await page.click('#restore');
-    assert.equal(await page.inputValue('#code'), 'fn main() {\n    println!("mine");\n}\n');
+    assert.equal(await getCode(page), 'fn main() {\n    println!("mine");\n}\n');
     assert.equal(await page.isHidden('#notice'), true);
     await page.context().close();
   });
@@ -225,7 +229,7 @@ describe('the playground page', { timeout: 5 * TIMEOUT }, () => {
     await page.selectOption('#mode', 'release');
     await page.reload();
     await page.waitForSelector('html[data-ready="true"]');
-    assert.equal(await page.inputValue('#code'), 'fn main() {\n    println!("kept");\n}\n');
+    assert.equal(await getCode(page), 'fn main() {\n    println!("kept");\n}\n');
     assert.equal(await page.inputValue('#mode'), 'release');
     await page.context().close();
   });
@@ -243,7 +247,7 @@ describe('the playground page', { timeout: 5 * TIMEOUT }, () => {
     // Loading an example can be undone in the editor.
     await page.focus('#code');
     await page.keyboard.press('Control+Z');
-    assert.equal(await page.inputValue('#code'), 'fn main() {\n    println!("Hello, world!");\n}\n');
+    assert.equal(await getCode(page), 'fn main() {\n    println!("Hello, world!");\n}\n');
     await page.context().close();
   });
 
@@ -279,37 +283,37 @@ describe('the playground page', { timeout: 5 * TIMEOUT }, () => {
     await kb.type('if x > 1 {');
     await kb.press('Enter');
     await kb.type('x');
-    assert.equal(await page.inputValue('#code'), 'fn f(x: u8) -> u8 {\n    if x > 1 {\n        x\n    }\n}');
+    assert.equal(await getCode(page), 'fn f(x: u8) -> u8 {\n    if x > 1 {\n        x\n    }\n}');
     // Shift+Tab dedents the line, Tab indents it back.
     await kb.press('Shift+Tab');
-    assert.equal(await page.inputValue('#code'), 'fn f(x: u8) -> u8 {\n    if x > 1 {\n    x\n    }\n}');
+    assert.equal(await getCode(page), 'fn f(x: u8) -> u8 {\n    if x > 1 {\n    x\n    }\n}');
     await kb.press('Home');
     await kb.press('Tab');
-    assert.equal(await page.inputValue('#code'), 'fn f(x: u8) -> u8 {\n    if x > 1 {\n        x\n    }\n}');
+    assert.equal(await getCode(page), 'fn f(x: u8) -> u8 {\n    if x > 1 {\n        x\n    }\n}');
     // Tab elsewhere inserts spaces up to the next multiple of four columns.
     await kb.press('End');
     await kb.press('Tab');
-    assert.equal(await page.inputValue('#code'), 'fn f(x: u8) -> u8 {\n    if x > 1 {\n        x   \n    }\n}');
+    assert.equal(await getCode(page), 'fn f(x: u8) -> u8 {\n    if x > 1 {\n        x   \n    }\n}');
     await kb.press('Control+Z');
-    assert.equal(await page.inputValue('#code'), 'fn f(x: u8) -> u8 {\n    if x > 1 {\n        x\n    }\n}');
+    assert.equal(await getCode(page), 'fn f(x: u8) -> u8 {\n    if x > 1 {\n        x\n    }\n}');
     // A selection over several lines is indented and dedented as a block.
     await kb.press('Control+A');
     await kb.press('Tab');
-    assert.equal(await page.inputValue('#code'), '    fn f(x: u8) -> u8 {\n        if x > 1 {\n            x\n        }\n    }');
+    assert.equal(await getCode(page), '    fn f(x: u8) -> u8 {\n        if x > 1 {\n            x\n        }\n    }');
     await kb.press('Shift+Tab');
-    assert.equal(await page.inputValue('#code'), 'fn f(x: u8) -> u8 {\n    if x > 1 {\n        x\n    }\n}');
+    assert.equal(await getCode(page), 'fn f(x: u8) -> u8 {\n    if x > 1 {\n        x\n    }\n}');
     // Ctrl+/ comments out the selected lines, and back.
     await kb.press('Control+/');
-    assert.equal(await page.inputValue('#code'), '// fn f(x: u8) -> u8 {\n//     if x > 1 {\n//         x\n//     }\n// }');
+    assert.equal(await getCode(page), '// fn f(x: u8) -> u8 {\n//     if x > 1 {\n//         x\n//     }\n// }');
     await kb.press('Control+/');
-    assert.equal(await page.inputValue('#code'), 'fn f(x: u8) -> u8 {\n    if x > 1 {\n        x\n    }\n}');
+    assert.equal(await getCode(page), 'fn f(x: u8) -> u8 {\n    if x > 1 {\n        x\n    }\n}');
     // Backspace between a fresh pair removes both halves; undo works through it all.
     await kb.press('Control+End');
     await kb.press('Enter');
     await kb.type('[');
-    assert.equal(await page.inputValue('#code'), 'fn f(x: u8) -> u8 {\n    if x > 1 {\n        x\n    }\n}\n[]');
+    assert.equal(await getCode(page), 'fn f(x: u8) -> u8 {\n    if x > 1 {\n        x\n    }\n}\n[]');
     await kb.press('Backspace');
-    assert.equal(await page.inputValue('#code'), 'fn f(x: u8) -> u8 {\n    if x > 1 {\n        x\n    }\n}\n');
+    assert.equal(await getCode(page), 'fn f(x: u8) -> u8 {\n    if x > 1 {\n        x\n    }\n}\n');
     // Escape, then Tab, leaves the editor for the next control.
     await kb.press('Escape');
     await kb.press('Tab');
@@ -365,11 +369,12 @@ describe('the playground page', { timeout: 5 * TIMEOUT }, () => {
     await page.click('#crates-toggle');
     assert.equal(await page.getAttribute('#crates-toggle', 'aria-expanded'), 'true');
     const items = page.locator('#crates-list li');
-    await items.nth(32).waitFor();
-    assert.equal(await items.count(), 33);
+    await items.nth(34).waitFor();
+    assert.equal(await items.count(), 35);
     const shown = await items.allInnerTexts();
     assert.ok(shown.includes('rand 0.10.4'), shown.join(', '));
     assert.ok(shown.includes('md5 0.10.6'), shown.join(', '));
+    assert.ok(shown.includes('rayon 1.12.0'), shown.join(', '));
     assert.equal(await items.filter({ hasText: 'md5' }).getAttribute('title'), 'the md-5 package');
     await page.focus('#crates-close');
     await page.keyboard.press('Escape');

@@ -1,8 +1,8 @@
-// Remakes docs/screenshot.png: the page after running a program, in the light theme.
+// Remakes docs/screenshot.png: the page after running a program and Clippy, in the light theme.
 // Usage (from the repository root, after `cargo build`): node tests/browser/screenshot.js [out.png]
 
 import path from 'node:path';
-import { REPO, launchBrowser, openPage, startServer } from './harness.js';
+import { REPO, launchBrowser, openPage, setCode, startServer } from './harness.js';
 
 const out = path.resolve(process.argv[2] ?? path.join(REPO, 'docs', 'screenshot.png'));
 
@@ -30,9 +30,13 @@ const server = await startServer();
 const browser = await launchBrowser();
 try {
   const page = await openPage(browser, server.url, { viewport: { width: 1280, height: 720 } });
-  await page.fill('#code', PROGRAM);
+  await setCode(page, PROGRAM);
   await page.click('#run');
   await page.waitForSelector('html[data-runs="1"]', { timeout: 60_000 });
+  // Clippy answers in a tab of its own; the picture shows the run's tab beside it.
+  await page.selectOption('#tools', 'clippy');
+  await page.waitForSelector('html[data-tools="1"]', { timeout: 60_000 });
+  await page.click('#tab-run');
   // Put the caret on the line with the warning, then take the focus away for a calm picture.
   await page.click('#diagnostics button');
   await page.locator('#summary').click();

@@ -26,11 +26,14 @@ pub fn scratch_dir(prefix: &str) -> PathBuf {
         .keep()
 }
 
-/// Starts a server with `config` (its work dir replaced by a fresh one, and its cache dir too
-/// unless the config names one) on 127.0.0.1:0.
+/// Starts a server with `config` (its work dir replaced by a fresh one, and its cache and data
+/// dirs too unless the config names them) on 127.0.0.1:0.
 pub fn start(mut config: Config) -> TestServer {
     let work_dir = scratch_dir("wp-test-work-");
     config.work_dir = Some(work_dir.clone());
+    if config.data_dir.is_none() {
+        config.data_dir = Some(scratch_dir("wp-test-data-"));
+    }
     let cache_dir = config
         .cache_dir
         .clone()
@@ -67,6 +70,15 @@ pub fn start(mut config: Config) -> TestServer {
 pub fn server() -> &'static TestServer {
     static SERVER: OnceLock<TestServer> = OnceLock::new();
     SERVER.get_or_init(|| start(Config::default()))
+}
+
+/// A port free right now on 127.0.0.1 (for daemons that cannot report the one they got).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A client without connection reuse: every test has its own runtime, and a pooled connection
@@ -116,7 +128,8 @@ pub struct ServerProcess {
 }
 
 impl ServerProcess {
-    /// Starts `wasm-playground serve` with extra `args` and `envs`, on 127.0.0.1:0.
+    /// Starts `wasm-playground serve` with extra `args` and `envs`, on 127.0.0.1:0, with fresh
+    /// work, cache and data dirs (`args` and `envs` may name others).
     pub fn spawn(args: &[&str], envs: &[(&str, &str)]) -> Self {
         use std::io::BufRead;
         let work_dir = scratch_dir("wp-test-work-");
@@ -126,6 +139,7 @@ impl ServerProcess {
             .arg(&work_dir)
             .args(args)
             .env("WASM_PLAYGROUND_CACHE_DIR", &cache_dir)
+            .env("WASM_PLAYGROUND_DATA_DIR", scratch_dir("wp-test-data-"))
             .envs(envs.iter().copied())
             .env("RUST_LOG", "wasm_playground=info")
             .stdin(std::process::Stdio::null())

@@ -1,0 +1,290 @@
+// The page's tools besides Run: the Run / Build / Test choice, Rustfmt, Clippy, the compile
+// targets, channel and backtrace, each answered in its own output tab; and the editor's search,
+// folding and multiple cursors.
+
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import {
+  TIMEOUT, getCode, markedLines, openPage, runAndWait, setCode, text, withServerAndBrowser,
+} from './harness.js';
+
+/** Waits until `selector` matches exactly `n` elements (CodeMirror redraws after a frame). */
+async function expectCount(page, selector, n) {
+  await page
+    .waitForFunction(([sel, count]) => document.querySelectorAll(sel).length === count, [selector, n], { timeout: 5000 })
+    .catch(() => {});
+  assert.equal(await page.locator(selector).count(), n);
+}
+
+let server;
+let browser;
+withServerAndBrowser((s, b) => ([server, browser] = [s, b]));
+
+/** Picks `tool` in the Tools menu and waits until its tab shows the answer. */
+async function useTool(page, tool) {
+  const done = Number(await page.getAttribute('html', 'data-tools')) || 0;
+  await page.selectOption('#tools', tool);
+  await page.waitForSelector(`html[data-tools="${done + 1}"]`, { timeout: TIMEOUT });
+  assert.equal(await page.inputValue('#tools'), '');
+  assert.equal(await page.getAttribute(`#tab-${tool}`, 'aria-selected'), 'true');
+  assert.equal(await page.isVisible(`#panel-${tool}`), true);
+  assert.equal(await page.isHidden('#panel-run'), true);
+}
+
+/** The JSON bodies the page POSTs to `path`. */
+function recordPosts(page, path) {
+  const bodies = [];
+  page.on('request', (r) => {
+    if (r.method() === 'POST' && new URL(r.url()).pathname === path) bodies.push(JSON.parse(r.postData()));
+  });
+  return bodies;
+}
+
+const panelText = (page, tool, selector) => text(page, `#panel-${tool} ${selector}`);
+
+describe('the tools on the page', { timeout: 8 * TIMEOUT }, () => {
+  test('Auto picks Run, Build or Test from the code, and the choice can be made by hand', async () => {
+    const page = await openPage(browser, server.url);
+    assert.equal(await text(page, '#run-label'), 'Run');
+    assert.equal(await text(page, '#action option[value="auto"]'), 'Auto: Run');
+
+    // Tests without a main are tested, as `cargo test` would.
+    await setCode(page, '#[test]\nfn adds() {\n    assert_eq!(1 + 1, 2);\n}\n');
+    assert.equal(await text(page, '#run-label'), 'Test');
+    assert.equal(await text(page, '#action option[value="auto"]'), 'Auto: Test');
+    await runAndWait(page);
+    assert.equal(await text(page, '#badge'), 'Success');
+    assert.match(await text(page, '#stdout'), /^\nrunning 1 test\ntest adds \.\.\. ok\n\ntest result: ok\. 1 passed; 0 failed;/);
+
+    // Code without a main is built, not run.
+    await setCode(page, 'pub fn double(x: u32) -> u32 {\n    x * 2\n}\n');
+    assert.equal(await text(page, '#run-label'), 'Build');
+    await runAndWait(page);
+    assert.equal(await text(page, '#badge'), 'Success');
+    assert.equal(await page.isHidden('#out-compiler'), true);
+
+    // Chosen by hand: Build compiles a program with a main without running it.
+    await setCode(page, 'fn main() {\n    println!("not printed");\n}\n');
+    assert.equal(await text(page, '#run-label'), 'Run');
+    await page.selectOption('#action', 'build');
+    assert.equal(await text(page, '#run-label'), 'Build');
+    const posts = recordPosts(page, '/execute');
+    await page.routeWebSocket('**/live', (ws) => ws.close()); // over HTTP, to see the request
+    await runAndWait(page);
+    assert.equal(posts.at(-1).crateType, 'lib');
+    assert.equal(await text(page, '#badge'), 'Success');
+    assert.equal(await text(page, '#stdout'), '');
+    await page.reload();
+    await page.waitForSelector('html[data-ready="true"]');
+    assert.equal(await page.inputValue('#action'), 'build');
+    await page.context().close();
+  });
+
+  test('Rustfmt formats the code as one undo step', async () => {
+    const page = await openPage(browser, server.url);
+    const messy = 'fn main(){let x=1;\nprintln!("{}",x+1);}\n';
+    await setCode(page, messy);
+    await useTool(page, 'format');
+    assert.equal(await getCode(page), 'fn main() {\n    let x = 1;\n    println!("{}", x + 1);\n}\n');
+    assert.equal(await panelText(page, 'format', '.badge'), 'Done');
+    assert.equal(
+      await panelText(page, 'format', '.explain'),
+      'The code in the editor is formatted. Ctrl+Z in the editor brings back the code as it was.',
+    );
+    await page.focus('#code');
+    await page.keyboard.press('Control+Z');
+    assert.equal(await getCode(page), messy);
+
+    // Code that does not parse stays as it is, and rustfmt's message says why.
+    await setCode(page, 'fn main() {\n    let = ;\n}\n');
+    await useTool(page, 'format');
+    assert.equal(await getCode(page), 'fn main() {\n    let = ;\n}\n');
+    assert.equal(await panelText(page, 'format', '.badge'), 'Failed');
+    assert.match(await panelText(page, 'format', '.explain'), /^rustfmt could not format the program/);
+    assert.match(await panelText(page, 'format', '.tool-stderr'), /error: expected pattern, found `=`/);
+    assert.deepEqual(page.pageErrors, []);
+    await page.context().close();
+  });
+
+  test('Clippy\'s lints are listed and marked in the editor', async () => {
+    const page = await openPage(browser, server.url);
+    const code = 'fn main() {\n    let v = vec![1, 2];\n    if v.len() == 0 {\n        println!("empty");\n    }\n}\n';
+    await setCode(page, code);
+    await useTool(page, 'clippy');
+    assert.equal(await panelText(page, 'clippy', '.badge'), 'Done');
+    assert.equal(
+      await panelText(page, 'clippy', '.explain'),
+      'Clippy\'s findings: 2 warnings. Each is marked in the editor: click one to jump to it.',
+    );
+    const items = page.locator('#panel-clippy .diagnostics button');
+    assert.deepEqual(await items.locator('.d-message').allTextContents(), ['length comparison to zero', 'useless use of `vec!`']);
+    assert.deepEqual(await items.locator('.d-loc').allTextContents(), ['line 3:8', 'line 2:13']);
+    assert.match(await panelText(page, 'clippy', '.tool-stderr'), /^warning: length comparison to zero\n --> src\/main\.rs:3:8\n/);
+    assert.deepEqual(await markedLines(page, 'warning'), ['2', '3']);
+    assert.deepEqual(await page.locator('.cm-lintRange-warning').allTextContents(), ['vec![1, 2]', 'v.len() == 0']);
+    const item = items.first();
+    await item.click();
+    assert.equal(await page.evaluate(() => document.activeElement.id), 'code');
+    assert.equal(await text(page, '.cm-lineNumbers .cm-activeLineGutter'), '3');
+    await page.context().close();
+  });
+
+  test('Show MIR, LLVM IR, WASM and assembly, each in its own tab', async () => {
+    const page = await openPage(browser, server.url);
+    const posts = recordPosts(page, '/compile');
+    await setCode(page, 'fn main() {\n    println!("{}", add(2, 3));\n}\n\nfn add(a: u32, b: u32) -> u32 {\n    a + b\n}\n');
+
+    await useTool(page, 'mir');
+    assert.equal(await panelText(page, 'mir', '.badge'), 'Done');
+    assert.equal(await panelText(page, 'mir', '.out-code h2'), 'MIR');
+    assert.match(await panelText(page, 'mir', '.tool-code'), /^\/\/ WARNING: This output format is intended for human consumers only/);
+    assert.match(await panelText(page, 'mir', '.tool-code'), /\nfn add\(_1: u32, _2: u32\) -> u32 \{\n/);
+
+    await useTool(page, 'llvm-ir');
+    assert.match(await panelText(page, 'llvm-ir', '.tool-code'), /\ndefine internal (noundef )?i32 @_ZN10playground3add/);
+
+    await useTool(page, 'wasm');
+    assert.match(await panelText(page, 'wasm', '.tool-code'), /^\(module/);
+
+    await page.click('#options-toggle');
+    await page.selectOption('#asm-flavor', 'intel');
+    await useTool(page, 'asm');
+    assert.match(await panelText(page, 'asm', '.tool-code'), /playground::add/);
+    assert.deepEqual(
+      posts.map(({ target, assemblyFlavor, demangleAssembly, processAssembly }) => ({ target, assemblyFlavor, demangleAssembly, processAssembly })),
+      [
+        { target: 'mir', assemblyFlavor: undefined, demangleAssembly: undefined, processAssembly: undefined },
+        { target: 'llvm-ir', assemblyFlavor: undefined, demangleAssembly: undefined, processAssembly: undefined },
+        { target: 'wasm', assemblyFlavor: undefined, demangleAssembly: undefined, processAssembly: undefined },
+        { target: 'asm', assemblyFlavor: 'intel', demangleAssembly: 'demangle', processAssembly: 'filter' },
+      ],
+    );
+    // Every tab stays, with its last answer; the output tab is one click away.
+    assert.deepEqual(await page.locator('#tabs [role=tab]').allTextContents(), ['Output', 'MIR', 'LLVM IR', 'WASM', 'Assembly']);
+    await page.click('#tab-run');
+    assert.equal(await page.isVisible('#panel-run'), true);
+    assert.equal(await page.isHidden('#panel-asm'), true);
+    // Arrow keys move between tabs.
+    await page.keyboard.press('ArrowRight');
+    assert.equal(await page.evaluate(() => document.activeElement.id), 'tab-mir');
+    assert.equal(await page.isVisible('#panel-mir'), true);
+    await page.context().close();
+  });
+
+  test('a program that does not compile is explained in the tool\'s tab', async () => {
+    const page = await openPage(browser, server.url);
+    await setCode(page, 'fn main() {\n    let x: i32 = "five";\n}\n');
+    await useTool(page, 'mir');
+    assert.equal(await panelText(page, 'mir', '.badge'), 'Failed');
+    assert.equal(
+      await panelText(page, 'mir', '.explain'),
+      'The program did not compile, so there is no MIR to show; the errors are below and marked in the editor.',
+    );
+    assert.equal(await page.locator('#panel-mir .diagnostics .d-message').first().textContent(), 'mismatched types');
+    assert.deepEqual(await markedLines(page, 'error'), ['2']);
+    await page.context().close();
+  });
+
+  test('a tool the server does not have, or an error answer, shows the server\'s message', async () => {
+    const page = await openPage(browser, server.url);
+    await page.route('**/miri', (route) =>
+      route.fulfill({ status: 404, contentType: 'application/json', body: JSON.stringify({ error: 'no such endpoint' }) }),
+    );
+    await useTool(page, 'miri');
+    assert.equal(await panelText(page, 'miri', '.badge'), 'Not found');
+    assert.equal(await panelText(page, 'miri', '.detail'), 'This server does not offer Miri.');
+    assert.equal(await panelText(page, 'miri', '.notice-text'), 'HTTP 404: no such endpoint');
+
+    // A real 400 from the server: a channel it does not have.
+    await page.evaluate(() => document.getElementById('channel').append(new Option('Imaginary', 'imaginary')));
+    await page.selectOption('#channel', 'imaginary');
+    await useTool(page, 'clippy');
+    assert.equal(await panelText(page, 'clippy', '.badge'), 'Request rejected');
+    assert.match(await panelText(page, 'clippy', '.notice-text'), /^HTTP 400: .*imaginary/);
+    await page.context().close();
+  });
+
+  test('the Channel menu lists the server\'s channels; channel and backtrace go with each request', async () => {
+    const versions = await (await fetch(server.url + 'meta/versions')).json();
+    const page = await openPage(browser, server.url);
+    const names = { stable: 'Stable', beta: 'Beta', nightly: 'Nightly' };
+    assert.deepEqual(
+      await page.locator('#channel option').allTextContents(),
+      Object.keys(names).filter((c) => versions[c]).map((c) => names[c]),
+    );
+    await page.click('#options-toggle');
+    await page.check('#backtrace');
+    const posts = recordPosts(page, '/execute');
+    await page.routeWebSocket('**/live', (ws) => ws.close());
+    await runAndWait(page);
+    assert.equal(posts.length, 1);
+    assert.equal(posts[0].channel, 'stable');
+    assert.equal(posts[0].backtrace, true);
+    assert.equal(await text(page, '#stdout'), 'Hello, world!\n');
+    await page.context().close();
+  });
+});
+
+describe('the editor', { timeout: 3 * TIMEOUT }, () => {
+  test('search and replace', async () => {
+    const page = await openPage(browser, server.url);
+    await setCode(page, 'fn main() {\n    let apple = 1;\n    println!("{apple} {}", apple + 1);\n}\n');
+    await page.focus('#code');
+    await page.keyboard.press('Control+F');
+    await page.waitForSelector('.cm-search');
+    await page.fill('.cm-search input[name=search]', 'apple');
+    await page.fill('.cm-search input[name=replace]', 'pear');
+    await page.click('.cm-search button[name=replaceAll]');
+    assert.equal(await getCode(page), 'fn main() {\n    let pear = 1;\n    println!("{pear} {}", pear + 1);\n}\n');
+    await page.keyboard.press('Escape');
+    assert.equal(await page.isHidden('.cm-search'), true);
+    // Undo brings every match back at once.
+    await page.focus('#code');
+    await page.keyboard.press('Control+Z');
+    assert.equal(await getCode(page), 'fn main() {\n    let apple = 1;\n    println!("{apple} {}", apple + 1);\n}\n');
+    await page.context().close();
+  });
+
+  test('folding a block, and unfolding it', async () => {
+    const page = await openPage(browser, server.url);
+    await setCode(page, 'fn main() {\n    let a = 1;\n    let b = 2;\n    println!("{}", a + b);\n}\n');
+    await expectCount(page, '.cm-content .cm-line', 6);
+    await page.locator('.cm-foldGutter .cm-gutterElement span[title="Fold line"]').first().click();
+    // The block's lines are hidden behind one placeholder (`fn main() {…}`, then the last, empty
+    // line); the text itself is unchanged.
+    await expectCount(page, '.cm-content .cm-line', 2);
+    assert.equal(await page.locator('.cm-content .cm-line').first().textContent(), 'fn main() {…}');
+    await expectCount(page, '.cm-foldPlaceholder', 1);
+    assert.equal(await getCode(page), 'fn main() {\n    let a = 1;\n    let b = 2;\n    println!("{}", a + b);\n}\n');
+    // The placeholder's own click handler (a pointer click at its centre sometimes lands before
+    // CodeMirror has attached it to the redrawn line).
+    await page.locator('.cm-foldPlaceholder').dispatchEvent('click');
+    await expectCount(page, '.cm-content .cm-line', 6);
+    // And from the keyboard: Ctrl+Shift+[ folds the block at the caret, Ctrl+Shift+] unfolds it.
+    await page.focus('#code');
+    await page.keyboard.press('Control+Home');
+    await page.keyboard.press('Control+Shift+BracketLeft');
+    await expectCount(page, '.cm-foldPlaceholder', 1);
+    await page.keyboard.press('Control+Shift+BracketRight');
+    await expectCount(page, '.cm-foldPlaceholder', 0);
+    await page.context().close();
+  });
+
+  test('multiple cursors: Ctrl+D adds the next match, typing changes them all', async () => {
+    const page = await openPage(browser, server.url);
+    await setCode(page, 'fn main() {\n    let n = 1;\n    println!("{}", n + n);\n}\n');
+    await page.focus('#code');
+    // Select the `n` of `let n`, then the next two.
+    await page.evaluate(async () => {
+      const { EditorView } = await import('./static/codemirror.js');
+      const view = EditorView.findFromDOM(document.querySelector('.cm-editor'));
+      const at = view.state.doc.toString().indexOf('let n') + 4;
+      view.dispatch({ selection: { anchor: at, head: at + 1 } });
+    });
+    await page.keyboard.press('Control+D');
+    await page.keyboard.press('Control+D');
+    await page.keyboard.type('count');
+    assert.equal(await getCode(page), 'fn main() {\n    let count = 1;\n    println!("{}", count + count);\n}\n');
+    await page.context().close();
+  });
+});

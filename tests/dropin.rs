@@ -1,0 +1,391 @@
+//! What play.rust-lang.org's frontend needs of the HTTP API: multi-file packages, crate types and
+//! tests as cargo shows them, its error bodies and CORS, `/format`'s echo, `/meta/versions`,
+//! `/nowebsocket`, and serving its built files from a directory.
+
+mod common;
+
+use common::{client, post_json, run_on, server};
+use serde_json::{Value, json};
+
+fn files(list: &[(&str, &str)]) -> Value {
+    list.iter()
+        .map(|(name, content)| json!({"name": name, "content": content}))
+        .collect()
+}
+
+/// The JSON answer to a POST of `body` to `path` (a tool) on the shared server.
+async fn post_to(path: &str, body: Value) -> Value {
+    let resp = client()
+        .post(format!("{}{path}", server().url))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    resp.json().await.unwrap()
+}
+
+/// `POST /execute` with the fields the frontend always sends.
+async fn execute(code: Value, crate_type: &str, tests: bool) -> Value {
+    run_on(
+        server(),
+        json!({"channel": "stable", "mode": "debug", "edition": "2024", "crateType": crate_type, "tests": tests, "code": code, "backtrace": false}),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn modules_in_folders_are_found_as_cargo_finds_them() {
+    let v = execute(
+        files(&[
+            ("src/main.rs", "mod shapes;\nmod utils;\n\nfn main() {\n    println!(\"Hello to the whole {}\", utils::greeting());\n    println!(\"{}\", shapes::circle::area(2));\n}\n"),
+            ("src/utils.rs", "pub fn greeting() -> &'static str {\n    \"world\"\n}\n"),
+            ("src/shapes/mod.rs", "pub mod circle;\n"),
+            ("src/shapes/circle.rs", "pub fn area(r: u32) -> u32 {\n    3 * r * r\n}\n"),
+            ("README.md", "not Rust"),
+        ]),
+        "bin",
+        false,
+    )
+    .await;
+    assert_eq!(
+        (&v["status"], &v["stdout"], &v["stderr"]),
+        (
+            &json!("ok"),
+            &json!("Hello to the whole world\n12\n"),
+            &json!("")
+        ),
+        "{v}"
+    );
+}
+
+#[tokio::test]
+async fn a_binary_uses_the_library_of_its_package() {
+    let code = files(&[
+        (
+            "src/lib.rs",
+            "pub fn greet(name: &str) -> String {\n    format!(\"hello, {name}\")\n}\n",
+        ),
+        (
+            "src/main.rs",
+            "fn main() {\n    println!(\"{}\", playground::greet(\"lib\"));\n}\n",
+        ),
+    ]);
+    let v = execute(code.clone(), "bin", false).await;
+    assert_eq!(
+        (&v["status"], &v["stdout"], &v["stderr"]),
+        (&json!("ok"), &json!("hello, lib\n"), &json!("")),
+        "{v}"
+    );
+    // Build (a library) compiles only `src/lib.rs`.
+    let v = execute(code, "lib", false).await;
+    assert_eq!(
+        (&v["success"], &v["stdout"], &v["stderr"]),
+        (&json!(true), &json!(""), &json!("")),
+        "{v}"
+    );
+}
+
+#[tokio::test]
+async fn an_error_in_a_module_names_its_file() {
+    let v = execute(
+        files(&[
+            (
+                "src/main.rs",
+                "mod shapes;\n\nfn main() {\n    println!(\"{}\", shapes::circle::area(2));\n}\n",
+            ),
+            ("src/shapes/mod.rs", "pub mod circle;\n"),
+            (
+                "src/shapes/circle.rs",
+                "pub fn area(r: u32) -> u32 {\n    let x: u32 = \"a\";\n    3 * r * r\n}\n",
+            ),
+        ]),
+        "bin",
+        false,
+    )
+    .await;
+    // rustc 1.95's own text for the same files.
+    let expected = "error[E0308]: mismatched types\n --> src/shapes/circle.rs:2:18\n  |\n2 |     let x: u32 = \"a\";\n  |            ---   ^^^ expected `u32`, found `&str`\n  |            |\n  |            expected due to this\n\nerror: aborting due to 1 previous error\n\nFor more information about this error, try `rustc --explain E0308`.\n";
+    assert_eq!(v["status"], "compileError", "{v}");
+    assert_eq!(v["stderr"], expected);
+    assert_eq!(v["compilerOutput"], expected);
+}
+
+#[tokio::test]
+async fn paths_that_leave_the_package_are_refused() {
+    for (name, why) in [
+        (
+            "../main.rs",
+            "the file name `../main.rs` is not a path inside the package (use names like `src/utils.rs`)",
+        ),
+        (
+            "/etc/passwd",
+            "the file name `/etc/passwd` is not a path inside the package (use names like `src/utils.rs`)",
+        ),
+        (
+            "src/.hidden.rs",
+            "the file name `src/.hidden.rs` is not a path inside the package (use names like `src/utils.rs`)",
+        ),
+        (
+            "Cargo.toml",
+            "`Cargo.toml` is the server's; it cannot be replaced",
+        ),
+    ] {
+        let code = files(&[("src/main.rs", "fn main() {}"), (name, "x")]);
+        let (status, v) = post_json(server(), json!({"code": code})).await;
+        assert_eq!((status, v), (400, json!({"error": why})), "{name}");
+    }
+    let (status, v) = post_json(server(), json!({"code": 42})).await;
+    let why = "Unable to deserialize request: invalid type: integer `42`, expected a string, or a list of files {\"name\", \"content\"} at line 1 column 10";
+    assert_eq!((status, v), (400, json!({"error": why})));
+    let (status, v) = post_json(
+        server(),
+        json!({"code": files(&[("src/lib.rs", "pub fn f() {}")]), "crateType": "bin"}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        v["stderr"],
+        "error: a bin target must be available for `cargo run` (add `src/main.rs`)\n"
+    );
+}
+
+#[tokio::test]
+async fn every_library_crate_type_builds_only_with_cargos_warnings() {
+    let code = "fn main() {\n    println!(\"Hello, world!\");\n}\n";
+    // `rustc --edition 2024 --crate-type lib src/lib.rs`
+    let warning = "warning: function `main` is never used\n --> src/lib.rs:1:4\n  |\n1 | fn main() {\n  |    ^^^^\n  |\n  = note: `#[warn(dead_code)]` (part of `#[warn(unused)]`) on by default\n\nwarning: 1 warning emitted\n\n";
+    for crate_type in ["lib", "rlib", "dylib", "staticlib", "cdylib", "proc-macro"] {
+        let v = execute(json!(code), crate_type, false).await;
+        assert_eq!(
+            (&v["success"], &v["exitDetail"], &v["stdout"], &v["stderr"]),
+            (
+                &json!(true),
+                &json!("Compiled the library (there is nothing to run)"),
+                &json!(""),
+                &json!(warning)
+            ),
+            "{crate_type}: {v}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn tests_of_a_library_without_tests_report_running_0_tests() {
+    let v = execute(json!("pub fn f() {}\n"), "lib", true).await;
+    let stdout = v["stdout"].as_str().unwrap();
+    assert!(
+        stdout.starts_with("\nrunning 0 tests\n\ntest result: ok. 0 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in "),
+        "{v}"
+    );
+    assert_eq!(v["success"], true);
+
+    let v = execute(json!("#[test]\nfn awesome() {}\n"), "lib", true).await;
+    assert!(
+        v["stdout"].as_str().unwrap().starts_with(
+            "\nrunning 1 test\ntest awesome ... ok\n\ntest result: ok. 1 passed; 0 failed;"
+        ),
+        "{v}"
+    );
+
+    // A library's tests are in `src/lib.rs`, as cargo reports them.
+    let v = execute(
+        json!("#[test]\nfn a_test() {\n    assert!(false);\n}\n"),
+        "lib",
+        true,
+    )
+    .await;
+    let stdout = v["stdout"].as_str().unwrap();
+    assert!(
+        stdout.contains("panicked at src/lib.rs:3:5:\nassertion failed: false\n"),
+        "{v}"
+    );
+    assert_eq!(v["success"], false);
+}
+
+#[tokio::test]
+async fn stderr_has_the_compilers_warnings_then_the_programs_stderr() {
+    let code = "fn main() {\n    let unused = 1;\n    panic!(\"boom\");\n}\n";
+    let v = execute(json!(code), "bin", false).await;
+    let warning = "warning: unused variable: `unused`\n --> src/main.rs:2:9\n  |\n2 |     let unused = 1;\n  |         ^^^^^^ help: if this is intentional, prefix it with an underscore: `_unused`\n  |\n  = note: `#[warn(unused_variables)]` (part of `#[warn(unused)]`) on by default\n\nwarning: 1 warning emitted\n\n";
+    let panic = "\nthread 'main' (1) panicked at src/main.rs:3:5:\nboom\nnote: run with `RUST_BACKTRACE=1` environment variable to display a backtrace\n";
+    assert_eq!(v["compilerOutput"], warning);
+    assert_eq!(v["stderr"], format!("{warning}{panic}"));
+    assert_eq!(v["exitDetail"], "Exited with status 101");
+}
+
+#[tokio::test]
+async fn bad_json_is_refused_in_play_rust_lang_orgs_words() {
+    for path in [
+        "/execute",
+        "/compile",
+        "/format",
+        "/clippy",
+        "/evaluate.json",
+    ] {
+        let resp = client()
+            .post(format!("{}{path}", server().url))
+            .header("content-type", "application/json")
+            .body("{")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 400, "{path}");
+        assert_eq!(resp.headers()["content-type"], "application/json");
+        let v: Value = resp.json().await.unwrap();
+        assert_eq!(
+            v,
+            json!({"error": "Unable to deserialize request: EOF while parsing an object at line 1 column 1"}),
+            "{path}"
+        );
+    }
+}
+
+/// The preflight mdBook's and rust-lang.org's pages trigger, checked as play.rust-lang.org's
+/// `cors_spec.rb` checks it.
+#[tokio::test]
+async fn cors_preflight_allows_json_posts_from_anywhere() {
+    let resp = client()
+        .request(
+            reqwest::Method::OPTIONS,
+            format!("{}/evaluate.json", server().url),
+        )
+        .header("origin", "https://rust-lang.org")
+        .header("access-control-request-headers", "content-type")
+        .header("access-control-request-method", "POST")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let h = resp.headers();
+    assert_eq!(h["access-control-allow-origin"], "*");
+    assert_eq!(h["access-control-allow-headers"], "content-type");
+    assert_eq!(h["access-control-allow-methods"], "GET,POST");
+    assert_eq!(h["access-control-max-age"], "3600");
+    assert!(!h.contains_key("vary"), "{h:?}");
+}
+
+#[tokio::test]
+async fn format_returns_the_code_it_could_not_format() {
+    let broken = "fn main() {\n    let x = ;\n";
+    let v = post_to(
+        "/format",
+        json!({"channel": "stable", "edition": "2024", "code": broken}),
+    )
+    .await;
+    assert_eq!(
+        (&v["success"], &v["code"]),
+        (&json!(false), &json!(broken)),
+        "{v}"
+    );
+
+    let code = files(&[
+        ("src/main.rs", "mod utils;\nfn main() { utils::hi(); }\n"),
+        (
+            "src/utils.rs",
+            "pub fn hi() { println!(\"{}\", [1,2,3,4].len()); }\n",
+        ),
+    ]);
+    let v = post_to(
+        "/format",
+        json!({"channel": "stable", "edition": "2024", "code": code}),
+    )
+    .await;
+    assert_eq!(
+        v["code"],
+        files(&[
+            (
+                "src/main.rs",
+                "mod utils;\nfn main() {\n    utils::hi();\n}\n"
+            ),
+            (
+                "src/utils.rs",
+                "pub fn hi() {\n    println!(\"{}\", [1, 2, 3, 4].len());\n}\n"
+            ),
+        ]),
+        "{v}"
+    );
+}
+
+#[tokio::test]
+async fn versions_list_all_three_channels() {
+    let v: Value = client()
+        .get(format!("{}/meta/versions", server().url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for channel in ["stable", "beta", "nightly"] {
+        for tool in ["rustc", "rustfmt", "clippy"] {
+            for field in ["version", "hash", "date"] {
+                assert!(v[channel][tool][field].is_string(), "{channel} {tool}: {v}");
+            }
+        }
+    }
+    assert!(
+        v["stable"]["rustc"]["version"]
+            .as_str()
+            .unwrap()
+            .starts_with("1.")
+    );
+}
+
+#[tokio::test]
+async fn nowebsocket_reports_are_accepted() {
+    let resp = client()
+        .post(format!("{}/nowebsocket", server().url))
+        .json(&json!({"error": "Generic WebSocket Error"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.text().await.unwrap(), "");
+}
+
+#[tokio::test]
+async fn a_librarys_wat_keeps_its_exported_names() {
+    let code = "#![crate_type = \"cdylib\"]\n#[unsafe(no_mangle)]\npub fn calculator(a: u8) -> u8 {\n    a + 42\n}\n";
+    let v = post_to(
+        "/compile",
+        json!({"channel": "stable", "mode": "debug", "edition": "2024", "crateType": "cdylib", "tests": false, "code": code, "target": "wasm", "assemblyFlavor": "att", "demangleAssembly": "demangle", "processAssembly": "filter", "backtrace": false}),
+    )
+    .await;
+    assert_eq!(v["success"], true, "{v}");
+    assert!(
+        v["code"].as_str().unwrap().contains("(func $calculator"),
+        "{v}"
+    );
+}
+
+#[tokio::test]
+async fn a_frontend_directory_is_served_at_the_root() {
+    let dir = common::scratch_dir("wp-frontend-");
+    std::fs::create_dir(dir.join("assets")).unwrap();
+    std::fs::write(dir.join("index.html"), "<p>frontend</p>").unwrap();
+    std::fs::write(dir.join("assets/app.js"), "let a = 1;").unwrap();
+    let server = common::start(wasm_playground::config::Config {
+        frontend_dir: Some(dir),
+        ..Default::default()
+    });
+    let get = |path: &str| {
+        let url = format!("{}{path}", server.url);
+        async move {
+            let resp = client().get(url).send().await.unwrap();
+            (resp.status().as_u16(), resp.text().await.unwrap())
+        }
+    };
+    assert_eq!(get("/").await, (200, "<p>frontend</p>".into()));
+    assert_eq!(
+        get("/?version=beta&mode=debug").await,
+        (200, "<p>frontend</p>".into())
+    );
+    assert_eq!(get("/help").await, (200, "<p>frontend</p>".into()));
+    assert_eq!(get("/assets/app.js").await, (200, "let a = 1;".into()));
+    assert_eq!(
+        get("/nope").await,
+        (404, r#"{"error":"no such endpoint"}"#.into())
+    );
+    let v = run_on(&server, json!({"code": "fn main() { println!(\"api\"); }"})).await;
+    assert_eq!(v["stdout"], "api\n");
+}
