@@ -417,9 +417,10 @@ async fn idle_and_slow_connections_are_bounded_and_cut() {
         ),
         10.0
     );
-    // The listener, and at most the few sockets this test still holds or just closed.
+    // The listener, and at most the few sockets this test still holds or just closed (the
+    // WebSocket, the keep-alive connections of the requests above).
     let sockets = open_sockets(server.pid());
-    assert!(sockets <= 5, "{sockets} sockets open");
+    assert!(sockets <= 8, "{sockets} sockets open");
 }
 
 /// TCP sockets the process holds open (the listener included).

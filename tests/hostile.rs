@@ -413,6 +413,15 @@ async fn overload_gets_answers_and_the_server_recovers() {
                     .starts_with("the server is busy"),
                 "{v}"
             ),
+            // One client sends all 64: past its own queue or its burst of new programs it is
+            // told so.
+            429 => assert!(
+                matches!(
+                    v["limit"].as_str(),
+                    Some("clientCompiles" | "clientCompileRate")
+                ),
+                "{v}"
+            ),
             other => panic!("request {i}: unexpected status {other}: {v}"),
         }
     }
@@ -440,6 +449,10 @@ async fn a_full_queue_answers_503_with_retry_after() {
             "--queue-limit",
             "0",
             "--compile-cpu-seconds",
+            "2",
+            // Both requests come from one address: let it have both slots, so the server's
+            // queue (not the client's) is what is full.
+            "--client-max-compiles",
             "2",
         ],
         &[],
