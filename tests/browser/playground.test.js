@@ -4,18 +4,12 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import {
-  TIMEOUT, caret, getCode, markedLines, openPage, runAndWait, setCode, startServer, text, withServerAndBrowser,
+  TIMEOUT, caret, getCode, markedLines, offsetOf, openPage, runAndWait, setCode, startServer, text, withServerAndBrowser,
 } from './harness.js';
 
 let server;
 let browser;
 withServerAndBrowser((s, b) => ([server, browser] = [s, b]));
-
-/** The offset of 1-based `line` and `column` in `code`. */
-function offsetOf(code, line, column) {
-  const lines = code.split('\n');
-  return lines.slice(0, line - 1).reduce((n, l) => n + l.length + 1, 0) + column - 1;
-}
 
 describe('the playground page', { timeout: 5 * TIMEOUT }, () => {
   test('is served with its assets and shows the default program', async () => {
