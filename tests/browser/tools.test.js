@@ -210,23 +210,45 @@ describe('the tools on the page', { timeout: 8 * TIMEOUT }, () => {
     await page.context().close();
   });
 
-  test('the Channel menu lists the server\'s channels; channel and backtrace go with each request', async () => {
+  test('the Channel menu lists the server\'s channels, and a run uses the one chosen', async () => {
+    // ./scripts/test-browser sets up all three (scripts/channels).
     const versions = await (await fetch(server.url + 'meta/versions')).json();
     const page = await openPage(browser, server.url);
-    const names = { stable: 'Stable', beta: 'Beta', nightly: 'Nightly' };
-    assert.deepEqual(
-      await page.locator('#channel option').allTextContents(),
-      Object.keys(names).filter((c) => versions[c]).map((c) => names[c]),
-    );
-    await page.click('#options-toggle');
-    await page.check('#backtrace');
+    assert.deepEqual(await page.locator('#channel option').allTextContents(), ['Stable', 'Beta', 'Nightly']);
+    assert.equal(await page.getAttribute('#channel option[value="nightly"]', 'title'), `rustc ${versions.nightly.rustc.version}`);
+    const posts = recordPosts(page, '/execute');
+    await page.routeWebSocket('**/live', (ws) => ws.close()); // over HTTP, to see the requests
+    // A feature gate: refused by stable's rustc, accepted by nightly's.
+    await setCode(page, '#![feature(never_type)]\n\nfn main() {\n    println!("on nightly");\n}\n');
+    await runAndWait(page);
+    assert.equal(await text(page, '#badge'), 'Compile error');
+    assert.deepEqual(await page.locator('#diagnostics .d-message').allTextContents(), ['`#![feature]` may not be used on the stable release channel']);
+    assert.deepEqual(await markedLines(page, 'error'), ['1']);
+    await page.selectOption('#channel', 'nightly');
+    await runAndWait(page);
+    assert.equal(await text(page, '#badge'), 'Success');
+    assert.equal(await text(page, '#stdout'), 'on nightly\n');
+    assert.deepEqual(posts.map((p) => p.channel), ['stable', 'nightly']);
+    await page.context().close();
+  });
+
+  test('Backtrace: a panic prints the frames, as native Rust does with RUST_BACKTRACE=1', async () => {
+    const page = await openPage(browser, server.url);
     const posts = recordPosts(page, '/execute');
     await page.routeWebSocket('**/live', (ws) => ws.close());
+    await setCode(page, 'fn inner(v: &[i32]) -> i32 {\n    v[3]\n}\n\nfn main() {\n    println!("start");\n    let v = vec![1, 2, 3];\n    println!("{}", inner(&v));\n}\n');
+    await page.click('#options-toggle');
+    await page.check('#backtrace');
     await runAndWait(page);
-    assert.equal(posts.length, 1);
-    assert.equal(posts[0].channel, 'stable');
     assert.equal(posts[0].backtrace, true);
-    assert.equal(await text(page, '#stdout'), 'Hello, world!\n');
+    assert.equal(await text(page, '#badge'), 'Panicked');
+    assert.equal(await text(page, '#stdout'), 'start\n');
+    // A native build's frames (the thread id aside), with stable 1.95's std.
+    const std = '/rustc/59807616e1fa2540724bfbac14d7976d7e4a3860/library';
+    assert.equal(
+      await text(page, '#stderr'),
+      `\nthread 'main' (1) panicked at src/main.rs:2:5:\nindex out of bounds: the len is 3 but the index is 3\nstack backtrace:\n   0: __rustc::rust_begin_unwind\n             at ${std}/std/src/panicking.rs:689:5\n   1: core::panicking::panic_fmt\n             at ${std}/core/src/panicking.rs:80:14\n   2: core::panicking::panic_bounds_check\n             at ${std}/core/src/panicking.rs:271:5\n   3: playground::inner\n             at ./src/main.rs:2:5\n   4: playground::main\n             at ./src/main.rs:8:20\n   5: core::ops::function::FnOnce::call_once\n             at ${std}/core/src/ops/function.rs:250:5\nnote: Some details are omitted, run with \`RUST_BACKTRACE=full\` for a verbose backtrace.\n`,
+    );
     await page.context().close();
   });
 });
