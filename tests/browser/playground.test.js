@@ -143,6 +143,16 @@ describe('the playground page', { timeout: 5 * TIMEOUT }, () => {
     await page.keyboard.press('Enter');
     assert.deepEqual(await markedLines(page), ['3']);
     assert.deepEqual(await page.locator('.cm-lintRange-error').allTextContents(), ['"five"']);
+
+    // Fixed and run again: the program runs, and no mark or message is left.
+    await setCode(page, code.replace('"five"', '5'));
+    await runAndWait(page);
+    assert.equal(await text(page, '#badge'), 'Success');
+    assert.equal(await text(page, '#stdout'), '5\n');
+    assert.deepEqual(await markedLines(page), []);
+    assert.equal(await page.locator('.cm-lintRange-error').count(), 0);
+    assert.equal(await page.locator('.cm-line .lens-error').count(), 0);
+    assert.equal(await page.isHidden('#out-compiler'), true);
     await page.context().close();
   });
 
