@@ -72,6 +72,7 @@ async fn compile_error_points_at_src_main_rs_and_hides_the_temp_dir() {
     assert_eq!(d["level"], "error");
     assert_eq!(d["code"], "E0308");
     assert_eq!(d["message"], "mismatched types");
+    assert_eq!(d["file"], "src/main.rs");
     assert_eq!(
         (d["line"].as_u64(), d["column"].as_u64()),
         (Some(2), Some(18))

@@ -108,6 +108,20 @@ async fn an_error_in_a_module_names_its_file() {
     assert_eq!(v["status"], "compileError", "{v}");
     assert_eq!(v["stderr"], expected);
     assert_eq!(v["compilerOutput"], expected);
+    // The structured diagnostic is placed in the module's file, as the rendered text places it.
+    assert_eq!(
+        v["diagnostics"],
+        json!([{
+            "level": "error",
+            "code": "E0308",
+            "message": "mismatched types",
+            "file": "src/shapes/circle.rs",
+            "line": 2,
+            "column": 18,
+            "endLine": 2,
+            "endColumn": 21,
+        }])
+    );
 }
 
 #[tokio::test]

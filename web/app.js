@@ -6,7 +6,7 @@
 
 import { Editor } from './editor.js';
 import { FileList, MAIN } from './files.js';
-import { TOOLS, Tabs, callTool, countText, describeHttpError, diagnosticItems, locate, showInPanel } from './tools.js';
+import { TOOLS, Tabs, callTool, countText, describeHttpError, diagnosticItems, placeIn, showInPanel } from './tools.js';
 
 const STORAGE_KEY = 'wasm-playground:v1';
 // The program a shared link replaced, so opening a link never loses one's own work.
@@ -1139,7 +1139,7 @@ function showResult(r, started, sources, streamed = null, { inputOpen = false } 
 
 /** Lists the compiler's messages, marks them in the editor, and shows its full output. */
 function showDiagnostics(serverDiagnostics, compilerOutput, sources, compiled) {
-  const diagnostics = locate(serverDiagnostics, compilerOutput);
+  const diagnostics = placeIn(serverDiagnostics, sources);
   editor.setDiagnostics(diagnostics, sources);
   const items = diagnosticItems(diagnostics, jumpToDiagnostic);
   ui.diagnostics.replaceChildren(...items);
@@ -1279,7 +1279,7 @@ async function runTool(kind) {
 /** Shows a tool's 200 answer (`{success, exitDetail, code, stdout, stderr, diagnostics, truncated}`). */
 function showToolAnswer(kind, panel, data, sources, meta) {
   const tool = TOOLS[kind];
-  const diagnostics = locate(Array.isArray(data.diagnostics) ? data.diagnostics : [], data.stderr ?? '');
+  const diagnostics = placeIn(Array.isArray(data.diagnostics) ? data.diagnostics : [], sources);
   // Clippy's lints, and the errors of a program that did not compile, are marked in the editor.
   if (kind === 'clippy' || diagnostics.some((d) => d.level === 'error')) editor.setDiagnostics(diagnostics, sources);
   const counts = countText(diagnostics);

@@ -2,6 +2,8 @@
 // targets (assembly, LLVM IR, MIR, HIR, WASM), each answered in an output tab of its own; and the
 // pieces the run's output shares with them (diagnostic lists, HTTP errors explained).
 
+import { MAIN } from './files.js';
+
 /**
  * Each tool: the menu's name, its endpoint, extra request fields, what its result is called, and
  * a sentence for when it did not succeed.
@@ -73,22 +75,13 @@ export function diagnosticItems(diagnostics, jump) {
 }
 
 /**
- * Diagnostics with a place: the server gives line and column for the crate root (src/main.rs)
- * only, so a message about a module is placed from its `--> src/a.rs:L:C` line in the rendered
- * output (`rendered`, the messages in the same order as `diagnostics`), with `file` set.
+ * Diagnostics placed in the page's files. The server names each one's file (`file`, relative to
+ * the package: `src/shapes/mod.rs`); a program of one file (`sources` holds only it) is the
+ * editor's src/main.rs whatever the server called its crate root (`src/lib.rs` for a Build).
  */
-export function locate(diagnostics, rendered) {
-  const lines = rendered.split('\n');
-  let from = 0;
-  return diagnostics.map((d) => {
-    const head = `${d.level}${/^E\d{4}$/.test(d.code ?? '') ? `[${d.code}]` : ''}: ${d.message}`;
-    const at = lines.indexOf(head, from);
-    if (at < 0) return d;
-    from = at + 1;
-    if (d.line != null) return d;
-    const m = /^\s*--> (src\/[\w/]+\.rs):(\d+):(\d+)$/.exec(lines[at + 1] ?? '');
-    return m ? { ...d, file: m[1], line: Number(m[2]), column: Number(m[3]) } : d;
-  });
+export function placeIn(diagnostics, sources) {
+  if (sources.size > 1) return diagnostics;
+  return diagnostics.map((d) => (d.file ? { ...d, file: MAIN } : d));
 }
 
 /** Seconds a 503's Retry-After header asks to wait (0 without one). */

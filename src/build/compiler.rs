@@ -99,7 +99,7 @@ const THREADS_ENTRY_STUB: &str = concat!(
 
 /// Bumped whenever [`ENTRY_STUB`], the flags or the processing of diagnostics change, so caches
 /// keyed on it (the artifact cache, on disk across upgrades) stay correct.
-pub const STUB_VERSION: u32 = 6;
+pub const STUB_VERSION: u32 = 7;
 
 /// What came out of one `rustc` run. The wasm file lives in `dir` and goes away with it.
 #[derive(Debug)]

@@ -13,8 +13,10 @@ pub struct Diagnostic {
     /// The error code, e.g. `E0308`, or the lint name.
     pub code: Option<String>,
     pub message: String,
-    /// 1-based position of the primary span in the crate root (`src/main.rs`, or `src/lib.rs`
-    /// for a library), when there is one in it.
+    /// The file of the primary span, relative to the package (`src/main.rs`,
+    /// `src/shapes/mod.rs`), when it is in one of the program's files (not in std or a crate).
+    pub file: Option<String>,
+    /// 1-based position of the primary span in `file`.
     pub line: Option<u32>,
     pub column: Option<u32>,
     pub end_line: Option<u32>,
@@ -28,6 +30,7 @@ impl Diagnostic {
             level: "error".into(),
             code: None,
             message,
+            file: None,
             line: None,
             column: None,
             end_line: None,
@@ -62,7 +65,7 @@ struct RawSpan {
 }
 
 /// Splits rustc's JSON lines into the rendered text and structured diagnostics (located when
-/// their primary span is in the crate root `root`, e.g. `src/main.rs`). Messages whose
+/// their primary span is in one of the program's files). Messages whose
 /// primary span is in the entry stub are rewritten to point at the user's `main`, since the
 /// stub's source means nothing to the user.
 pub fn parse_diagnostics(stderr: &[u8], root: &str, stub_line: u32) -> (String, Vec<Diagnostic>) {
@@ -82,8 +85,8 @@ pub fn parse_diagnostics(stderr: &[u8], root: &str, stub_line: u32) -> (String, 
         let primary = raw
             .spans
             .iter()
-            .find(|s| s.is_primary && s.file_name == root);
-        let in_stub = primary.is_some_and(|s| s.line_start >= stub_line);
+            .find(|s| s.is_primary && in_package(&s.file_name));
+        let in_stub = primary.is_some_and(|s| s.file_name == root && s.line_start >= stub_line);
         let code = raw.code.map(|c| c.code);
         if in_stub {
             let (message, text) = explain_stub_error(&raw.message, code.as_deref(), &raw.level);
@@ -105,6 +108,7 @@ pub fn parse_diagnostics(stderr: &[u8], root: &str, stub_line: u32) -> (String, 
             level: raw.level,
             code,
             message: raw.message,
+            file: primary.map(|s| s.file_name.clone()),
             line: primary.map(|s| s.line_start),
             column: primary.map(|s| s.column_start),
             end_line: primary.map(|s| s.line_end),
@@ -112,6 +116,15 @@ pub fn parse_diagnostics(stderr: &[u8], root: &str, stub_line: u32) -> (String, 
         });
     }
     (rendered, diagnostics)
+}
+
+/// Whether a span's file is one of the program's: rustc runs in the package's directory, so
+/// those are the relative paths (std's and the crates' are absolute, `/rustc/...`, `/cargo/...`;
+/// macros' are `<...>`), and one never names a host path.
+fn in_package(file_name: &str) -> bool {
+    file_name
+        .split('/')
+        .all(|part| !part.is_empty() && !part.starts_with(['.', '<']))
 }
 
 fn is_backtrace_line(line: &str) -> bool {
@@ -192,5 +205,27 @@ mod tests {
         assert!(rendered.starts_with("error[E0601]: `main` function not found"));
         assert!(!rendered.contains("stub text"));
         assert_eq!(diags[0].line, None);
+    }
+
+    #[test]
+    fn diagnostics_name_the_program_file_they_are_in_and_no_other() {
+        let span = |file: &str| {
+            format!(
+                r#"{{"message":"m","code":null,"level":"error","spans":[{{"file_name":"{file}","line_start":2,"line_end":2,"column_start":5,"column_end":9,"is_primary":true}}],"rendered":"error: m\n"}}"#
+            )
+        };
+        for (file, expected) in [
+            ("src/main.rs", Some("src/main.rs")),
+            ("src/shapes/mod.rs", Some("src/shapes/mod.rs")),
+            ("/rustc/abc/library/core/src/fmt/mod.rs", None),
+            ("/cargo/registry/src/rand-0.8.5/src/lib.rs", None),
+            ("../outside.rs", None),
+            ("<anon>", None),
+        ] {
+            let (_, diags) = parse_diagnostics(span(file).as_bytes(), "src/main.rs", 9);
+            let place = (diags[0].file.as_deref(), diags[0].line, diags[0].column);
+            let want = expected.map_or((None, None, None), |f| (Some(f), Some(2), Some(5)));
+            assert_eq!(place, want, "{file}");
+        }
     }
 }

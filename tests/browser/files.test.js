@@ -3,7 +3,9 @@
 
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { TIMEOUT, getCode, openPage, runAndWait, setCode, text, withServerAndBrowser } from './harness.js';
+import {
+  TIMEOUT, caret, getCode, markedLines, offsetOf, openPage, runAndWait, setCode, text, withServerAndBrowser,
+} from './harness.js';
 
 let server;
 let browser;
@@ -93,19 +95,39 @@ describe('programs of several files', { timeout: 5 * TIMEOUT }, () => {
     await page.context().close();
   });
 
-  test('an error in a module is marked in that module', async () => {
+  test('an error in a module is marked in that module, where the server places it', async () => {
     const page = await openPage(browser, server.url);
-    await addModule(page, 'src/greet.rs', 'pub fn hello(name: &str) -> String {\n    name\n}\n');
+    const util = '// Arithmetic helpers.\n\npub fn double(x: u32) -> u32 {\n    let twice: u32 = x as u64 * 2;\n    twice\n}\n';
+    const main = 'mod util;\n\nfn main() {\n    println!("{}", util::double(21));\n}\n';
+    await addModule(page, 'src/util/mod.rs', util);
     await page.click('.file[data-file="src/main.rs"]');
-    await setCode(page, MAIN);
+    await setCode(page, main);
+    const compiled = [];
+    page.on('websocket', (ws) => ws.on('framereceived', (f) => {
+      const message = JSON.parse(f.payload);
+      if (message.type === 'compiled') compiled.push(message);
+    }));
     await runAndWait(page);
     assert.equal(await text(page, '#badge'), 'Compile error');
+    // The server names the module's file; the page marks it from that.
+    assert.deepEqual(compiled[0].diagnostics[0], {
+      level: 'error', code: 'E0308', message: 'mismatched types',
+      file: 'src/util/mod.rs', line: 4, column: 22, endLine: 4, endColumn: 34,
+    });
     const item = page.locator('#diagnostics button').first();
-    assert.equal(await item.locator('.d-loc').textContent(), 'src/greet.rs line 2:5');
+    assert.equal(await item.locator('.d-loc').textContent(), 'src/util/mod.rs line 4:22');
+    // src/main.rs, shown, has no mark.
+    assert.deepEqual(await markedLines(page), []);
+    await page.click('#code');
+    await page.keyboard.press('Control+Home');
     await item.click();
-    assert.equal(await text(page, '.file[aria-current="true"]'), 'src/greet.rs');
-    assert.equal(await text(page, '.cm-lineNumbers .cm-activeLineGutter'), '2');
-    assert.deepEqual(await page.locator('.cm-lintRange-error').allTextContents(), ['name']);
+    assert.equal(await text(page, '.file[aria-current="true"]'), 'src/util/mod.rs');
+    assert.equal(await page.evaluate(() => document.activeElement.id), 'code');
+    assert.equal(await caret(page), offsetOf(util, 4, 22));
+    assert.deepEqual(await markedLines(page, 'error'), ['4']);
+    assert.deepEqual(await page.locator('.cm-lintRange-error').allTextContents(), ['x as u64 * 2']);
+    assert.equal(await text(page, '.cm-line .lens-error'), 'mismatched types');
+    assert.deepEqual(page.pageErrors, []);
     await page.context().close();
   });
 

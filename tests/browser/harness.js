@@ -178,6 +178,12 @@ export function setCode(page, code) {
 /** The shown file's text. */
 export const getCode = (page) => withView(page, (view) => view.state.doc.toString());
 
+/** The offset of 1-based `line` and `column` in `code`. */
+export function offsetOf(code, line, column) {
+  const lines = code.split('\n');
+  return lines.slice(0, line - 1).reduce((n, l) => n + l.length + 1, 0) + column - 1;
+}
+
 /** The caret's offset in the shown file. */
 export const caret = (page) => withView(page, (view) => view.state.selection.main.head);
 

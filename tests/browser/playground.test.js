@@ -4,18 +4,12 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import {
-  TIMEOUT, caret, getCode, markedLines, openPage, runAndWait, setCode, startServer, text, withServerAndBrowser,
+  TIMEOUT, caret, getCode, markedLines, offsetOf, openPage, runAndWait, setCode, startServer, text, withServerAndBrowser,
 } from './harness.js';
 
 let server;
 let browser;
 withServerAndBrowser((s, b) => ([server, browser] = [s, b]));
-
-/** The offset of 1-based `line` and `column` in `code`. */
-function offsetOf(code, line, column) {
-  const lines = code.split('\n');
-  return lines.slice(0, line - 1).reduce((n, l) => n + l.length + 1, 0) + column - 1;
-}
 
 describe('the playground page', { timeout: 5 * TIMEOUT }, () => {
   test('is served with its assets and shows the default program', async () => {
@@ -149,6 +143,16 @@ describe('the playground page', { timeout: 5 * TIMEOUT }, () => {
     await page.keyboard.press('Enter');
     assert.deepEqual(await markedLines(page), ['3']);
     assert.deepEqual(await page.locator('.cm-lintRange-error').allTextContents(), ['"five"']);
+
+    // Fixed and run again: the program runs, and no mark or message is left.
+    await setCode(page, code.replace('"five"', '5'));
+    await runAndWait(page);
+    assert.equal(await text(page, '#badge'), 'Success');
+    assert.equal(await text(page, '#stdout'), '5\n');
+    assert.deepEqual(await markedLines(page), []);
+    assert.equal(await page.locator('.cm-lintRange-error').count(), 0);
+    assert.equal(await page.locator('.cm-line .lens-error').count(), 0);
+    assert.equal(await page.isHidden('#out-compiler'), true);
     await page.context().close();
   });
 

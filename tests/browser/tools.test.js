@@ -62,6 +62,12 @@ describe('the tools on the page', { timeout: 8 * TIMEOUT }, () => {
     await runAndWait(page);
     assert.equal(await text(page, '#badge'), 'Success');
     assert.equal(await page.isHidden('#out-compiler'), true);
+    // Built as a library, the code is the server's src/lib.rs: its errors are marked in the editor.
+    await setCode(page, 'pub fn double(x: u32) -> u32 {\n    x * 2.0\n}\n');
+    await runAndWait(page);
+    assert.equal(await text(page, '#badge'), 'Compile error');
+    assert.deepEqual(await page.locator('#diagnostics .d-loc').allTextContents(), ['line 2:7']);
+    assert.deepEqual(await markedLines(page, 'error'), ['2']);
 
     // Chosen by hand: Build compiles a program with a main without running it.
     await setCode(page, 'fn main() {\n    println!("not printed");\n}\n');
@@ -204,23 +210,160 @@ describe('the tools on the page', { timeout: 8 * TIMEOUT }, () => {
     await page.context().close();
   });
 
-  test('the Channel menu lists the server\'s channels; channel and backtrace go with each request', async () => {
+  test('the Channel menu lists the server\'s channels, and a run uses the one chosen', async () => {
+    // ./scripts/test-browser sets up all three (scripts/channels).
     const versions = await (await fetch(server.url + 'meta/versions')).json();
     const page = await openPage(browser, server.url);
-    const names = { stable: 'Stable', beta: 'Beta', nightly: 'Nightly' };
-    assert.deepEqual(
-      await page.locator('#channel option').allTextContents(),
-      Object.keys(names).filter((c) => versions[c]).map((c) => names[c]),
-    );
-    await page.click('#options-toggle');
-    await page.check('#backtrace');
+    assert.deepEqual(await page.locator('#channel option').allTextContents(), ['Stable', 'Beta', 'Nightly']);
+    assert.equal(await page.getAttribute('#channel option[value="nightly"]', 'title'), `rustc ${versions.nightly.rustc.version}`);
+    const posts = recordPosts(page, '/execute');
+    await page.routeWebSocket('**/live', (ws) => ws.close()); // over HTTP, to see the requests
+    // A feature gate: refused by stable's rustc, accepted by nightly's.
+    await setCode(page, '#![feature(never_type)]\n\nfn main() {\n    println!("on nightly");\n}\n');
+    await runAndWait(page);
+    assert.equal(await text(page, '#badge'), 'Compile error');
+    assert.deepEqual(await page.locator('#diagnostics .d-message').allTextContents(), ['`#![feature]` may not be used on the stable release channel']);
+    assert.deepEqual(await markedLines(page, 'error'), ['1']);
+    await page.selectOption('#channel', 'nightly');
+    await runAndWait(page);
+    assert.equal(await text(page, '#badge'), 'Success');
+    assert.equal(await text(page, '#stdout'), 'on nightly\n');
+    assert.deepEqual(posts.map((p) => p.channel), ['stable', 'nightly']);
+    await page.context().close();
+  });
+
+  test('Backtrace: a panic prints the frames, as native Rust does with RUST_BACKTRACE=1', async () => {
+    const page = await openPage(browser, server.url);
     const posts = recordPosts(page, '/execute');
     await page.routeWebSocket('**/live', (ws) => ws.close());
+    await setCode(page, 'fn inner(v: &[i32]) -> i32 {\n    v[3]\n}\n\nfn main() {\n    println!("start");\n    let v = vec![1, 2, 3];\n    println!("{}", inner(&v));\n}\n');
+    await page.click('#options-toggle');
+    await page.check('#backtrace');
     await runAndWait(page);
-    assert.equal(posts.length, 1);
-    assert.equal(posts[0].channel, 'stable');
     assert.equal(posts[0].backtrace, true);
-    assert.equal(await text(page, '#stdout'), 'Hello, world!\n');
+    assert.equal(await text(page, '#badge'), 'Panicked');
+    assert.equal(await text(page, '#stdout'), 'start\n');
+    // A native build's frames (the thread id aside), with stable 1.95's std.
+    const std = '/rustc/59807616e1fa2540724bfbac14d7976d7e4a3860/library';
+    assert.equal(
+      await text(page, '#stderr'),
+      `\nthread 'main' (1) panicked at src/main.rs:2:5:\nindex out of bounds: the len is 3 but the index is 3\nstack backtrace:\n   0: __rustc::rust_begin_unwind\n             at ${std}/std/src/panicking.rs:689:5\n   1: core::panicking::panic_fmt\n             at ${std}/core/src/panicking.rs:80:14\n   2: core::panicking::panic_bounds_check\n             at ${std}/core/src/panicking.rs:271:5\n   3: playground::inner\n             at ./src/main.rs:2:5\n   4: playground::main\n             at ./src/main.rs:8:20\n   5: core::ops::function::FnOnce::call_once\n             at ${std}/core/src/ops/function.rs:250:5\nnote: Some details are omitted, run with \`RUST_BACKTRACE=full\` for a verbose backtrace.\n`,
+    );
+    await page.context().close();
+  });
+});
+
+// Nightly's tools (Miri, macro expansion, HIR), whatever the Channel menu says: the server has
+// beta and nightly when ./scripts/test-browser has set them up (scripts/channels). The expected
+// texts are the tools' own output for the same programs.
+describe('Miri, Expand macros and HIR', { timeout: 4 * TIMEOUT }, () => {
+  test('Miri reports a dangling pointer as undefined behaviour, marked in the editor', async () => {
+    const page = await openPage(browser, server.url);
+    const posts = recordPosts(page, '/miri');
+    const code = 'fn main() {\n    let dangling = {\n        let x = 42;\n        &x as *const i32\n    };\n    println!("before");\n    let value = unsafe { *dangling };\n    println!("{value}");\n}\n';
+    await setCode(page, code);
+    await useTool(page, 'miri');
+    assert.equal(await panelText(page, 'miri', '.badge'), 'Failed');
+    assert.equal(await panelText(page, 'miri', '.detail'), 'Exited with status 1');
+    assert.equal(await panelText(page, 'miri', '.explain'), 'Miri found a problem, or the program did not compile or ended with an error: the details are below.');
+    // What the program printed before the bad read.
+    assert.equal(await panelText(page, 'miri', '.tool-stdout'), 'before\n');
+    // Miri's report, as nightly's `miri` prints it (the allocation's number is Miri's own).
+    const report = await panelText(page, 'miri', '.tool-stderr');
+    const alloc = /alloc\d+/.exec(report)?.[0];
+    assert.equal(
+      report,
+      `error: Undefined Behavior: memory access failed: ${alloc} has been freed, so this pointer is dangling\n --> src/main.rs:7:26\n  |\n7 |     let value = unsafe { *dangling };\n  |                          ^^^^^^^^^ Undefined Behavior occurred here\n  |\n  = help: this indicates a bug in the program: it performed an invalid operation, and caused Undefined Behavior\n  = help: see https://doc.rust-lang.org/nightly/reference/behavior-considered-undefined.html for further information\nhelp: ${alloc} was allocated here:\n --> src/main.rs:3:13\n  |\n3 |         let x = 42;\n  |             ^\nhelp: ${alloc} was deallocated here:\n --> src/main.rs:5:5\n  |\n5 |     };\n  |     ^\n\nnote: some details are omitted, run with \`MIRIFLAGS=-Zmiri-backtrace=full\` for a verbose backtrace\n\nerror: aborting due to 1 previous error\n\n`,
+    );
+    const items = page.locator('#panel-miri .diagnostics li');
+    assert.deepEqual(await items.locator('.d-message').allTextContents(), [
+      `Undefined Behavior: memory access failed: ${alloc} has been freed, so this pointer is dangling`,
+      'some details are omitted, run with `MIRIFLAGS=-Zmiri-backtrace=full` for a verbose backtrace',
+    ]);
+    assert.deepEqual(await items.locator('.d-loc').allTextContents(), ['line 7:26']);
+    assert.deepEqual(await markedLines(page, 'error'), ['7']);
+    assert.deepEqual(await page.locator('.cm-lintRange-error').allTextContents(), ['*dangling']);
+    assert.equal(posts[0].aliasingModel, 'stacked');
+    await page.context().close();
+  });
+
+  test('Miri\'s aliasing model is an option: Tree Borrows accepts what Stacked Borrows rejects', async () => {
+    const page = await openPage(browser, server.url);
+    const posts = recordPosts(page, '/miri');
+    await setCode(page, 'fn main() {\n    let mut a = [1u8, 2];\n    let p = &mut a[0] as *mut u8;\n    unsafe { *p.add(1) = 3; }\n    println!("{:?}", a);\n}\n');
+    await useTool(page, 'miri');
+    assert.equal(await panelText(page, 'miri', '.badge'), 'Failed');
+    assert.match(
+      await panelText(page, 'miri', '.tool-stderr'),
+      /^error: Undefined Behavior: attempting a write access using <\d+> at alloc\d+\[0x1\], but that tag does not exist in the borrow stack for this location\n --> src\/main\.rs:4:14\n/,
+    );
+    assert.deepEqual(await markedLines(page, 'error'), ['4']);
+
+    await page.click('#options-toggle');
+    await page.selectOption('#aliasing', 'tree');
+    await useTool(page, 'miri');
+    assert.equal(await panelText(page, 'miri', '.badge'), 'Done');
+    assert.equal(await panelText(page, 'miri', '.detail'), 'Exited with status 0');
+    assert.equal(await panelText(page, 'miri', '.tool-stdout'), '[1, 3]\n');
+    assert.equal(await page.isHidden('#panel-miri .out-messages'), true);
+    assert.deepEqual(posts.map((p) => p.aliasingModel), ['stacked', 'tree']);
+    await page.context().close();
+  });
+
+  test('Expand macros shows #[derive(Debug)] as its impl, and a macro that does not exist', async () => {
+    const page = await openPage(browser, server.url);
+    await setCode(page, '#[derive(Debug)]\nstruct Point {\n    x: i32,\n    y: i32,\n}\n\nfn main() {\n    println!("{:?}", Point { x: 1, y: 2 });\n}\n');
+    await useTool(page, 'expand');
+    assert.equal(await panelText(page, 'expand', '.badge'), 'Done');
+    assert.equal(await panelText(page, 'expand', '.detail'), 'Expanded');
+    assert.equal(await panelText(page, 'expand', '.out-code h2'), 'Expanded code');
+    // Nightly's `rustc -Zunpretty=expanded` (the body of `fmt` is left out: its helper changes
+    // between nightlies).
+    const expanded = await panelText(page, 'expand', '.tool-code');
+    assert.ok(
+      expanded.startsWith('#![feature(prelude_import)]\nextern crate std;\n#[prelude_import]\nuse std::prelude::rust_2024::*;\nstruct Point {\n    x: i32,\n    y: i32,\n}\n#[automatically_derived]\nimpl ::core::fmt::Debug for Point {\n    #[inline]\n    fn fmt(&self, f: &mut ::core::fmt::Formatter) -> ::core::fmt::Result {\n'),
+      expanded,
+    );
+    assert.ok(
+      expanded.endsWith('\n    }\n}\n\nfn main() {\n    { ::std::io::_print(format_args!("{0:?}\\n", Point { x: 1, y: 2 })); };\n}\n'),
+      expanded,
+    );
+
+    await setCode(page, 'fn main() {\n    undefined!();\n}\n');
+    await useTool(page, 'expand');
+    assert.equal(await panelText(page, 'expand', '.badge'), 'Failed');
+    assert.equal(await panelText(page, 'expand', '.detail'), 'Expansion failed');
+    assert.equal(await panelText(page, 'expand', '.explain'), 'The macros could not be expanded; the compiler\'s messages are below.');
+    assert.equal(await page.isHidden('#panel-expand .out-code'), true);
+    assert.equal(
+      await panelText(page, 'expand', '.tool-stderr'),
+      'error: cannot find macro `undefined` in this scope\n --> src/main.rs:2:5\n  |\n2 |     undefined!();\n  |     ^^^^^^^^^\n\nerror: aborting due to 1 previous error\n\n',
+    );
+    assert.deepEqual(await markedLines(page, 'error'), ['2']);
+    assert.deepEqual(await page.locator('.cm-lintRange-error').allTextContents(), ['undefined']);
+    await page.context().close();
+  });
+
+  test('Show HIR: the program after desugaring, from nightly', async () => {
+    const page = await openPage(browser, server.url);
+    const posts = recordPosts(page, '/compile');
+    await setCode(page, 'fn demo() -> impl std::fmt::Display {\n    42\n}\n\nfn total(v: &[u32]) -> u32 {\n    let mut sum = 0;\n    for x in v {\n        sum += x;\n    }\n    sum\n}\n\nfn main() {\n    let _ = (demo(), total(&[1, 2]));\n}\n');
+    await useTool(page, 'hir');
+    assert.equal(await panelText(page, 'hir', '.badge'), 'Done');
+    assert.equal(await panelText(page, 'hir', '.out-code h2'), 'HIR');
+    // `impl Trait` is a comment, `for` a loop over `next`, and `main` is one line.
+    const lines = (await panelText(page, 'hir', '.tool-code')).split('\n');
+    for (const line of [
+      'fn demo() -> /*impl Trait*/ { 42 }',
+      '            match into_iter(v) {',
+      '                        match next(&mut iter) {',
+      '                            None {} => break,',
+      '                            Some {  0: x } => { sum += x; }',
+      'fn main() { let _ = (demo(), total(&[1, 2])); }',
+    ]) {
+      assert.ok(lines.includes(line), `no line ${JSON.stringify(line)} in:\n${lines.join('\n')}`);
+    }
+    assert.deepEqual(posts.map(({ target, channel }) => ({ target, channel })), [{ target: 'hir', channel: 'stable' }]);
     await page.context().close();
   });
 });
