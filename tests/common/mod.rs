@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, Once, OnceLock, PoisonError};
 
 use serde_json::{Value, json};
 use wasm_playground::config::Config;
@@ -16,14 +16,37 @@ pub struct TestServer {
     pub cache_dir: PathBuf,
 }
 
-/// A fresh directory under cargo's scratch dir for integration tests (in `target/`, not /tmp):
-/// the servers that use them live as long as the test process, which never drops them.
+/// Every scratch dir this test process made, removed when it exits.
+static SCRATCH: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+extern "C" fn remove_scratch_dirs() {
+    let dirs = SCRATCH.lock().unwrap_or_else(PoisonError::into_inner);
+    for dir in dirs.iter() {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
+/// A fresh directory under cargo's scratch dir for integration tests (in `target/`, not /tmp).
+/// The servers that use them live as long as the test process, which never drops them (a
+/// static's destructor never runs), so the dirs are removed at the process's exit instead.
 pub fn scratch_dir(prefix: &str) -> PathBuf {
-    tempfile::Builder::new()
+    static AT_EXIT: Once = Once::new();
+    AT_EXIT.call_once(|| {
+        // SAFETY: registers a plain function with no preconditions; it runs once, at exit.
+        unsafe {
+            libc::atexit(remove_scratch_dirs);
+        }
+    });
+    let dir = tempfile::Builder::new()
         .prefix(prefix)
         .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
         .expect("scratch dir")
-        .keep()
+        .keep();
+    SCRATCH
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .push(dir.clone());
+    dir
 }
 
 /// Starts a server with `config` (its work dir replaced by a fresh one, and its cache and data
