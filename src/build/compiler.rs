@@ -409,13 +409,11 @@ impl Compiler {
             .current_dir(dir.path())
             .env_clear()
             .env("TMPDIR", dir.path())
-            .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0)
             .kill_on_drop(true);
-        self.sandbox.confine(&mut cmd, dir.path())?;
-        let mut child = cmd.spawn().map_err(CompileError::Spawn)?;
+        let mut child = self.sandbox.spawn(&mut cmd, dir.path())?;
         let pid = child.id();
         // Kills rustc and its linker if this future is dropped (client gone) or times out.
         let mut group = KillGroupOnDrop(pid);
@@ -790,5 +788,12 @@ mod tests {
         assert_eq!(ENTRY_STUB.lines().count(), 1);
         assert_eq!(BACKTRACE_STUB.lines().count(), 1);
         assert_eq!(THREADS_ENTRY_STUB.lines().count(), 1);
+    }
+
+    /// The outside benchmark harness (`scripts/cold-bench`) builds the same file by hand.
+    #[test]
+    fn stub_fixture_is_the_stub() {
+        let fixture = include_str!("../../tests/fixtures/bench/entry-stub.txt");
+        assert_eq!(fixture, ENTRY_STUB);
     }
 }
