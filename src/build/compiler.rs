@@ -162,6 +162,8 @@ pub struct Compiler {
     pub(super) crate_args: Vec<String>,
     /// The same for wasm32-wasip1-threads programs.
     threads_crate_args: Vec<String>,
+    /// `--sysroot` of the lean sysroot made at set-up, when there is one (empty otherwise).
+    lean_sysroot: Vec<String>,
     /// Miri's sysroot, when this is nightly and it was prepared.
     pub(super) miri_sysroot: Option<PathBuf>,
     /// The toolchain's `rust-src` directory and what to show instead (empty when unused).
@@ -177,6 +179,7 @@ impl Compiler {
             crates: None,
             crate_args: Vec::new(),
             threads_crate_args: Vec::new(),
+            lean_sysroot: Vec::new(),
             miri_sysroot: None,
             std_src: Default::default(),
         }
@@ -187,6 +190,10 @@ impl Compiler {
         self.sandbox.allow_read(&crates.dirs())?;
         self.crate_args = crates.rustc_args();
         self.threads_crate_args = crates.threads_rustc_args().unwrap_or_default();
+        if let Some(lean) = self.toolchain.lean_sysroot(&crates.lean_sysroot) {
+            self.sandbox.allow_read(&[&lean])?;
+            self.lean_sysroot = vec!["--sysroot".into(), lean.display().to_string()];
+        }
         self.crates = Some(crates);
         Ok(self)
     }
@@ -221,10 +228,17 @@ impl Compiler {
             Target::Wasip1 => &self.crate_args,
             Target::Wasip1Threads => &self.threads_crate_args,
         };
+        // The same module from a std without debug sections, unless std's line tables may be
+        // shown (a backtrace).
+        let sysroot: &[String] = if opts.backtrace {
+            &[]
+        } else {
+            &self.lean_sysroot
+        };
         let rustc = &self.toolchain.rustc;
         self.build_package(rustc, code, opts, target, |opts, dir, root| {
             let (args, output) = rustc_args(opts, target, dir, root);
-            ([args, crate_args.clone()].concat(), output)
+            ([sysroot, &args, crate_args].concat(), output)
         })
         .await
     }
