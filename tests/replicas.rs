@@ -95,7 +95,15 @@ impl Redis {
 /// A replica sharing `redis`, with a private work dir and local cache.
 fn replica(redis: &str) -> ServerProcess {
     ServerProcess::spawn(
-        &["--redis-url", redis, "--fuel", "50000000"],
+        // nginx, on this machine, names the client in X-Forwarded-For.
+        &[
+            "--redis-url",
+            redis,
+            "--fuel",
+            "50000000",
+            "--trusted-proxies",
+            "127.0.0.1/32",
+        ],
         &[HMAC_KEY, ("WASM_PLAYGROUND_REDIS_TIMEOUT_MS", "200")],
     )
 }
@@ -177,6 +185,7 @@ http {{
       proxy_pass http://replicas;
       proxy_http_version 1.1;
       proxy_set_header Connection \"\";
+      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
       proxy_next_upstream error timeout non_idempotent;
       proxy_connect_timeout 1s;
       proxy_read_timeout 60s;
