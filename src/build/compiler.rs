@@ -170,6 +170,8 @@ pub struct Compiler {
     pub(super) crate_args: Vec<String>,
     /// The same for wasm32-wasip1-threads programs.
     threads_crate_args: Vec<String>,
+    /// `--sysroot` of the lean sysroot made at set-up, when there is one (empty otherwise).
+    lean_sysroot: Vec<String>,
     /// Miri's sysroot, when this is nightly and it was prepared.
     pub(super) miri_sysroot: Option<PathBuf>,
     /// The toolchain's `rust-src` directory and what to show instead (empty when unused).
@@ -185,6 +187,7 @@ impl Compiler {
             crates: None,
             crate_args: Vec::new(),
             threads_crate_args: Vec::new(),
+            lean_sysroot: Vec::new(),
             miri_sysroot: None,
             std_src: Default::default(),
         }
@@ -195,6 +198,10 @@ impl Compiler {
         self.sandbox.allow_read(&crates.dirs())?;
         self.crate_args = crates.rustc_args();
         self.threads_crate_args = crates.threads_rustc_args().unwrap_or_default();
+        if let Some(lean) = self.toolchain.lean_sysroot(&crates.lean_sysroot) {
+            self.sandbox.allow_read(&[&lean])?;
+            self.lean_sysroot = vec!["--sysroot".into(), lean.display().to_string()];
+        }
         self.crates = Some(crates);
         Ok(self)
     }
@@ -229,10 +236,17 @@ impl Compiler {
             Target::Wasip1 => &self.crate_args,
             Target::Wasip1Threads => &self.threads_crate_args,
         };
+        // The same module from a std without debug sections, unless std's line tables may be
+        // shown (a backtrace).
+        let sysroot: &[String] = if opts.backtrace {
+            &[]
+        } else {
+            &self.lean_sysroot
+        };
         let rustc = &self.toolchain.rustc;
         self.build_package(rustc, code, opts, target, |opts, dir, root| {
             let (args, output) = rustc_args(opts, target, dir, root);
-            ([args, crate_args.clone()].concat(), output)
+            ([sysroot, &args, crate_args].concat(), output)
         })
         .await
     }
@@ -417,13 +431,11 @@ impl Compiler {
             .current_dir(dir.path())
             .env_clear()
             .env("TMPDIR", dir.path())
-            .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0)
             .kill_on_drop(true);
-        self.sandbox.confine(&mut cmd, dir.path())?;
-        let mut child = cmd.spawn().map_err(CompileError::Spawn)?;
+        let mut child = self.sandbox.spawn(&mut cmd, dir.path())?;
         let pid = child.id();
         // Kills rustc and its linker if this future is dropped (client gone) or times out.
         let mut group = KillGroupOnDrop(pid);
@@ -871,5 +883,12 @@ mod tests {
         assert_eq!(ENTRY_STUB.lines().count(), 1);
         assert_eq!(BACKTRACE_STUB.lines().count(), 1);
         assert_eq!(THREADS_ENTRY_STUB.lines().count(), 1);
+    }
+
+    /// The outside benchmark harness (`scripts/cold-bench`) builds the same file by hand.
+    #[test]
+    fn stub_fixture_is_the_stub() {
+        let fixture = include_str!("../../tests/fixtures/bench/entry-stub.txt");
+        assert_eq!(fixture, ENTRY_STUB);
     }
 }

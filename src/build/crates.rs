@@ -24,6 +24,8 @@ use super::toolchain::Toolchain;
 
 /// The file the set-up writes in the crates directory.
 pub const INDEX_FILE: &str = "index.json";
+/// The lean sysroot ([`Toolchain::prepare_lean_sysroot`]) made with the crates, in their dir.
+const LEAN_SYSROOT_DIR: &str = "lean-sysroot";
 
 /// One offered crate, as `GET /meta/crates` lists it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -70,6 +72,8 @@ pub struct CrateSet {
     /// SHA-256 of the index file, part of every artifact cache key: a rebuilt crate set has new
     /// library file names, so it never shares cached modules with the old one.
     pub fingerprint: String,
+    /// Where set-up put the lean sysroot, if it did.
+    pub lean_sysroot: PathBuf,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -138,7 +142,11 @@ impl CrateSet {
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect();
-        Ok(Self { index, fingerprint })
+        Ok(Self {
+            index,
+            fingerprint,
+            lean_sysroot: dir.join(LEAN_SYSROOT_DIR),
+        })
     }
 
     /// The `rustc` arguments that make every offered crate available to a program.
@@ -425,6 +433,14 @@ pub fn build(
         }),
     };
     write_index(&dir, &index)?;
+    // Only speeds up compiles: without it they use the toolchain's own sysroot.
+    let lean = dir.join(LEAN_SYSROOT_DIR);
+    if toolchain.lean_sysroot(&lean).is_none() {
+        match toolchain.prepare_lean_sysroot(&lean) {
+            Ok(()) => eprintln!("lean sysroot ready in {}", lean.display()),
+            Err(err) => eprintln!("warning: no lean sysroot ({err}); compiles use the toolchain's"),
+        }
+    }
     Ok(index)
 }
 

@@ -3,24 +3,29 @@
 //! The guest program runs inside Wasmtime with no capabilities, but `rustc` runs on the host, on
 //! attacker-chosen source: `include_str!("/etc/shadow")`, `#[path = "/proc/self/environ"] mod m;`
 //! and friends read host files at compile time, and constant evaluation or macros can burn CPU
-//! and memory. Every `rustc` child is therefore started with, in its `pre_exec` hook:
+//! and memory. Every `rustc` child is therefore started with:
 //!
-//! - a Landlock ruleset (built in the parent; the child only calls `restrict_self`): read and
-//!   execute of the toolchain files rustc (and rustfmt, clippy-driver, miri) needs and the system
-//!   libraries it links, read of the host target's std (native assembly) and Miri's sysroot, read of
-//!   `/proc/sys/vm/overcommit_memory` (jemalloc's hint) and of the offered crates' `deps`
-//!   directories, read/write of the job dir, nothing else.
-//!   The ABI v1 filesystem rights are required; newer rights (truncate, TCP, scopes) are added
-//!   where the kernel has them;
+//! - a Landlock ruleset: read and execute of the toolchain files rustc (and rustfmt,
+//!   clippy-driver, miri) needs and the system libraries it links, read of the host target's std
+//!   (native assembly) and Miri's sysroot, read of `/proc/sys/vm/overcommit_memory` (jemalloc's
+//!   hint) and of the offered crates' `deps` directories, read/write of the job dir, nothing
+//!   else. The ABI v1 filesystem rights are required; newer rights (truncate, TCP, scopes) are
+//!   added where the kernel has them;
+//! - a seccomp filter that makes `socket()` fail (rustc itself only needs `socketpair`);
 //! - rlimits: CPU seconds, data segment, file size (SIGXFSZ ignored, so writes fail with EFBIG),
-//!   open files, no core dumps;
-//! - a seccomp filter that makes `socket()` fail (rustc itself only needs `socketpair`).
+//!   open files, no core dumps.
+//!
+//! Landlock domains and seccomp filters belong to a thread and are inherited by the processes
+//! it starts; so a short-lived thread restricts itself and starts the compiler with
+//! `posix_spawn`. Forking the large server process instead (what a `pre_exec` hook needs) cost
+//! ~10 ms of CPU per compile in copying and tearing down its page tables (BENCHMARKS.md).
+//! Rlimits are per process: they are set on the child with `prlimit` as soon as it has started,
+//! while `rustc` is still being loaded, before it has read a byte of the program.
 //!
 //! Without Landlock the service refuses to start, unless it was explicitly started with
 //! `--insecure-unsandboxed-compile`; then rlimits and seccomp still apply and each compile logs a
 //! warning.
 
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 
 use landlock::{
@@ -49,6 +54,8 @@ pub enum SandboxError {
     Path { path: PathBuf, reason: String },
     #[error("could not build the sandbox rules: {0}")]
     Ruleset(String),
+    #[error("could not start the compiler: {0}")]
+    Spawn(#[source] std::io::Error),
 }
 
 /// A file or directory the compiler may use, opened once at start-up.
@@ -102,6 +109,7 @@ impl Sandbox {
         limits: ProcessLimits,
         insecure: bool,
     ) -> Result<Self, SandboxError> {
+        ignore_file_size_signal();
         if insecure {
             return Ok(Self {
                 rules: None,
@@ -201,15 +209,15 @@ impl Sandbox {
         self.rules.is_some()
     }
 
-    /// Arranges for `cmd` to run confined to `job_dir`. The ruleset is built here, in the parent;
-    /// the child applies it, the rlimits and the seccomp filter just before `exec`, and refuses
-    /// to `exec` if Landlock does not enforce it.
-    pub fn confine(
+    /// Starts `cmd` confined to `job_dir`, with `/dev/null` as its stdin: from a thread that
+    /// restricts itself (Landlock, seccomp) and spawns without forking the server, then the
+    /// rlimits. Refuses to start it if Landlock does not enforce the ruleset.
+    pub fn spawn(
         &self,
         cmd: &mut tokio::process::Command,
         job_dir: &Path,
-    ) -> Result<(), SandboxError> {
-        let mut ruleset = match &self.rules {
+    ) -> Result<tokio::process::Child, SandboxError> {
+        let ruleset = match &self.rules {
             Some(rules) => Some(self.ruleset(rules, job_dir)?),
             None => {
                 tracing::warn!(
@@ -218,28 +226,40 @@ impl Sandbox {
                 None
             }
         };
-        let limits = self.limits;
-        let pre_exec = move || -> std::io::Result<()> {
-            set_limits(&limits)?;
-            if let Some(ruleset) = ruleset.take() {
-                let status = ruleset
-                    .restrict_self()
-                    .map_err(|e| std::io::Error::other(e.to_string()))?;
-                if status.ruleset == RulesetStatus::NotEnforced {
-                    return Err(std::io::Error::other(
-                        "Landlock did not enforce the ruleset",
-                    ));
+        // Opened here: the restricted thread may not open it.
+        let null = std::fs::File::open("/dev/null").map_err(SandboxError::Spawn)?;
+        cmd.stdin(null);
+        // The child is registered with this runtime's process driver.
+        let runtime = tokio::runtime::Handle::current();
+        let spawned = std::thread::scope(|scope| {
+            let spawner = scope.spawn(|| {
+                let _runtime = runtime.enter();
+                if let Some(ruleset) = ruleset {
+                    let status = ruleset
+                        .restrict_self()
+                        .map_err(|e| std::io::Error::other(e.to_string()))?;
+                    if status.ruleset == RulesetStatus::NotEnforced {
+                        return Err(std::io::Error::other(
+                            "Landlock did not enforce the ruleset",
+                        ));
+                    }
                 }
-            }
-            deny_sockets()
-        };
-        // SAFETY: the closure runs between fork and exec. It only makes system calls
-        // (setrlimit, signal, prctl, landlock_restrict_self); the ruleset and its fds were
-        // prepared in the parent.
-        unsafe {
-            cmd.as_std_mut().pre_exec(pre_exec);
-        }
-        Ok(())
+                deny_sockets()?;
+                // No `pre_exec` hook: std spawns with posix_spawn (vfork), not fork.
+                cmd.spawn()
+            });
+            spawner
+                .join()
+                .unwrap_or_else(|_| Err(std::io::Error::other("the spawning thread panicked")))
+        });
+        let child = spawned.map_err(SandboxError::Spawn)?;
+        // Dropping `child` on an error kills it (`kill_on_drop`).
+        let pid = child
+            .id()
+            .and_then(|pid| libc::pid_t::try_from(pid).ok())
+            .ok_or_else(|| SandboxError::Spawn(std::io::Error::other("the compiler is gone")))?;
+        set_limits(pid, &self.limits).map_err(SandboxError::Spawn)?;
+        Ok(child)
     }
 
     fn ruleset(&self, rules: &[Rule], job_dir: &Path) -> Result<RulesetCreated, SandboxError> {
@@ -291,14 +311,15 @@ fn probe_landlock() -> Result<(), SandboxError> {
         .map_err(|e| SandboxError::Unavailable(e.to_string()))
 }
 
-fn set_limits(limits: &ProcessLimits) -> std::io::Result<()> {
+/// Sets the limits of process `pid` (which this process started).
+fn set_limits(pid: libc::pid_t, limits: &ProcessLimits) -> std::io::Result<()> {
     let set = |resource, soft: u64, hard: u64| {
         let limit = libc::rlimit {
             rlim_cur: soft,
             rlim_max: hard,
         };
-        // SAFETY: setrlimit reads a valid rlimit struct.
-        if unsafe { libc::setrlimit(resource, &limit) } != 0 {
+        // SAFETY: prlimit reads a valid rlimit struct; a null old-limit pointer is allowed.
+        if unsafe { libc::prlimit(pid, resource, &limit, std::ptr::null_mut()) } != 0 {
             return Err(std::io::Error::last_os_error());
         }
         Ok(())
@@ -308,13 +329,17 @@ fn set_limits(limits: &ProcessLimits) -> std::io::Result<()> {
     set(libc::RLIMIT_DATA, limits.data_bytes, limits.data_bytes)?;
     set(libc::RLIMIT_FSIZE, limits.file_bytes, limits.file_bytes)?;
     set(libc::RLIMIT_NOFILE, limits.open_files, limits.open_files)?;
-    set(libc::RLIMIT_CORE, 0, 0)?;
-    // SAFETY: ignoring a signal is async-signal-safe; the disposition survives exec, so an
-    // oversized output file fails with EFBIG (a clear rustc error) instead of killing rustc.
+    set(libc::RLIMIT_CORE, 0, 0)
+}
+
+/// Ignores SIGXFSZ in this process, and so in every process it starts (an ignored signal stays
+/// ignored across `exec`): a compiler output over the file size limit then fails with EFBIG (a
+/// clear rustc error) instead of killing rustc. The server itself has no file size limit.
+fn ignore_file_size_signal() {
+    // SAFETY: setting a signal's disposition to SIG_IGN has no memory-safety preconditions.
     unsafe {
         libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
     }
-    Ok(())
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -322,7 +347,8 @@ const AUDIT_ARCH: u32 = 0xC000_003E;
 #[cfg(target_arch = "aarch64")]
 const AUDIT_ARCH: u32 = 0xC000_00B7;
 
-/// Installs a seccomp filter under which `socket()` fails with EACCES. `socketpair()`, which
+/// Installs a seccomp filter on the calling thread (and the processes it starts) under which
+/// `socket()` fails with EACCES. `socketpair()`, which
 /// rustc's jobserver uses, is a different system call and stays allowed.
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 fn deny_sockets() -> std::io::Result<()> {
@@ -361,7 +387,7 @@ fn deny_sockets() -> std::io::Result<()> {
         filter: filter.as_ptr().cast_mut(),
     };
     // SAFETY: `prog` points at `filter`, which outlives the call; the kernel copies it. The
-    // process already has no_new_privs (set by Landlock, or below).
+    // thread already has no_new_privs (set by Landlock, or below).
     unsafe {
         if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
             || libc::prctl(

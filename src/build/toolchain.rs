@@ -1,7 +1,7 @@
 //! Finding the real `rustc` (and its `rustfmt`, `clippy-driver`) of each channel at start-up.
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::process::{Command, Stdio};
 
 use crate::config::Channel;
 
@@ -128,5 +128,89 @@ impl Toolchain {
             threads,
             version,
         })
+    }
+}
+
+/// The WebAssembly targets whose standard library a lean sysroot holds.
+const WASM_TARGETS: [&str; 2] = ["wasm32-wasip1", "wasm32-wasip1-threads"];
+/// The file of a lean sysroot naming the `rustc --version` it was made from; written last.
+const LEAN_VERSION_FILE: &str = "version";
+
+#[derive(Debug, thiserror::Error)]
+pub enum LeanSysrootError {
+    #[error("the toolchain has no rust-objcopy (in lib/rustlib/*/bin)")]
+    NoObjcopy,
+    #[error("could not write {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("rust-objcopy failed on {path}: {stderr}")]
+    Objcopy { path: PathBuf, stderr: String },
+}
+
+impl Toolchain {
+    /// Prepares in `dir` a sysroot with this toolchain's WebAssembly standard library whose
+    /// object files carry no debug sections (`rust-objcopy --strip-debug` on every archive; the
+    /// `.rmeta` files are copied as they are). `rust-lld` then reads and parses a fraction of
+    /// what it reads for every program, and writes the very same module for a build that strips
+    /// debug info anyway (BENCHMARKS.md). Done once at set-up, by `build-crates`.
+    pub fn prepare_lean_sysroot(&self, dir: &Path) -> Result<(), LeanSysrootError> {
+        let write = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| LeanSysrootError::Write { path, source }
+        };
+        let objcopy = std::fs::read_dir(self.sysroot.join("lib/rustlib"))
+            .map_err(write(&self.sysroot))?
+            .filter_map(Result::ok)
+            .map(|entry| entry.path().join("bin/rust-objcopy"))
+            .find(|path| path.is_file())
+            .ok_or(LeanSysrootError::NoObjcopy)?;
+        let _ = std::fs::remove_dir_all(dir);
+        for target in WASM_TARGETS {
+            let from = self.sysroot.join("lib/rustlib").join(target).join("lib");
+            if !from.is_dir() {
+                continue;
+            }
+            let to = dir.join("lib/rustlib").join(target).join("lib");
+            for sub in ["", "self-contained"] {
+                let (from, to) = (from.join(sub), to.join(sub));
+                std::fs::create_dir_all(&to).map_err(write(&to))?;
+                for entry in std::fs::read_dir(&from).map_err(write(&from))? {
+                    let path = entry.map_err(write(&from))?.path();
+                    let dest = to.join(path.file_name().unwrap_or_default());
+                    let archive = path
+                        .extension()
+                        .is_some_and(|ext| ext == "rlib" || ext == "a");
+                    if archive {
+                        let output = Command::new(&objcopy)
+                            .arg("--strip-debug")
+                            .args([&path, &dest])
+                            // rust-objcopy links the toolchain's LLVM.
+                            .env("LD_LIBRARY_PATH", self.sysroot.join("lib"))
+                            .stdin(Stdio::null())
+                            .output()
+                            .map_err(write(&dest))?;
+                        if !output.status.success() {
+                            return Err(LeanSysrootError::Objcopy {
+                                path,
+                                stderr: String::from_utf8_lossy(&output.stderr).trim().into(),
+                            });
+                        }
+                    } else if path.is_file() {
+                        std::fs::copy(&path, &dest).map_err(write(&dest))?;
+                    }
+                }
+            }
+        }
+        let version = dir.join(LEAN_VERSION_FILE);
+        std::fs::write(&version, &self.version).map_err(write(&version))
+    }
+
+    /// `dir`, if it holds a lean sysroot ([`Self::prepare_lean_sysroot`]) made from this
+    /// toolchain.
+    pub fn lean_sysroot(&self, dir: &Path) -> Option<PathBuf> {
+        let made_from = std::fs::read_to_string(dir.join(LEAN_VERSION_FILE)).ok()?;
+        (made_from == self.version).then(|| dir.to_path_buf())
     }
 }
