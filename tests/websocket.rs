@@ -405,3 +405,36 @@ async fn tests_are_reported_as_cargo_test_prints_them() {
     );
     assert_eq!(seen[1], end(true, "Exited with status 0", 1));
 }
+
+#[tokio::test]
+async fn status_reports_the_programs_cpu_time_and_memory() {
+    let mut ws = connect().await;
+    // 8 MiB in use, then waiting for input: memory, but no CPU, while it waits.
+    let code = "use std::io::Read;\nfn main() {\n    let v = vec![1u8; 8 << 20];\n    println!(\"ready {}\", v.iter().map(|&b| b as usize).sum::<usize>());\n    std::io::stdin().read_to_end(&mut Vec::new()).unwrap();\n}\n";
+    execute(&mut ws, 1, code).await;
+    assert_eq!(next(&mut ws).await, begin(1));
+    loop {
+        let v = next(&mut ws).await;
+        if v == stdout("ready 8388608\n", 1) {
+            break;
+        }
+        assert!(is_status(&v), "{v}");
+    }
+    let waiting = Instant::now();
+    let status = loop {
+        let v = next(&mut ws).await;
+        assert!(is_status(&v), "{v}");
+        if waiting.elapsed() >= Duration::from_millis(1500) {
+            break v["payload"].clone();
+        }
+    };
+    let memory = status["residentSetSizeBytes"].as_u64().unwrap();
+    assert!(memory >= 8 << 20 && memory % 65536 == 0, "{status}");
+    let cpu = status["totalTimeSecs"].as_f64().unwrap();
+    assert!(cpu > 0.0 && cpu < 1.5, "{status}");
+    send(&mut ws, "output/execute/wsExecuteStdinClose", None, 1).await;
+    assert_eq!(
+        until_end(&mut ws).await,
+        [end(true, "Exited with status 0", 1)]
+    );
+}

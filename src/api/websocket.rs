@@ -17,7 +17,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
@@ -34,7 +34,7 @@ use super::execute::{execute_request_from_json, record_execution};
 use super::live::{LiveEvent, LiveSink, Utf8Decoder};
 use super::metrics::Metrics;
 use crate::pipeline::{ExecutionOutput, Playground, PlaygroundError};
-use crate::run::{LiveStdin, StreamKind};
+use crate::run::{LiveStdin, RunStats, StreamKind};
 
 /// How long a client has to send its `websocket/connected` before the socket is dropped.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -78,7 +78,7 @@ struct Run {
     events: UnboundedReceiver<LiveEvent>,
     stdin: Option<DuplexStream>,
     decoders: [Utf8Decoder; 2],
-    started: Instant,
+    stats: Arc<RunStats>,
 }
 
 /// The socket was closed or broke: the session is over.
@@ -243,13 +243,14 @@ impl Session {
         let (sink, events) = LiveSink::new();
         let (stdin, writer) = LiveStdin::pipe();
         let playground = playground.clone();
+        let stats = sink.stats.clone();
         self.run = Some(Run {
             sequence,
             future: Box::pin(async move { playground.execute_live(request, sink, stdin).await }),
             events,
             stdin: Some(writer),
             decoders: Default::default(),
-            started: Instant::now(),
+            stats,
         });
         self.send("output/execute/wsExecuteBegin", None, sequence)
             .await?;
@@ -343,16 +344,16 @@ impl Session {
             .await
     }
 
-    /// The run's time so far. The frontend offers to kill a run after 15 s of it; what runs
-    /// here is bounded by fuel, so wall-clock time is the honest measure. The guest's memory is
-    /// not a process of its own, so there is no resident set size to report.
+    /// What the run has used so far, as play.rust-lang.org reports its process's user+system
+    /// time and resident set: the guest's CPU time (0 while it compiles; the frontend offers to
+    /// kill a run after 15 s of it) and the size of its linear memory.
     async fn status(&mut self) -> Result<(), Gone> {
         let Some(run) = &self.run else {
             return Ok(());
         };
         let status = json!({
-            "totalTimeSecs": run.started.elapsed().as_secs_f64(),
-            "residentSetSizeBytes": 0,
+            "totalTimeSecs": run.stats.cpu_time().as_secs_f64(),
+            "residentSetSizeBytes": run.stats.memory_bytes(),
         });
         let sequence = run.sequence;
         self.send("output/execute/wsExecuteStatus", Some(status), sequence)
