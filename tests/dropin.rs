@@ -505,3 +505,45 @@ async fn tests_of_a_library_and_a_binary_run_both_as_cargo_test_does() {
         (&json!(false), &json!("Exited with status 101"))
     );
 }
+
+#[tokio::test]
+async fn clippy_checks_a_packages_binary_after_its_library() {
+    let mut code = library_and_binary("6");
+    code[2]["content"] = json!(
+        "fn main() {\n    let x = 3.14;\n    println!(\"{} {}\", x, playground::add(1, 2));\n}\n"
+    );
+    // The frontend sends `lib` for a package with tests. `clippy-driver --edition 2024` of
+    // `src/lib.rs`, then of `src/main.rs` with `--extern playground=...`.
+    let v = post_to(
+        "/clippy",
+        json!({"channel": "stable", "crateType": "lib", "edition": "2024", "code": code}),
+    )
+    .await;
+    let expected = "warning: unused variable: `unused`\n --> src/lib.rs:4:9\n  |\n4 |     let unused = 1;\n  |         ^^^^^^ help: if this is intentional, prefix it with an underscore: `_unused`\n  |\n  = note: `#[warn(unused_variables)]` (part of `#[warn(unused)]`) on by default\n\nwarning: 1 warning emitted\n\nerror: approximate value of `f{32, 64}::consts::PI` found\n --> src/main.rs:2:13\n  |\n2 |     let x = 3.14;\n  |             ^^^^\n  |\n  = help: consider using the constant directly\n  = help: for further information visit https://rust-lang.github.io/rust-clippy/rust-1.95.0/index.html#approx_constant\n  = note: `#[deny(clippy::approx_constant)]` on by default\n\nerror: aborting due to 1 previous error\n\n";
+    assert_eq!(
+        (&v["success"], &v["stderr"]),
+        (&json!(false), &json!(expected)),
+        "{v}"
+    );
+}
+
+#[tokio::test]
+async fn building_a_package_builds_its_binary_after_its_library() {
+    let mut code = library_and_binary("6");
+    code[2]["content"] =
+        json!("fn main() {\n    let y = 2;\n    println!(\"{}\", playground::add(1, 2));\n}\n");
+    // `rustc --edition 2024 --crate-type lib src/lib.rs`, then `--crate-type bin src/main.rs
+    // --extern playground=...`, as `cargo build` runs them.
+    let v = execute(code, "lib", false).await;
+    let expected = "warning: unused variable: `unused`\n --> src/lib.rs:4:9\n  |\n4 |     let unused = 1;\n  |         ^^^^^^ help: if this is intentional, prefix it with an underscore: `_unused`\n  |\n  = note: `#[warn(unused_variables)]` (part of `#[warn(unused)]`) on by default\n\nwarning: 1 warning emitted\n\nwarning: unused variable: `y`\n --> src/main.rs:2:9\n  |\n2 |     let y = 2;\n  |         ^ help: if this is intentional, prefix it with an underscore: `_y`\n  |\n  = note: `#[warn(unused_variables)]` (part of `#[warn(unused)]`) on by default\n\nwarning: 1 warning emitted\n\n";
+    assert_eq!(
+        (&v["success"], &v["exitDetail"], &v["stdout"], &v["stderr"]),
+        (
+            &json!(true),
+            &json!("Compiled the library (there is nothing to run)"),
+            &json!(""),
+            &json!(expected)
+        ),
+        "{v}"
+    );
+}

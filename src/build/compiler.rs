@@ -239,8 +239,9 @@ impl Compiler {
     ) -> Result<BuildResult, CompileError> {
         let opts = CompileOptions {
             emit: Emit::Link,
+            // `cargo clippy` checks every target: a package's binary after its library.
             kind: match opts.kind {
-                CrateKind::Library => CrateKind::Library,
+                CrateKind::Library if !code.has("src/main.rs") => CrateKind::Library,
                 _ => CrateKind::Binary,
             },
             ..*opts
@@ -657,6 +658,10 @@ impl Layout {
         }
         let (main, lib) = (code.has("src/main.rs"), code.has("src/lib.rs"));
         match (kind, main, lib) {
+            // `cargo build` builds a package's binary too, after its library.
+            (CrateKind::Library, true, true) if opts.emit == Emit::Link => {
+                Ok(layout("src/main.rs", CrateKind::Binary, true))
+            }
             (kind, _, true) if kind.is_library() => Ok(layout("src/lib.rs", opts.kind, false)),
             (kind, true, false) if kind.is_library() => Ok(layout("src/main.rs", opts.kind, false)),
             (_, true, lib) => Ok(layout("src/main.rs", opts.kind, lib)),
