@@ -184,6 +184,136 @@ pub struct Config {
     )]
     pub queue_timeout_ms: u64,
 
+    /// Compiles one client may have running at once (default: half the cores, at least 1), so
+    /// one client never holds every compile slot.
+    #[arg(long, env = "WASM_PLAYGROUND_CLIENT_MAX_COMPILES", default_value_t = (cores() / 2).max(1), global = true)]
+    pub client_max_compiles: usize,
+
+    /// Runs one client may have going at once (a live run counts while it computes, not while
+    /// it waits for input).
+    #[arg(
+        long,
+        env = "WASM_PLAYGROUND_CLIENT_MAX_RUNS",
+        default_value_t = 8,
+        global = true
+    )]
+    pub client_max_runs: usize,
+
+    /// Requests one client may have waiting for its own compile slots (and, separately, for
+    /// its run slots); past it, 429. They do not take places in the server's queue.
+    #[arg(
+        long,
+        env = "WASM_PLAYGROUND_CLIENT_QUEUE_LIMIT",
+        default_value_t = 32,
+        global = true
+    )]
+    pub client_queue_limit: usize,
+
+    /// New programs (compiles that miss the artifact cache, and every format, clippy and
+    /// `/compile` request) one client may start per minute, on average; 0 turns the limit off.
+    #[arg(
+        long,
+        env = "WASM_PLAYGROUND_CLIENT_COMPILE_RATE",
+        default_value_t = 120,
+        global = true
+    )]
+    pub client_compile_rate: u32,
+
+    /// How many of those a client may start in a burst, above the rate.
+    #[arg(
+        long,
+        env = "WASM_PLAYGROUND_CLIENT_COMPILE_BURST",
+        default_value_t = 40,
+        global = true
+    )]
+    pub client_compile_burst: u32,
+
+    /// Live sessions (`/live` runs) open at once on the server, most of them usually waiting
+    /// for input; past it, 503.
+    #[arg(
+        long,
+        env = "WASM_PLAYGROUND_MAX_LIVE_SESSIONS",
+        default_value_t = 256,
+        global = true
+    )]
+    pub max_live_sessions: usize,
+
+    /// Live sessions one client may have open at once; past it, 429.
+    #[arg(
+        long,
+        env = "WASM_PLAYGROUND_CLIENT_MAX_LIVE_SESSIONS",
+        default_value_t = 40,
+        global = true
+    )]
+    pub client_max_live_sessions: usize,
+
+    /// Proxies (CIDRs, comma-separated) whose `X-Forwarded-For` names the client; from anyone
+    /// else the header is ignored and the client is the peer address.
+    #[arg(
+        long,
+        env = "WASM_PLAYGROUND_TRUSTED_PROXIES",
+        value_delimiter = ',',
+        global = true
+    )]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+
+    /// Open connections the server accepts; past it, new ones are closed at once.
+    #[arg(
+        long,
+        env = "WASM_PLAYGROUND_MAX_CONNECTIONS",
+        default_value_t = 4096,
+        global = true
+    )]
+    pub max_connections: usize,
+
+    /// Open connections from one peer address (trusted proxies are not limited).
+    #[arg(
+        long,
+        env = "WASM_PLAYGROUND_CLIENT_MAX_CONNECTIONS",
+        default_value_t = 256,
+        global = true
+    )]
+    pub client_max_connections: usize,
+
+    /// Time a client has to send a request's headers, in milliseconds; an idle keep-alive
+    /// connection is closed after it too.
+    #[arg(
+        long,
+        env = "WASM_PLAYGROUND_HEADER_TIMEOUT_MS",
+        default_value_t = 10_000,
+        global = true
+    )]
+    pub header_timeout_ms: u64,
+
+    /// Time a client has to send a request's body, in milliseconds (408 after it).
+    #[arg(
+        long,
+        env = "WASM_PLAYGROUND_BODY_TIMEOUT_MS",
+        default_value_t = 30_000,
+        global = true
+    )]
+    pub body_timeout_ms: u64,
+
+    /// A WebSocket closes when its client sends nothing for this long, in milliseconds (while
+    /// no program runs: a run has its own limit).
+    #[arg(
+        long,
+        env = "WASM_PLAYGROUND_WS_IDLE_TIMEOUT_MS",
+        default_value_t = 30_000,
+        global = true
+    )]
+    pub ws_idle_timeout_ms: u64,
+
+    /// Largest function body in a compiled module, in bytes: Wasmtime compiles each function
+    /// in the server's process, and its time grows with the size.
+    #[arg(
+        long,
+        env = "WASM_PLAYGROUND_MAX_FUNCTION_BYTES",
+        default_value_t = 4 << 20,
+        global = true
+    )]
+    pub max_function_bytes: usize,
+
     /// Largest accepted source program, in bytes.
     #[arg(
         long,
@@ -266,6 +396,16 @@ pub struct Config {
         global = true
     )]
     pub cache_memory_entries: usize,
+
+    /// Bytes the memory cache's programs may take (their WebAssembly and machine code), least
+    /// recently used first out.
+    #[arg(
+        long,
+        env = "WASM_PLAYGROUND_CACHE_MEMORY_BYTES",
+        default_value_t = 256 << 20,
+        global = true
+    )]
+    pub cache_memory_bytes: usize,
 
     /// Total size of the on-disk artifact cache in bytes, oldest entries evicted first; 0 turns
     /// the disk cache off.
@@ -460,6 +600,18 @@ impl Config {
         Duration::from_millis(self.epoch_tick_ms.max(1))
     }
 
+    pub fn header_timeout(&self) -> Duration {
+        Duration::from_millis(self.header_timeout_ms.max(1))
+    }
+
+    pub fn body_timeout(&self) -> Duration {
+        Duration::from_millis(self.body_timeout_ms.max(1))
+    }
+
+    pub fn ws_idle_timeout(&self) -> Duration {
+        Duration::from_millis(self.ws_idle_timeout_ms.max(1))
+    }
+
     pub fn redis_timeout(&self) -> Duration {
         Duration::from_millis(self.redis_timeout_ms.max(1))
     }
@@ -473,9 +625,15 @@ impl Config {
     }
 
     /// Slots of Wasmtime's pooling allocator (instances, memories, tables, stacks): twice the
-    /// runs allowed at once, since a run restarting on Cranelift briefly holds two.
+    /// runs allowed at once, since a run restarting on Cranelift briefly holds two, plus one
+    /// per live session (which keeps its instance while it waits for input).
     pub fn pool_slots(&self) -> u32 {
-        u32::try_from(self.max_runs.saturating_mul(2).max(4)).unwrap_or(u32::MAX)
+        let slots = self
+            .max_runs
+            .saturating_mul(2)
+            .max(4)
+            .saturating_add(self.max_live_sessions);
+        u32::try_from(slots).unwrap_or(u32::MAX)
     }
 
     /// Instance, table and stack slots: the pool's slots plus, for threaded runs (each counted

@@ -148,7 +148,7 @@ async fn compile_time_attacks_are_contained() {
     refused(&mut h, bomb, &[out_of_memory, cpu]).await;
 
     // Depending on the machine, LLVM's buffers or the output file hit their limit first.
-    let too_large = "error: the compiled program is larger than the 32 MiB limit";
+    let too_large = "error: the program's code and static data are over the 32 MiB limit on the size of a compiled program";
     refused(&mut h, "static BIG: [u8; 100_000_000] = [0; 100_000_000];\nfn main() { println!(\"{}\", BIG[std::hint::black_box(7)]); }", &[too_large, out_of_memory]).await;
     refused(&mut h, "static BIG: [u8; 500_000_000] = [1; 500_000_000];\nfn main() { println!(\"{}\", BIG[7]); }", &["tried to allocate more memory than available to compiler", too_large, out_of_memory]).await;
 
@@ -248,6 +248,106 @@ async fn run_time_attacks_are_contained() {
     assert_eq!(common::leftovers(&h.server.server), 0);
 }
 
+/// What an answer must never show: host paths (of the toolchain, the job dir) and addresses.
+fn assert_no_host_details(v: &Value) {
+    let text = v.to_string();
+    for leak in [
+        "/root",
+        "/home",
+        "/tmp",
+        ".rustup",
+        ".so",
+        "0x",
+        "wasm-playground-",
+    ] {
+        assert!(!text.contains(leak), "`{leak}` in {text}");
+    }
+}
+
+/// The server's threads now.
+fn threads(pid: u32) -> usize {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("Threads:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[tokio::test]
+async fn odd_programs_get_a_sentence_not_a_500() {
+    let mut h = start();
+    let threads_before = threads(h.server.pid());
+    // (program, the last line of compilerOutput)
+    let cases = [
+        (
+            "#[link(wasm_import_module = \"env\")]\nunsafe extern \"C\" { fn evil(); }\nfn main() { unsafe { evil() } }",
+            "error: the program imports `env::evil`, a function the sandbox does not provide (it offers WASI preview 1 only)",
+        ),
+        (
+            "#[link(wasm_import_module = \"wasi_snapshot_preview1\")]\nunsafe extern \"C\" { fn sched_yield(x: i64) -> i64; }\nfn main() { println!(\"{}\", unsafe { sched_yield(1) }); }",
+            "error: the program cannot be linked in the sandbox: incompatible import type for `wasi_snapshot_preview1::sched_yield`",
+        ),
+        (
+            "static mut BIG: [u8; 20_000_000] = [0; 20_000_000];\nfn main() { println!(\"{}\", unsafe { std::ptr::addr_of!(BIG).read()[7] }); }",
+            "error: the program needs 21102592 bytes of memory before it starts (its static data and stack); the memory limit is 10000000 bytes",
+        ),
+        (
+            "static mut BIG: [u8; 64_000_000] = [0; 64_000_000];\nfn main() { println!(\"{}\", unsafe { std::ptr::addr_of!(BIG).read()[7] }); }",
+            "error: the program's code and static data are over the 32 MiB limit on the size of a compiled program",
+        ),
+        (
+            &format!(
+                "fn main() {{ let x = {}1{}; println!(\"{{x}}\"); }}",
+                "(".repeat(20_000),
+                ")".repeat(20_000)
+            ),
+            "error: the compiler crashed: it ran out of stack (SIGSEGV; the program may be nested too deeply)",
+        ),
+    ];
+    for (code, last_line) in cases {
+        let v = attack(&mut h, code).await;
+        assert_eq!(v["status"], "compileError", "{v}");
+        let out = v["compilerOutput"].as_str().unwrap();
+        let last = out.lines().last().unwrap_or_default();
+        assert!(
+            last.starts_with(last_line),
+            "expected {last_line:?}, got {out}"
+        );
+        assert_no_host_details(&v);
+    }
+    // The tools crash the same way on the deep nesting, and say so the same way.
+    let deep = format!(
+        "fn main() {{ let x = {}1{}; }}\n",
+        "(".repeat(20_000),
+        ")".repeat(20_000)
+    );
+    for path in ["/format", "/clippy"] {
+        let resp = client()
+            .post(format!("{}{path}", h.server.server.url))
+            .json(&json!({ "code": deep }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "{path}");
+        let v: Value = resp.json().await.unwrap();
+        assert_eq!(v["success"], false, "{path}: {v}");
+        assert!(
+            v["stderr"]
+                .as_str()
+                .unwrap()
+                .contains("error: the compiler crashed: "),
+            "{path}: {v}"
+        );
+        assert_no_host_details(&v);
+    }
+    assert!(h.server.is_alive());
+    assert_eq!(common::leftovers(&h.server.server), 0);
+    // Blocking threads linger a while after use; the count must not grow with every attack.
+    let threads_after = threads(h.server.pid());
+    assert!(
+        threads_after <= threads_before + 16,
+        "threads {threads_before} -> {threads_after}"
+    );
+}
+
 #[tokio::test]
 async fn client_disconnect_mid_compile_kills_rustc_and_cleans_up() {
     let h = start();
@@ -313,6 +413,15 @@ async fn overload_gets_answers_and_the_server_recovers() {
                     .starts_with("the server is busy"),
                 "{v}"
             ),
+            // One client sends all 64: past its own queue or its burst of new programs it is
+            // told so.
+            429 => assert!(
+                matches!(
+                    v["limit"].as_str(),
+                    Some("clientCompiles" | "clientCompileRate")
+                ),
+                "{v}"
+            ),
             other => panic!("request {i}: unexpected status {other}: {v}"),
         }
     }
@@ -340,6 +449,10 @@ async fn a_full_queue_answers_503_with_retry_after() {
             "--queue-limit",
             "0",
             "--compile-cpu-seconds",
+            "2",
+            // Both requests come from one address: let it have both slots, so the server's
+            // queue (not the client's) is what is full.
+            "--client-max-compiles",
             "2",
         ],
         &[],

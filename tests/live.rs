@@ -128,6 +128,8 @@ async fn a_saturated_service_says_503_and_when_to_retry() {
     let server = common::start(wasm_playground::config::Config {
         max_compiles: 1,
         queue_limit: 0,
+        // Both sessions come from one address: the server's queue, not the client's, is full.
+        client_max_compiles: 2,
         ..Default::default()
     });
     let url = server.url.replace("http://", "ws://") + "/live";

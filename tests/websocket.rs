@@ -399,6 +399,8 @@ async fn a_saturated_service_refuses_and_ends_the_run() {
     let server = common::start(wasm_playground::config::Config {
         max_compiles: 1,
         queue_limit: 0,
+        // Both sockets come from one address: the server's queue, not the client's, is full.
+        client_max_compiles: 2,
         ..Default::default()
     });
     // A program that takes rustc a second or more holds the only compile slot.

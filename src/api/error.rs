@@ -13,9 +13,15 @@ use crate::shares::ShareError;
 pub struct ApiError {
     status: StatusCode,
     message: String,
-    /// Seconds for the `Retry-After` header of a 503.
+    /// Seconds for the `Retry-After` header of a 429 or 503.
     retry_after: Option<u64>,
+    /// The limit that refused the request (429, 503), named in the answer and the metrics.
+    limit: Option<&'static str>,
 }
+
+/// Marks a response refused by a limit, for the metrics.
+#[derive(Clone, Copy)]
+pub(super) struct Rejected(pub(super) &'static str);
 
 impl ApiError {
     pub(super) fn new(status: StatusCode, message: impl Into<String>) -> Self {
@@ -23,7 +29,13 @@ impl ApiError {
             status,
             message: message.into(),
             retry_after: None,
+            limit: None,
         }
+    }
+
+    /// The limit that refused the request, if one did.
+    pub(super) fn limit(&self) -> Option<&'static str> {
+        self.limit
     }
 
     pub(super) fn bad_request(message: impl Into<String>) -> Self {
@@ -41,6 +53,17 @@ impl ApiError {
         if status == StatusCode::PAYLOAD_TOO_LARGE {
             return Self::new(status, "the request body is over the size limit");
         }
+        // `--body-timeout-ms` passed before the whole body came.
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&rejection);
+        while let Some(err) = cause {
+            if err.is::<tower_http::timeout::TimeoutError>() {
+                return Self::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "the request body did not arrive within the time limit",
+                );
+            }
+            cause = err.source();
+        }
         Self::new(status, rejection.body_text())
     }
 }
@@ -54,6 +77,13 @@ impl From<PlaygroundError> for ApiError {
                 status: StatusCode::SERVICE_UNAVAILABLE,
                 message: overloaded.to_string(),
                 retry_after: Some(overloaded.retry_after.as_secs().max(1)),
+                limit: Some(overloaded.limit),
+            },
+            PlaygroundError::Limited(limited) => Self {
+                status: StatusCode::TOO_MANY_REQUESTS,
+                message: limited.to_string(),
+                retry_after: Some(limited.retry_after.as_secs().max(1)),
+                limit: Some(limited.limit.as_str()),
             },
             internal => {
                 tracing::error!(error = %internal, "internal failure");
@@ -74,8 +104,8 @@ impl From<ShareError> for ApiError {
 }
 
 impl ApiError {
-    /// The same answer as a `/live` message: the HTTP status it would have had, and for a 503
-    /// the seconds to wait, so a client can treat both transports alike.
+    /// The same answer as a `/live` message: the HTTP status it would have had, and for a 429
+    /// or 503 the seconds to wait and the limit, so a client can treat both transports alike.
     pub(super) fn live_message(&self) -> serde_json::Value {
         let mut message = serde_json::json!({
             "type": "error",
@@ -84,6 +114,9 @@ impl ApiError {
         });
         if let Some(secs) = self.retry_after {
             message["retryAfter"] = secs.into();
+        }
+        if let Some(limit) = self.limit {
+            message["limit"] = limit.into();
         }
         message
     }
@@ -97,12 +130,18 @@ impl std::fmt::Display for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = Json(serde_json::json!({ "error": self.message }));
-        let mut response = (self.status, body).into_response();
+        let mut body = serde_json::json!({ "error": self.message });
+        if let Some(limit) = self.limit {
+            body["limit"] = limit.into();
+        }
+        let mut response = (self.status, Json(body)).into_response();
         if let Some(secs) = self.retry_after {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, header::HeaderValue::from(secs));
+        }
+        if let Some(limit) = self.limit {
+            response.extensions_mut().insert(Rejected(limit));
         }
         response
     }

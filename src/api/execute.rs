@@ -11,6 +11,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, header};
 use serde::{Deserialize, Serialize};
 
+use super::client::Client;
 use super::error::ApiError;
 use super::metrics::Metrics;
 use crate::build::{Code, CompileOptions, CrateKind, Edition, Emit, Mode};
@@ -33,11 +34,15 @@ struct ExecuteBody {
 pub(super) async fn execute(
     State(playground): State<Arc<Playground>>,
     State(metrics): State<Arc<Metrics>>,
+    Client(client): Client,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(Extension<Logged>, Json<ExecutionOutput>), ApiError> {
     let body = body.map_err(ApiError::from_rejection)?;
-    let request = parse_execute(&headers, &body)?;
+    let request = ExecuteRequest {
+        client,
+        ..parse_execute(&headers, &body)?
+    };
     let out = playground.execute(request).await?;
     Ok((record_execution(&metrics, &out), Json(out)))
 }
@@ -104,6 +109,7 @@ pub(super) fn execute_request_from_json(
         backtrace: opts.backtrace,
         args: parsed.args,
         stdin: parsed.stdin.unwrap_or_default(),
+        ..Default::default()
     })
 }
 
@@ -192,6 +198,7 @@ pub(super) struct EvaluateResponse {
 pub(super) async fn evaluate(
     State(playground): State<Arc<Playground>>,
     State(metrics): State<Arc<Metrics>>,
+    Client(client): Client,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(Extension<Logged>, Json<EvaluateResponse>), ApiError> {
     let body = body.map_err(ApiError::from_rejection)?;
@@ -222,6 +229,7 @@ pub(super) async fn evaluate(
         } else {
             CrateKind::Program
         },
+        client,
         ..Default::default()
     };
     let out = playground.execute(request).await?;

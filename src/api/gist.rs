@@ -1,7 +1,7 @@
 //! `POST /meta/gist` and `GET /meta/gist/{id}`: shares, in the shapes play.rust-lang.org's
 //! frontend uses for its GitHub gists, kept in this server's [`ShareStore`].
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -9,12 +9,13 @@ use std::time::Duration;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{ConnectInfo, Path, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use governor::clock::Clock;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use serde::{Deserialize, Serialize};
 
+use super::client::Client;
 use super::error::ApiError;
 use crate::build::{Channel, Edition, Mode};
 use crate::config::Config;
@@ -151,7 +152,7 @@ pub(super) struct GistAnswer {
 /// `POST /meta/gist`: stores the code (committed before the answer) and answers its id and link.
 pub(super) async fn create(
     State(sharing): State<Arc<Sharing>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Client(client): Client,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<GistAnswer>, ApiError> {
@@ -159,7 +160,7 @@ pub(super) async fn create(
     let parsed: CreateBody = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
     let share = check(parsed, sharing.code_limit)?;
-    sharing.admit(peer.ip())?;
+    sharing.admit(client.addr())?;
     let id = sharing.store.create(&share).await?;
     Ok(sharing.answer(&headers, id, share))
 }

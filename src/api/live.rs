@@ -25,11 +25,12 @@ use serde_json::json;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
+use super::client::Client;
 use super::error::ApiError;
 use super::execute::{execute_request_from_json, record_execution};
 use super::metrics::Metrics;
 use crate::build::{Diagnostic, Report};
-use crate::pipeline::{ExecuteRequest, LiveObserver, Playground};
+use crate::pipeline::{ClientId, ExecuteRequest, LiveObserver, Playground};
 use crate::run::{LiveStdin, OutputSink, RunStats, StreamKind};
 
 /// What a live run reports while it goes.
@@ -99,17 +100,31 @@ pub(super) async fn live(
     ws: WebSocketUpgrade,
     State(playground): State<Arc<Playground>>,
     State(metrics): State<Arc<Metrics>>,
+    Client(client): Client,
 ) -> Response {
-    ws.on_upgrade(move |socket| session(socket, playground, metrics))
+    ws.on_upgrade(move |socket| session(socket, playground, metrics, client))
 }
 
 /// Drives one live session until the run ends, the client kills it, or the client goes away
 /// (dropping the run kills the compiler or stops the program).
-async fn session(socket: WebSocket, playground: Arc<Playground>, metrics: Arc<Metrics>) {
+async fn session(
+    socket: WebSocket,
+    playground: Arc<Playground>,
+    metrics: Arc<Metrics>,
+    client: ClientId,
+) {
     let (mut tx, mut rx) = socket.split();
     let send = |value: serde_json::Value| Message::Text(value.to_string().into());
-    let request = match first_request(&mut rx).await {
-        Ok(request) => request,
+    let idle = playground.config().ws_idle_timeout();
+    let first = tokio::time::timeout(idle, first_request(&mut rx)).await;
+    let first = first.unwrap_or_else(|_| {
+        Err(ApiError::new(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            format!("no run message within {} s", idle.as_secs_f64()),
+        ))
+    });
+    let request = match first {
+        Ok(request) => ExecuteRequest { client, ..request },
         Err(error) => {
             let _ = tx.send(send(error.live_message())).await;
             return;
@@ -164,7 +179,13 @@ async fn session(socket: WebSocket, playground: Arc<Playground>, metrics: Arc<Me
                         done["type"] = "done".into();
                         done
                     }
-                    Err(e) => ApiError::from(e).live_message(),
+                    Err(e) => {
+                        let error = ApiError::from(e);
+                        if let Some(limit) = error.limit() {
+                            metrics.observe_rejection(limit);
+                        }
+                        error.live_message()
+                    }
                 };
             }
         }

@@ -32,8 +32,11 @@ pub struct Metrics {
     queue_wait_seconds: Histogram,
     fuel_consumed: IntCounter,
     rejected: IntCounter,
+    rejections: IntCounterVec,
+    live_sessions: IntGauge,
     queue_depth: IntGaugeVec,
     cache_entries: IntGauge,
+    cache_memory_bytes: IntGauge,
     cache_disk_bytes: IntGauge,
     redis: IntCounterVec,
     redis_up: IntGauge,
@@ -79,6 +82,16 @@ impl Metrics {
                 "rejected_total",
                 "Requests refused with 503 because the server was saturated",
             )?,
+            rejections: IntCounterVec::new(
+                Opts::new(
+                    "rejections_total",
+                    "Requests and connections refused, by the limit that refused them \
+                     (clientCompiles, clientRuns, clientCompileRate, clientLiveSessions: 429; \
+                     queue, liveSessions: 503; connections, clientConnections: closed at once)",
+                ),
+                &["limit"],
+            )?,
+            live_sessions: IntGauge::new("live_sessions", "Live sessions open now")?,
             queue_depth: IntGaugeVec::new(
                 Opts::new("queue_depth", "Requests waiting for a slot, by stage"),
                 &["stage"],
@@ -86,6 +99,10 @@ impl Metrics {
             cache_entries: IntGauge::new(
                 "artifact_cache_entries",
                 "Compiled programs and compile errors held in the memory cache",
+            )?,
+            cache_memory_bytes: IntGauge::new(
+                "artifact_cache_memory_bytes",
+                "Bytes held by the memory cache's programs and diagnostics (estimated)",
             )?,
             cache_disk_bytes: IntGauge::new(
                 "artifact_cache_disk_bytes",
@@ -134,7 +151,17 @@ impl Metrics {
         metrics
             .registry
             .register(Box::new(metrics.queue_depth.clone()))?;
-        for g in [&metrics.cache_entries, &metrics.cache_disk_bytes] {
+        metrics
+            .registry
+            .register(Box::new(metrics.rejections.clone()))?;
+        metrics
+            .registry
+            .register(Box::new(metrics.live_sessions.clone()))?;
+        for g in [
+            &metrics.cache_entries,
+            &metrics.cache_memory_bytes,
+            &metrics.cache_disk_bytes,
+        ] {
             metrics.registry.register(Box::new(g.clone()))?;
         }
         Ok(metrics)
@@ -151,6 +178,11 @@ impl Metrics {
         if status == 503 {
             self.rejected.inc();
         }
+    }
+
+    /// Counts one request or connection refused by `limit`.
+    pub fn observe_rejection(&self, limit: &str) {
+        self.rejections.with_label_values(&[limit]).inc();
     }
 
     /// Counts one finished execution.
@@ -181,6 +213,8 @@ impl Metrics {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let cache = playground.cache();
         self.cache_entries.set(cache.memory_len() as i64);
+        self.cache_memory_bytes
+            .set(i64::try_from(cache.memory_bytes()).unwrap_or(i64::MAX));
         self.cache_disk_bytes
             .set(i64::try_from(cache.disk_bytes()).unwrap_or(i64::MAX));
         if let (Some(stats), Some((up, _))) = (cache.shared_stats(), cache.shared_status()) {
@@ -200,6 +234,7 @@ impl Metrics {
             }
             self.redis_up.set(i64::from(up));
         }
+        self.live_sessions.set(playground.live_sessions() as i64);
         let (compiles, runs) = playground.queued();
         self.queue_depth
             .with_label_values(&["compile"])

@@ -5,8 +5,11 @@
 //! for all real work and may use the types of the layers below; nothing below imports it.
 //!
 //! Every error is JSON (`{"error": "..."}`) with a precise status: 400 for a request we cannot
-//! understand, 413 for one over a size limit, 500 only when the service itself failed.
+//! understand, 413 for one over a size limit, 429 for a client over one of its own limits, 503
+//! for a saturated server, 500 only when the service itself failed.
 //!
+//! - [`connections`]: the accept loop, with connection limits and header timeouts;
+//! - [`client`]: who a request comes from (the peer, or what a trusted proxy reports);
 //! - [`error`]: [`ApiError`] and its statuses;
 //! - [`execute`]: `/execute` and mdBook's `/evaluate.json`;
 //! - [`tools`]: `/format`, `/clippy`, `/compile`, `/miri`, `/macro-expansion`;
@@ -18,6 +21,8 @@
 //!   operator may serve from a directory instead of our page (`--frontend-dir`);
 //! - [`health`], [`metrics`]: `/healthz`, `/readyz` and `/metrics` for operators.
 
+mod client;
+mod connections;
 mod error;
 mod execute;
 mod gist;
@@ -30,7 +35,6 @@ mod tools;
 mod websocket;
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
@@ -44,9 +48,11 @@ use tokio::net::TcpListener;
 use tower_http::cors::{Any, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::services::{ServeDir, ServeFile};
+use tower_http::timeout::RequestBodyTimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 pub use error::ApiError;
+use error::Rejected;
 use execute::Logged;
 use gist::Sharing;
 use metrics::Metrics;
@@ -84,12 +90,17 @@ impl FromRef<AppState> for Arc<Sharing> {
 /// The application's router, ready to serve (with the peer's address as `ConnectInfo`). Opens
 /// the share store; fails on a malformed `--database-url`.
 pub async fn app(playground: Arc<Playground>) -> anyhow::Result<Router> {
+    router(playground, Arc::new(Metrics::new()?)).await
+}
+
+async fn router(playground: Arc<Playground>, metrics: Arc<Metrics>) -> anyhow::Result<Router> {
     let body_limit = playground.config().body_limit;
+    let body_timeout = playground.config().body_timeout();
     let frontend_dir = playground.config().frontend_dir.clone();
     let state = AppState {
         sharing: Sharing::start(playground.config()).await?,
         playground,
-        metrics: Arc::new(Metrics::new()?),
+        metrics,
     };
     let router = Router::new()
         .route("/static/{file}", get(page::asset))
@@ -128,6 +139,7 @@ pub async fn app(playground: Arc<Playground>) -> anyhow::Result<Router> {
     Ok(router
         .with_state(state)
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(RequestBodyTimeoutLayer::new(body_timeout))
         .layer(cors())
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(
@@ -162,13 +174,12 @@ pub async fn serve(
     playground: Arc<Playground>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = app(playground).await.map_err(std::io::Error::other)?;
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
+    let metrics = Arc::new(Metrics::new().map_err(std::io::Error::other)?);
+    let config = playground.config().clone();
+    let app = router(playground, metrics.clone())
+        .await
+        .map_err(std::io::Error::other)?;
+    connections::serve(listener, app, &config, metrics, shutdown).await
 }
 
 /// Counts every routed request by route template and status.
@@ -186,6 +197,9 @@ async fn track(
         started.elapsed().as_secs_f64(),
     );
     metrics.observe_request(route, status, secs);
+    if let Some(Rejected(limit)) = response.extensions().get::<Rejected>() {
+        metrics.observe_rejection(limit);
+    }
     // One line per request: executions wrote theirs (with the outcome); probes and scrapes,
     // which come every few seconds, only at debug.
     let ms = secs * 1000.0;

@@ -9,6 +9,7 @@ use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use serde::Deserialize;
 
+use super::client::Client;
 use super::error::ApiError;
 use super::execute::{OptionFields, compile_options};
 use crate::build::{AliasingModel, AsmView, Code, CompileOptions, CrateKind};
@@ -74,22 +75,25 @@ fn parse_tool(body: Result<Bytes, BytesRejection>) -> Result<(ToolBody, CompileO
 
 pub(super) async fn format(
     State(playground): State<Arc<Playground>>,
+    Client(client): Client,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<ToolOutput>, ApiError> {
     let (req, opts) = parse_tool(body)?;
-    Ok(Json(playground.format(&req.code, opts).await?))
+    Ok(Json(playground.format(&req.code, opts, client).await?))
 }
 
 pub(super) async fn clippy(
     State(playground): State<Arc<Playground>>,
+    Client(client): Client,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<ToolOutput>, ApiError> {
     let (req, opts) = parse_tool(body)?;
-    Ok(Json(playground.clippy(&req.code, opts).await?))
+    Ok(Json(playground.clippy(&req.code, opts, client).await?))
 }
 
 pub(super) async fn compile(
     State(playground): State<Arc<Playground>>,
+    Client(client): Client,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<ToolOutput>, ApiError> {
     let (req, opts) = parse_tool(body)?;
@@ -101,13 +105,16 @@ pub(super) async fn compile(
         .map_err(ApiError::bad_request)?;
     let asm = req.asm_options()?;
     Ok(Json(
-        playground.compile_to(&req.code, opts, target, asm).await?,
+        playground
+            .compile_to(&req.code, opts, target, asm, client)
+            .await?,
     ))
 }
 
 /// `POST /miri` `{code, edition, tests, aliasingModel}`.
 pub(super) async fn miri(
     State(playground): State<Arc<Playground>>,
+    Client(client): Client,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<ToolOutput>, ApiError> {
     let (req, opts) = parse_tool(body)?;
@@ -118,7 +125,7 @@ pub(super) async fn miri(
     let tests = opts.kind == CrateKind::Tests;
     Ok(Json(
         playground
-            .miri(&req.code, opts.edition, tests, aliasing)
+            .miri(&req.code, opts.edition, tests, aliasing, client)
             .await?,
     ))
 }
@@ -127,6 +134,7 @@ pub(super) async fn miri(
 /// other code as a library, unless `crateType` says.
 pub(super) async fn macro_expansion(
     State(playground): State<Arc<Playground>>,
+    Client(client): Client,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<ToolOutput>, ApiError> {
     let (req, mut opts) = parse_tool(body)?;
@@ -139,7 +147,7 @@ pub(super) async fn macro_expansion(
     }
     Ok(Json(
         playground
-            .macro_expansion(&req.code, opts.edition, opts.kind)
+            .macro_expansion(&req.code, opts.edition, opts.kind, client)
             .await?,
     ))
 }

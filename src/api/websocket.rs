@@ -29,12 +29,13 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncWriteExt, DuplexStream};
 use tokio::sync::mpsc::UnboundedReceiver;
 
+use super::client::Client;
 use super::error::ApiError;
 use super::execute::{execute_request_from_json, record_execution};
 use super::live::{LiveEvent, LiveSink, Utf8Decoder};
 use super::metrics::Metrics;
 use crate::build::{CrateKind, Mode};
-use crate::pipeline::{ExecutionOutput, Playground, PlaygroundError};
+use crate::pipeline::{ClientId, ExecuteRequest, ExecutionOutput, Playground, PlaygroundError};
 use crate::run::{LiveStdin, RunStats, StreamKind};
 
 /// How long a client has to send its `websocket/connected` before the socket is dropped.
@@ -56,11 +57,13 @@ pub(super) async fn websocket(
     ws: WebSocketUpgrade,
     State(playground): State<Arc<Playground>>,
     State(metrics): State<Arc<Metrics>>,
+    Client(client): Client,
 ) -> Response {
     ws.on_upgrade(move |socket| async move {
         let (tx, mut rx) = socket.split();
         let mut session = Session {
             tx,
+            client,
             run: None,
             ticker: tokio::time::interval(STATUS_INTERVAL),
         };
@@ -127,6 +130,8 @@ struct Gone;
 
 struct Session {
     tx: SplitSink<WebSocket, Message>,
+    /// Whom the runs count against (per-client limits).
+    client: ClientId,
     run: Option<Run>,
     /// When the current run's next `wsExecuteStatus` is due.
     ticker: tokio::time::Interval,
@@ -278,7 +283,10 @@ impl Session {
     ) -> Result<(), Gone> {
         self.stop(KILLED).await?;
         let request = match execute_request_from_json(payload.to_string()) {
-            Ok(request) => request,
+            Ok(request) => ExecuteRequest {
+                client: self.client,
+                ..request
+            },
             Err(error) => return self.refuse(&error, sequence).await,
         };
         let (sink, events) = LiveSink::new();

@@ -5,8 +5,8 @@
 //!   tests, library), the channel's `rustc --version`, the fingerprint of the offered crates,
 //!   [`STUB_VERSION`](super::compiler::STUB_VERSION) (the stub and the flags) and the
 //!   diagnostics cap (which shapes the cached text).
-//! - In memory: an LRU, bounded by entry count, of ready [`Program`]s (an `InstancePre` each) plus
-//!   the compiler's diagnostics. Compile errors are entries too.
+//! - In memory: an LRU, bounded by entry count and by bytes, of ready [`Program`]s (an
+//!   `InstancePre` each) plus the compiler's diagnostics. Compile errors are entries too.
 //! - On disk: one file per key in a directory only this user may access, holding the
 //!   diagnostics, Wasmtime's serialized module and, for Winch code, the WebAssembly (for a later
 //!   Cranelift compile). Files are written to a unique temp name in the same directory and
@@ -130,6 +130,20 @@ pub struct Artifact {
     pub program: Option<Arc<Program>>,
 }
 
+impl Artifact {
+    /// Roughly the memory this artifact holds: the compiler's text and the program.
+    pub fn size_bytes(&self) -> usize {
+        let text = self.report.rendered.len()
+            + self
+                .report
+                .diagnostics
+                .iter()
+                .map(|d| d.message.len() + 64)
+                .sum::<usize>();
+        text + self.program.as_ref().map_or(0, |p| p.size_bytes())
+    }
+}
+
 /// Where a request's artifact came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Source {
@@ -164,6 +178,8 @@ impl Source {
 pub struct ArtifactCache {
     memory: Mutex<Lru>,
     capacity: usize,
+    /// Bytes the memory tier may hold ([`Artifact::size_bytes`]).
+    memory_budget: usize,
     disk: Option<Arc<DiskStore>>,
     shared: Option<Arc<SharedCache>>,
     inflight: Mutex<HashMap<CacheKey, Arc<OnceCell<Arc<Artifact>>>>>,
@@ -172,16 +188,19 @@ pub struct ArtifactCache {
 
 #[derive(Default)]
 struct Lru {
-    entries: HashMap<CacheKey, (Arc<Artifact>, u64)>,
+    /// Each artifact, the clock at its last use, and its size.
+    entries: HashMap<CacheKey, (Arc<Artifact>, u64, usize)>,
+    bytes: usize,
     clock: u64,
 }
 
 impl ArtifactCache {
-    /// A cache holding up to `memory_entries` artifacts in memory and `disk_bytes` in `dir`
-    /// (0 turns either off). A directory that cannot be used turns the disk store off, with a
+    /// A cache holding up to `memory_entries` artifacts (and `memory_bytes` of them) in memory
+    /// and `disk_bytes` in `dir` (0 turns either off). A directory that cannot be used turns the disk store off, with a
     /// warning: the service works without it. `shared` is the Redis cache, if configured.
     pub fn new(
         memory_entries: usize,
+        memory_bytes: usize,
         dir: &Path,
         disk_bytes: u64,
         shared: Option<Arc<SharedCache>>,
@@ -201,6 +220,7 @@ impl ArtifactCache {
         Self {
             memory: Mutex::default(),
             capacity: memory_entries,
+            memory_budget: memory_bytes,
             disk,
             shared,
             inflight: Mutex::default(),
@@ -270,31 +290,45 @@ impl ArtifactCache {
         let mut lru = self.memory.lock().unwrap_or_else(PoisonError::into_inner);
         lru.clock += 1;
         let clock = lru.clock;
-        lru.entries.get_mut(key).map(|(artifact, used)| {
+        lru.entries.get_mut(key).map(|(artifact, used, _)| {
             *used = clock;
             artifact.clone()
         })
     }
 
     fn memory_put(&self, key: CacheKey, artifact: Arc<Artifact>) {
-        if self.capacity == 0 {
+        let size = artifact.size_bytes();
+        if self.capacity == 0 || size > self.memory_budget {
             return;
         }
         let mut lru = self.memory.lock().unwrap_or_else(PoisonError::into_inner);
         lru.clock += 1;
         let clock = lru.clock;
-        lru.entries.insert(key, (artifact, clock));
-        while lru.entries.len() > self.capacity {
+        if let Some((_, _, old)) = lru.entries.insert(key, (artifact, clock, size)) {
+            lru.bytes -= old;
+        }
+        lru.bytes += size;
+        while lru.entries.len() > self.capacity || lru.bytes > self.memory_budget {
             let Some(oldest) = lru
                 .entries
                 .iter()
-                .min_by_key(|(_, (_, used))| *used)
+                .min_by_key(|(_, (_, used, _))| *used)
                 .map(|(k, _)| *k)
             else {
                 break;
             };
-            lru.entries.remove(&oldest);
+            if let Some((_, _, size)) = lru.entries.remove(&oldest) {
+                lru.bytes -= size;
+            }
         }
+    }
+
+    /// Bytes held by the memory tier.
+    pub fn memory_bytes(&self) -> usize {
+        self.memory
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .bytes
     }
 
     /// Loads `key` from disk (on a blocking thread); `None` on a miss or a bad file.
@@ -807,7 +841,7 @@ mod tests {
     fn memory_only_cache() -> ArtifactCache {
         let config = crate::config::Config::default();
         let runner = Arc::new(Runner::new(&config).unwrap());
-        ArtifactCache::new(4, Path::new("/nonexistent"), 0, None, runner)
+        ArtifactCache::new(4, 1 << 30, Path::new("/nonexistent"), 0, None, runner)
     }
 
     fn inflight_len(cache: &ArtifactCache) -> usize {

@@ -123,6 +123,14 @@ pub struct BuildResult {
 }
 
 impl BuildResult {
+    /// The same result, failed with `message` (an error found after the tool ran).
+    pub fn with_error(mut self, message: String) -> Self {
+        self.success = false;
+        self.rendered.push_str(&format!("error: {message}\n"));
+        self.diagnostics.push(Diagnostic::error(message));
+        self
+    }
+
     /// The job's temp dir, which is removed when the result is dropped.
     pub fn dir(&self) -> &Path {
         self.dir.path()
@@ -455,7 +463,19 @@ impl Compiler {
                 }
             };
 
-        let (mut rendered, mut diagnostics) = parse_diagnostics(&captured, root, stub_line);
+        let crash = crash_gist(tool, status, &captured);
+        // A crash report (a backtrace, the path of an ICE file, the tool's own panic) names
+        // host paths and addresses: only the compiler's JSON messages from before it are kept.
+        let kept: Vec<u8>;
+        let captured = match crash {
+            Some(_) => {
+                kept = json_lines(&captured);
+                &kept
+            }
+            None => &captured,
+        };
+        let too_large = String::from_utf8_lossy(captured).contains("File too large");
+        let (mut rendered, mut diagnostics) = parse_diagnostics(captured, root, stub_line);
         // Tools that print absolute paths (rustfmt) must not show the job dir.
         let prefix = format!("{}/", dir.path().display());
         let mut stdout = String::from_utf8_lossy(&stdout).into_owned();
@@ -473,7 +493,15 @@ impl Compiler {
             }
         }
         // A signal means a CPU or memory limit (or a crash); "File too large", the file limit.
-        let cacheable = status.code().is_some() && !rendered.contains("File too large");
+        let cacheable = status.code().is_some() && !too_large && crash.is_none();
+        if too_large {
+            // LLVM's "IO failure on output stream: File too large" says nothing to the user.
+            rendered = rendered
+                .lines()
+                .filter(|l| !l.contains("File too large"))
+                .map(|l| format!("{l}\n"))
+                .collect();
+        }
         let mut result = BuildResult {
             success: status.success(),
             wasm: dir.path().join(output),
@@ -489,9 +517,23 @@ impl Compiler {
             || result.rendered.lines().any(|l| l.starts_with("error"));
         // A program under Miri that exits with a status (a panic's 101) has said why itself.
         let program_exit = tool == "Miri" && status.code().is_some();
-        if !status.success() && !explained && !program_exit {
+        let why = match crash {
+            Some(gist) => Some(format!("{tool} crashed: {gist}")),
+            None if too_large => Some(format!(
+                "the program's code and static data are over the {} MiB limit on the size of a compiled program",
+                self.sandbox.limits().file_bytes >> 20
+            )),
             // Killed by a signal or a limit before it could say why.
-            let why = describe_exit(tool, status, &result.rendered, self.sandbox.limits());
+            None if !status.success() && !explained && !program_exit => Some(describe_exit(
+                tool,
+                status,
+                &result.rendered,
+                self.sandbox.limits(),
+            )),
+            None => None,
+        };
+        if let Some(why) = why {
+            result.success = false;
             result.rendered.push_str(&format!("error: {why}\n"));
             result.diagnostics.push(Diagnostic::error(why));
         }
@@ -743,6 +785,49 @@ fn failed_build(dir: TempDir, message: String) -> BuildResult {
     }
 }
 
+/// The lines of a tool's stderr that are its JSON messages.
+fn json_lines(captured: &[u8]) -> Vec<u8> {
+    captured
+        .split(|&b| b == b'\n')
+        .filter(|line| line.first() == Some(&b'{'))
+        .flat_map(|line| line.iter().copied().chain([b'\n']))
+        .collect()
+}
+
+/// What went wrong when a tool crashed rather than finished or hit one of its limits, in a few
+/// words for the user (its own report names host paths and addresses).
+///
+/// Under Miri a panic or a stack overflow is the interpreted program's, not a crash.
+fn crash_gist(tool: &str, status: ExitStatus, captured: &[u8]) -> Option<String> {
+    use std::os::unix::process::ExitStatusExt;
+    let text = String::from_utf8_lossy(captured);
+    let text_lines = || text.lines().filter(|l| !l.starts_with('{'));
+    let program_output = tool == "Miri";
+    if !program_output && text_lines().any(|l| l.contains("has overflowed its stack")) {
+        return Some("its stack overflowed (the program is nested too deeply)".into());
+    }
+    if text_lines().any(|l| {
+        l.contains("internal compiler error") || (!program_output && l.contains("panicked at"))
+    }) {
+        return Some("internal compiler error".into());
+    }
+    match status.signal() {
+        // The CPU and memory limits have their own words (`describe_exit`).
+        Some(libc::SIGXCPU | libc::SIGKILL) => None,
+        Some(libc::SIGABRT)
+            if text.contains("memory allocation of") || text.contains("out of memory") =>
+        {
+            None
+        }
+        // rustc's own stack-overflow report does not always make it out before the signal.
+        Some(libc::SIGSEGV) => {
+            Some("it ran out of stack (SIGSEGV; the program may be nested too deeply)".into())
+        }
+        Some(signal) => Some(format!("it was stopped by signal {signal}")),
+        None => None,
+    }
+}
+
 /// Why rustc stopped without an error of its own, in words for the user.
 fn describe_exit(tool: &str, status: ExitStatus, rendered: &str, limits: &ProcessLimits) -> String {
     use std::os::unix::process::ExitStatusExt;
@@ -760,10 +845,6 @@ fn describe_exit(tool: &str, status: ExitStatus, rendered: &str, limits: &Proces
             )
         }
         Some(signal) => format!("{tool} crashed (signal {signal})"),
-        None if rendered.contains("File too large") => format!(
-            "the compiled program is larger than the {} MiB limit",
-            limits.file_bytes >> 20
-        ),
         None => format!("{tool} failed with {status}"),
     }
 }

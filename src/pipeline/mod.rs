@@ -4,16 +4,20 @@
 //!
 //! - this file: [`Playground`] (set-up, channels, `execute`), the request and answer types;
 //! - [`tools`]: rustfmt, clippy and `/compile`'s views;
-//! - [`admission`]: the bounded slots and queues for compiles and runs (503 when saturated).
+//! - [`admission`]: the bounded slots and queues for compiles and runs (503 when saturated),
+//!   each client's share of them and its live sessions (429 past a client's limit);
+//! - [`rate`]: each client's rate of new compiles (429 past it).
 //!
 //! It uses [`build`](crate::build), [`run`](crate::run), [`inspect`](crate::inspect) and
 //! [`config`](crate::config). What it needs from above, a live client to report to, is the
 //! [`LiveObserver`] trait, which the WebSocket implements.
 
 pub mod admission;
+pub mod rate;
 pub mod tools;
 
-use std::sync::Arc;
+use std::future::Future;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -24,8 +28,14 @@ use crate::build::{
     ProcessLimits, Report, Sandbox, Source, Toolchain, ToolchainError,
 };
 use crate::config::Config;
-use crate::run::{Input, LiveStdin, OutputSink, RunError, RunOptions, RunStats, Runner, Status};
-use admission::{Admission, Overloaded};
+use crate::run::{
+    Input, LiveStdin, OutputSink, RunError, RunOptions, RunSlot, RunStats, Runner, Status,
+};
+pub use admission::ClientId;
+use admission::{
+    Admission, AdmissionError, Limit, Limited, Overloaded, PerClient, Permit, Sessions,
+};
+use rate::CompileRate;
 pub use tools::{AsmOptions, Target, ToolOutput};
 
 /// What a live execution reports as it goes, besides the program's output: implemented by the
@@ -55,6 +65,8 @@ pub struct ExecuteRequest {
     pub stdin: String,
     /// Arguments passed to the program after its name.
     pub args: Vec<String>,
+    /// Who asks, for the per-client limits.
+    pub client: ClientId,
 }
 
 /// The answer to every finished execution, including compile errors and crashes.
@@ -128,10 +140,22 @@ pub enum PlaygroundError {
     /// No slot free and the queue full or too slow (HTTP 503 with `Retry-After`).
     #[error(transparent)]
     Overloaded(#[from] Overloaded),
+    /// The client is over one of its own limits (HTTP 429 with `Retry-After`).
+    #[error(transparent)]
+    Limited(#[from] Limited),
     #[error(transparent)]
     Compile(#[from] CompileError),
     #[error(transparent)]
     Run(#[from] RunError),
+}
+
+impl From<AdmissionError> for PlaygroundError {
+    fn from(err: AdmissionError) -> Self {
+        match err {
+            AdmissionError::Overloaded(o) => o.into(),
+            AdmissionError::Limited(l) => l.into(),
+        }
+    }
 }
 
 /// The compiler, the runner and the limits they share.
@@ -143,7 +167,9 @@ pub struct Playground {
     runner: Arc<Runner>,
     cache: ArtifactCache,
     compiles: Admission,
-    runs: Admission,
+    runs: Arc<Admission>,
+    live_sessions: Sessions,
+    compile_rate: Option<CompileRate>,
     config: Config,
 }
 
@@ -217,17 +243,34 @@ impl Playground {
         };
         let cache = ArtifactCache::new(
             config.cache_memory_entries,
+            config.cache_memory_bytes,
             &config.cache_dir(),
             config.cache_disk_bytes,
             shared,
             runner.clone(),
         );
+        let per_client = |slots| PerClient {
+            slots,
+            queue: config.client_queue_limit,
+        };
         let compiles = Admission::new(
             config.max_compiles,
             config.queue_limit,
             config.queue_timeout(),
+            per_client(config.client_max_compiles),
+            Limit::ClientCompiles,
         );
-        let runs = Admission::new(config.max_runs, config.queue_limit, config.queue_timeout());
+        let runs = Arc::new(Admission::new(
+            config.max_runs,
+            config.queue_limit,
+            config.queue_timeout(),
+            per_client(config.client_max_runs),
+            Limit::ClientRuns,
+        ));
+        let live_sessions =
+            Sessions::new(config.max_live_sessions, config.client_max_live_sessions);
+        let compile_rate =
+            CompileRate::new(config.client_compile_rate, config.client_compile_burst);
         Ok(Self {
             compilers,
             unavailable,
@@ -235,6 +278,8 @@ impl Playground {
             cache,
             compiles,
             runs,
+            live_sessions,
+            compile_rate,
             config,
         })
     }
@@ -254,6 +299,19 @@ impl Playground {
     /// Requests waiting now for a compile slot and for a run slot.
     pub fn queued(&self) -> (usize, usize) {
         (self.compiles.queued(), self.runs.queued())
+    }
+
+    /// Live sessions open now.
+    pub fn live_sessions(&self) -> usize {
+        self.live_sessions.open()
+    }
+
+    /// Counts one new compile (a cache miss, a tool run) against `client`'s rate.
+    fn charge_compile(&self, client: ClientId) -> Result<(), PlaygroundError> {
+        match &self.compile_rate {
+            Some(rate) => Ok(rate.charge(client)?),
+            None => Ok(()),
+        }
     }
 
     pub fn cache(&self) -> &ArtifactCache {
@@ -293,6 +351,8 @@ impl Playground {
         observer: Arc<dyn LiveObserver>,
         stdin: LiveStdin,
     ) -> Result<ExecutionOutput, PlaygroundError> {
+        // Held for the session's life, compile included.
+        let _session = self.live_sessions.enter(req.client)?;
         self.execute_with(req, Input::Live(stdin), Some(observer))
             .await
     }
@@ -358,7 +418,9 @@ impl Playground {
         let started = Instant::now();
         let (artifact, source) = self
             .cache
-            .get_or_build(key, || self.build(compiler, &req.code, &opts, &mut queued))
+            .get_or_build(key, || {
+                self.build(compiler, &req.code, &opts, req.client, &mut queued)
+            })
             .await?;
         let compile_ms = millis(started.elapsed().saturating_sub(queued));
         let cached = source.cached();
@@ -399,14 +461,6 @@ impl Playground {
             ));
         };
 
-        let mut run_opts = RunOptions::from_config(&self.config);
-        if observer.is_some() {
-            run_opts.timeout = self.config.live_timeout();
-        }
-        run_opts.stdin = stdin;
-        run_opts.stats = observer.as_ref().and_then(|o| o.stats());
-        run_opts.live = observer.map(|o| -> Arc<dyn OutputSink> { o });
-        run_opts.args = req.args;
         // A threaded run may keep up to `max_threads` cores busy.
         let weight = if program.is_threaded() {
             let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
@@ -414,8 +468,26 @@ impl Playground {
         } else {
             1
         };
-        let slot = self.runs.enter_weighted(weight).await?;
+        let slot = self.runs.enter_weighted(req.client, weight).await?;
         queued += slot.waited;
+        let mut run_opts = RunOptions::from_config(&self.config);
+        if observer.is_some() {
+            run_opts.timeout = self.config.live_timeout();
+        }
+        // A live run gives its slot back while it waits for input.
+        let slot = Arc::new(LiveSlot {
+            runs: self.runs.clone(),
+            client: req.client,
+            weight,
+            held: Mutex::new(Some(slot)),
+        });
+        run_opts.stdin = match stdin {
+            Input::Live(live) => Input::Live(live.with_slot(slot.clone())),
+            bytes => bytes,
+        };
+        run_opts.stats = observer.as_ref().and_then(|o| o.stats());
+        run_opts.live = observer.map(|o| -> Arc<dyn OutputSink> { o });
+        run_opts.args = req.args;
         let started = Instant::now();
         let run = match req.kind {
             kind if kind.is_tests() => {
@@ -424,7 +496,7 @@ impl Playground {
             _ => self.runner.execute(program, &run_opts).await?,
         };
         let run_ms = millis(started.elapsed());
-        drop(slot);
+        slot.release();
         Ok(ExecutionOutput {
             success: run.status == Status::Ok,
             status: run.status,
@@ -455,36 +527,51 @@ impl Playground {
         compiler: &Compiler,
         code: &Code,
         opts: &CompileOptions,
+        client: ClientId,
         queued: &mut Duration,
     ) -> Result<(Artifact, bool), PlaygroundError> {
-        let slot = self.compiles.enter().await?;
+        self.charge_compile(client)?;
+        let slot = self.compiles.enter(client).await?;
         *queued += slot.waited;
         let started = Instant::now();
         let build = compiler.compile_input(code, opts).await?;
         let rustc_ms = millis(started.elapsed());
-        let report = Report {
+        let mut report = Report {
             success: build.success,
             rendered: build.rendered.clone(),
             diagnostics: build.diagnostics.clone(),
             truncated: build.truncated,
         };
+        let mut cacheable = build.cacheable;
         let program = if build.success && !opts.kind.builds_only() {
             let wasm: Arc<[u8]> = std::fs::read(&build.wasm)
                 .map_err(|e| RunError::Load(format!("could not read the module: {e}")))?
                 .into();
             let runner = self.runner.clone();
             let started = Instant::now();
-            let program = tokio::task::spawn_blocking(move || runner.compile(wasm))
+            let compiled = tokio::task::spawn_blocking(move || runner.compile(wasm))
                 .await
-                .map_err(|e| RunError::Load(format!("the compile task failed: {e}")))??;
+                .map_err(|e| RunError::Load(format!("the compile task failed: {e}")))?;
             let wasmtime_ms = millis(started.elapsed());
             tracing::debug!(rustc_ms, wasmtime_ms, "built");
-            Some(Arc::new(program))
+            match compiled {
+                Ok(program) => Some(Arc::new(program)),
+                // Like a link error: the program's fault, told as a compile error. Not cached:
+                // it depends on limits that the cache key does not hold.
+                Err(RunError::Unfit(unfit)) => {
+                    report.success = false;
+                    report.rendered.push_str(&format!("error: {unfit}\n"));
+                    report.diagnostics.push(Diagnostic::error(unfit.0));
+                    cacheable = false;
+                    None
+                }
+                Err(other) => return Err(other.into()),
+            }
         } else {
             None
         };
         drop(slot);
-        Ok((Artifact { report, program }, build.cacheable))
+        Ok((Artifact { report, program }, cacheable))
     }
 
     fn validate(&self, req: &ExecuteRequest) -> Result<(), PlaygroundError> {
@@ -514,6 +601,30 @@ impl Playground {
             )));
         }
         Ok(())
+    }
+}
+
+/// A run's slot, which a live run gives back while it waits for input.
+struct LiveSlot {
+    runs: Arc<Admission>,
+    client: ClientId,
+    weight: usize,
+    held: Mutex<Option<Permit>>,
+}
+
+impl RunSlot for LiveSlot {
+    fn release(&self) {
+        self.held
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+    }
+
+    fn reacquire(&self) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        Box::pin(async move {
+            let permit = self.runs.reenter(self.client, self.weight).await;
+            *self.held.lock().unwrap_or_else(PoisonError::into_inner) = permit;
+        })
     }
 }
 

@@ -4,7 +4,7 @@
 use serde::Serialize;
 
 use super::admission::Permit;
-use super::{Playground, PlaygroundError};
+use super::{ClientId, Playground, PlaygroundError};
 use crate::build::native::process_asm;
 use crate::build::{
     AliasingModel, AsmView, BuildResult, Channel, Code, CompileError, CompileOptions, Compiler,
@@ -77,10 +77,12 @@ impl Playground {
         &self,
         code: &Code,
         channel: Channel,
-    ) -> Result<(&Compiler, Permit<'_>), PlaygroundError> {
+        client: ClientId,
+    ) -> Result<(&Compiler, Permit), PlaygroundError> {
         self.validate_code(code)?;
         let compiler = self.compiler(channel)?;
-        Ok((compiler, self.compiles.enter().await?))
+        self.charge_compile(client)?;
+        Ok((compiler, self.compiles.enter(client).await?))
     }
 
     /// Formats `code` with rustfmt for the channel and edition of `opts`.
@@ -88,8 +90,9 @@ impl Playground {
         &self,
         code: &Code,
         opts: CompileOptions,
+        client: ClientId,
     ) -> Result<ToolOutput, PlaygroundError> {
-        let (compiler, _slot) = self.tool_slot(code, opts.channel).await?;
+        let (compiler, _slot) = self.tool_slot(code, opts.channel, client).await?;
         let build = compiler.format(code, opts.edition).await?;
         // On failure the code comes back as it was: play.rust-lang.org's frontend puts `code`
         // into its editor whatever the outcome.
@@ -106,8 +109,9 @@ impl Playground {
         &self,
         code: &Code,
         opts: CompileOptions,
+        client: ClientId,
     ) -> Result<ToolOutput, PlaygroundError> {
-        let (compiler, _slot) = self.tool_slot(code, opts.channel).await?;
+        let (compiler, _slot) = self.tool_slot(code, opts.channel, client).await?;
         let build = compiler.clippy(code, &opts).await?;
         Ok(tool_output(
             build,
@@ -124,8 +128,9 @@ impl Playground {
         edition: Edition,
         tests: bool,
         aliasing: AliasingModel,
+        client: ClientId,
     ) -> Result<ToolOutput, PlaygroundError> {
-        let Some((compiler, _slot)) = self.nightly_slot(code).await? else {
+        let Some((compiler, _slot)) = self.nightly_slot(code, client).await? else {
             return Ok(self.nightly_missing("Miri"));
         };
         let Some(build) = compiler.miri(code, edition, tests, aliasing).await else {
@@ -151,8 +156,9 @@ impl Playground {
         code: &Code,
         edition: Edition,
         kind: CrateKind,
+        client: ClientId,
     ) -> Result<ToolOutput, PlaygroundError> {
-        let Some((compiler, _slot)) = self.nightly_slot(code).await? else {
+        let Some((compiler, _slot)) = self.nightly_slot(code, client).await? else {
             return Ok(self.nightly_missing("Macro expansion"));
         };
         let build = compiler
@@ -171,12 +177,15 @@ impl Playground {
     async fn nightly_slot(
         &self,
         code: &Code,
-    ) -> Result<Option<(&Compiler, Permit<'_>)>, PlaygroundError> {
+        client: ClientId,
+    ) -> Result<Option<(&Compiler, Permit)>, PlaygroundError> {
         if self.compiler(Channel::Nightly).is_err() {
             self.validate_code(code)?;
             return Ok(None);
         }
-        self.tool_slot(code, Channel::Nightly).await.map(Some)
+        self.tool_slot(code, Channel::Nightly, client)
+            .await
+            .map(Some)
     }
 
     /// A 200 that says why a nightly tool cannot run: play.rust-lang.org's page shows nothing
@@ -199,6 +208,7 @@ impl Playground {
         mut opts: CompileOptions,
         target: Target,
         asm: AsmOptions,
+        client: ClientId,
     ) -> Result<ToolOutput, PlaygroundError> {
         opts.emit = match target {
             Target::Mir => Emit::Mir,
@@ -220,7 +230,7 @@ impl Playground {
             self.validate_code(code)?;
             return Ok(self.nightly_missing("HIR"));
         }
-        let (compiler, _slot) = self.tool_slot(code, channel).await?;
+        let (compiler, _slot) = self.tool_slot(code, channel, client).await?;
         let build = match target {
             Target::Hir => {
                 compiler
@@ -247,13 +257,25 @@ impl Playground {
                 Target::WasmtimeAsm => {
                     let flavor = asm.flavor;
                     let runner = self.runner.clone();
-                    tokio::task::spawn_blocking(move || {
+                    let listing = tokio::task::spawn_blocking(move || {
                         let elf = runner.machine_code(&bytes)?;
                         inspect::disassemble(&bytes, &elf, flavor)
                             .map_err(|e| RunError::Load(e.to_string()))
                     })
                     .await
-                    .map_err(|e| RunError::Load(format!("the disassembly task failed: {e}")))??
+                    .map_err(|e| RunError::Load(format!("the disassembly task failed: {e}")))?;
+                    match listing {
+                        Ok(listing) => listing,
+                        Err(RunError::Unfit(unfit)) => {
+                            return Ok(tool_output(
+                                build.with_error(unfit.0),
+                                Code::default(),
+                                "Compiled",
+                                "Compilation failed",
+                            ));
+                        }
+                        Err(other) => return Err(other.into()),
+                    }
                 }
                 _ => String::from_utf8_lossy(&bytes).into_owned(),
             };

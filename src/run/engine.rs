@@ -31,6 +31,7 @@ use wasmtime::{
 };
 use wasmtime_wasi::p1::WasiP1Ctx;
 
+use super::check::{Unfit, check, link_error};
 use super::outcome::RunError;
 use super::stats::MeteredLimits;
 use super::threads::{SPAWN_REFUSED, ThreadedRun, is_threaded};
@@ -90,7 +91,7 @@ impl Backend {
         self.linker
             .instantiate_pre(module)
             .map(Code::Plain)
-            .map_err(|e| RunError::Load(format!("{e:#}")))
+            .map_err(|e| link_error(&e).into())
     }
 }
 
@@ -163,6 +164,16 @@ impl Program {
     /// Whether the program may start threads (a wasm32-wasip1-threads module).
     pub fn is_threaded(&self) -> bool {
         matches!(self.current().1, Code::Threaded(_))
+    }
+
+    /// Roughly the memory this program holds: its compiled image (machine code and data),
+    /// the copy-on-write memory image made of its data for runs, and the WebAssembly kept for
+    /// a Cranelift compile.
+    pub fn size_bytes(&self) -> usize {
+        let c = self.compiled.lock().unwrap_or_else(PoisonError::into_inner);
+        let range = c.code.module().image_range();
+        let image = (range.end as usize).saturating_sub(range.start as usize);
+        2 * image + c.wasm.as_ref().map_or(0, |w| w.len())
     }
 
     /// The compiler of the current code.
@@ -338,6 +349,9 @@ pub struct Runner {
     pub(super) strategy: CompilerStrategy,
     pub(super) tier_up_fuel: u64,
     pub(super) tick: Duration,
+    /// What [`check`] holds a module to.
+    memory_limit: usize,
+    max_function_bytes: usize,
     pub(super) max_threads: u32,
     pub(super) ticker_stop: Arc<AtomicBool>,
     /// Free pooling-allocator slots; a run holds one permit.
@@ -458,6 +472,8 @@ impl Runner {
             strategy,
             tier_up_fuel: config.tier_up_fuel,
             tick,
+            memory_limit: config.memory_limit,
+            max_function_bytes: config.max_function_bytes,
             max_threads: config.max_threads.max(1),
             ticker_stop,
             slots: Arc::new(Semaphore::new(config.pool_slots() as usize)),
@@ -513,10 +529,15 @@ impl Runner {
 
     /// Compiles `wasm` with the first tier. CPU-bound (10-300 ms): call it off the executor.
     pub fn compile(&self, wasm: Arc<[u8]>) -> Result<Program, RunError> {
+        check(&wasm, self.memory_limit, self.max_function_bytes)?;
         let tier = self.first_tier();
         let backend = self.first_backend();
-        let module =
-            Module::new(&backend.engine, &wasm).map_err(|e| RunError::Load(format!("{e:#}")))?;
+        // rustc's modules are valid: what Wasmtime refuses is over one of its limits.
+        let module = Module::new(&backend.engine, &wasm).map_err(|e| {
+            Unfit(format!(
+                "the sandbox cannot load the compiled program: {e:#}"
+            ))
+        })?;
         let code = backend.prepare(&module)?;
         let keep = self.strategy == CompilerStrategy::Tiered && tier == Tier::Winch;
         Ok(Program::new(tier, code, keep.then_some(wasm)))
@@ -525,6 +546,8 @@ impl Runner {
     /// Wasmtime's compiled object (an ELF file) for `wasm`, made by the engine that runs
     /// programs for long: Cranelift unless the strategy is `winch`. For listings, not for runs.
     pub fn machine_code(&self, wasm: &[u8]) -> Result<Vec<u8>, RunError> {
+        // Only the size of functions matters for a listing: it is never run.
+        check(wasm, usize::MAX, self.max_function_bytes)?;
         let backend = self
             .cranelift
             .as_ref()

@@ -5,6 +5,8 @@
 //!   ticker and the background lane; [`Program`] is a compiled module ready to instantiate;
 //! - [`execute`]: one run in a fresh store under fuel, memory, output and wall-clock limits;
 //! - [`backtrace`]: the host import that gives a panicking program its stack backtrace;
+//! - [`check`]: what the sandbox will not load (imports it lacks, memory over the limit, huge
+//!   functions), in words for the user;
 //! - [`capture`]: the capped stdout/stderr buffers, and [`OutputSink`], through which a run's
 //!   output reaches a live client above this layer;
 //! - [`stdin`]: stdin fed while a program runs;
@@ -18,6 +20,7 @@
 
 pub mod backtrace;
 pub mod capture;
+pub mod check;
 pub mod engine;
 pub mod execute;
 pub mod harness;
@@ -27,8 +30,9 @@ pub mod stdin;
 pub mod threads;
 
 pub use capture::{OutputSink, StreamKind};
+pub use check::Unfit;
 pub use engine::{Program, Runner, Serialized, Tier};
 pub use execute::{Input, RunOptions};
 pub use outcome::{RunError, RunOutput, Status};
 pub use stats::RunStats;
-pub use stdin::LiveStdin;
+pub use stdin::{LiveStdin, RunSlot};

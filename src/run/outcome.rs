@@ -5,6 +5,7 @@ use wasmtime::Trap;
 use wasmtime_wasi::I32Exit;
 
 use super::capture::{CaptureStream, OutputLimitExceeded};
+use super::check::Unfit;
 use super::engine::Tier;
 use super::execute::RunOptions;
 
@@ -41,9 +42,12 @@ pub struct RunOutput {
     pub native_stack_overflow: bool,
 }
 
-/// Failures of the service, not of the program.
+/// Failures of the service, not of the program (but for `Unfit`).
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
+    /// The program's module cannot go into the sandbox: the program's fault, not a failure.
+    #[error(transparent)]
+    Unfit(#[from] Unfit),
     #[error("could not load the compiled module: {0}")]
     Load(String),
     #[error("could not set up the program's store: {0}")]

@@ -1,25 +1,46 @@
-//! A program's stdin fed while it runs (`/live`), as a WASI stdin stream.
+//! A program's stdin fed while it runs (`/live`), as a WASI stdin stream; while the program
+//! waits for input, it gives back its run slot.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, ReadBuf};
 use wasmtime_wasi::cli::{AsyncStdinStream, IsTerminal, StdinStream};
-use wasmtime_wasi::p2::InputStream;
+use wasmtime_wasi::p2::{InputStream, Pollable, StreamResult};
+
+/// A live run's hold on a run slot, given back while the program waits for input: people
+/// sitting at an input prompt must not keep others from running. Implemented by the pipeline,
+/// which owns the slots.
+pub trait RunSlot: Send + Sync + 'static {
+    /// The program waits for input: give the slot back.
+    fn release(&self);
+    /// Input arrived: resolves once the run holds a slot again.
+    fn reacquire(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>>;
+}
 
 /// A program's stdin fed while it runs; shared by every handle the guest opens.
 #[derive(Clone)]
-pub struct LiveStdin(Arc<AsyncStdinStream>);
+pub struct LiveStdin {
+    stream: Arc<AsyncStdinStream>,
+    slot: Option<Arc<dyn RunSlot>>,
+}
 
 impl LiveStdin {
     /// The guest's end, and the writer that feeds it (dropping the writer is end of input).
     pub fn pipe() -> (Self, tokio::io::DuplexStream) {
         let (writer, reader) = tokio::io::duplex(64 << 10);
-        (
-            Self(Arc::new(AsyncStdinStream::new(ReadOnly(reader)))),
-            writer,
-        )
+        let stream = Arc::new(AsyncStdinStream::new(ReadOnly(reader)));
+        (Self { stream, slot: None }, writer)
+    }
+
+    /// The same stdin, giving `slot` back whenever the program waits for input.
+    pub fn with_slot(self, slot: Arc<dyn RunSlot>) -> Self {
+        Self {
+            slot: Some(slot),
+            ..self
+        }
     }
 }
 
@@ -31,11 +52,54 @@ impl IsTerminal for LiveStdin {
 
 impl StdinStream for LiveStdin {
     fn p2_stream(&self) -> Box<dyn InputStream> {
-        self.0.p2_stream()
+        let inner = self.stream.p2_stream();
+        match &self.slot {
+            Some(slot) => Box::new(Releasing {
+                inner,
+                slot: slot.clone(),
+            }),
+            None => inner,
+        }
     }
 
     fn async_stream(&self) -> Box<dyn AsyncRead + Send + Sync> {
-        self.0.async_stream()
+        self.stream.async_stream()
+    }
+}
+
+/// The guest's stdin stream, releasing the run slot while a read has to wait.
+struct Releasing {
+    inner: Box<dyn InputStream>,
+    slot: Arc<dyn RunSlot>,
+}
+
+#[wasmtime_wasi::async_trait]
+impl Pollable for Releasing {
+    async fn ready(&mut self) {
+        let slot = self.slot.clone();
+        let mut ready = self.inner.ready();
+        let at_once =
+            std::future::poll_fn(|cx| Poll::Ready(ready.as_mut().poll(cx).is_ready())).await;
+        if !at_once {
+            slot.release();
+            ready.await;
+            slot.reacquire().await;
+        }
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl InputStream for Releasing {
+    fn read(&mut self, size: usize) -> StreamResult<bytes::Bytes> {
+        self.inner.read(size)
+    }
+
+    fn skip(&mut self, size: usize) -> StreamResult<usize> {
+        self.inner.skip(size)
+    }
+
+    async fn cancel(&mut self) {
+        self.inner.cancel().await
     }
 }
 

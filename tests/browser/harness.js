@@ -59,9 +59,11 @@ export async function startServer() {
   // busy machine (where CPU-bound runs, at a lower OS priority, get little CPU): Cranelift code
   // only (the tiered default starts on Winch, about 2x slower) and a tenth of the default fuel.
   // Live runs get 5 s too (not 60), so the test of a program left waiting for input is short.
+  // Every test of a file is one client (127.0.0.1) making many new programs in a minute: no
+  // per-client rate (tests/fairness.rs covers it).
   const args = [
     'serve', '--addr', `127.0.0.1:${port}`, '--compiler', 'cranelift', '--fuel', '2000000000',
-    '--live-timeout-ms', '5000',
+    '--live-timeout-ms', '5000', '--client-compile-rate', '0',
   ];
   const child = spawn(BINARY, args, {
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -69,7 +69,18 @@ pub fn start(mut config: Config) -> TestServer {
 /// The server with default limits, shared by every test of one test binary.
 pub fn server() -> &'static TestServer {
     static SERVER: OnceLock<TestServer> = OnceLock::new();
-    SERVER.get_or_init(|| start(Config::default()))
+    // Every test of a binary comes from 127.0.0.1: that one client may use the whole server
+    // (the per-client limits have their own servers in tests/fairness.rs).
+    SERVER.get_or_init(|| {
+        let defaults = Config::default();
+        start(Config {
+            client_max_compiles: defaults.max_compiles,
+            client_max_runs: defaults.max_runs,
+            client_queue_limit: defaults.queue_limit,
+            client_compile_rate: 0,
+            ..defaults
+        })
+    })
 }
 
 /// A port free right now on 127.0.0.1 (for daemons that cannot report the one they got).
