@@ -403,3 +403,161 @@ async fn a_frontend_directory_is_served_at_the_root() {
     let v = run_on(&server, json!({"code": "fn main() { println!(\"api\"); }"})).await;
     assert_eq!(v["stdout"], "api\n");
 }
+
+/// `finished in 0.01s` made `finished in 0.00s`: the time tests took differs run to run.
+fn no_timings(text: &str) -> String {
+    text.split("finished in ")
+        .enumerate()
+        .map(|(i, part)| match (i, part.find('s')) {
+            (0, _) | (_, None) => part.to_string(),
+            (_, Some(end)) => format!("finished in 0.00{}", &part[end..]),
+        })
+        .collect()
+}
+
+const PROC_MACRO: &str = "extern crate proc_macro;\nuse proc_macro::TokenStream;\n\n#[proc_macro]\npub fn m(t: TokenStream) -> TokenStream {\n    t\n}\n";
+
+#[tokio::test]
+async fn a_proc_macro_crate_builds_for_the_host_with_proc_macro_in_scope() {
+    // `cargo build` of a `proc-macro = true` package: no diagnostics.
+    let v = execute(json!(PROC_MACRO), "proc-macro", false).await;
+    assert_eq!(
+        (&v["success"], &v["exitDetail"], &v["stdout"], &v["stderr"]),
+        (
+            &json!(true),
+            &json!("Compiled the library (there is nothing to run)"),
+            &json!(""),
+            &json!("")
+        ),
+        "{v}"
+    );
+    // cargo passes `--extern proc_macro`: no `extern crate` needed.
+    let code = PROC_MACRO.replace("extern crate proc_macro;\n", "");
+    let v = execute(json!(code), "proc-macro", false).await;
+    assert_eq!(
+        (&v["success"], &v["stderr"]),
+        (&json!(true), &json!("")),
+        "{v}"
+    );
+
+    // What only a proc-macro crate refuses (`rustc --edition 2024 --crate-type proc-macro
+    // --extern proc_macro src/lib.rs`).
+    let code = format!("{code}\npub fn helper() {{}}\n");
+    let v = execute(json!(code), "proc-macro", false).await;
+    let error = "error: `proc-macro` crate types currently cannot export any items other than functions tagged with `#[proc_macro]`, `#[proc_macro_derive]`, or `#[proc_macro_attribute]`\n --> src/lib.rs:8:1\n  |\n8 | pub fn helper() {}\n  | ^^^^^^^^^^^^^^^\n\nerror: aborting due to 1 previous error\n\n";
+    assert_eq!(
+        (&v["success"], &v["exitDetail"], &v["stderr"]),
+        (&json!(false), &json!("Compilation failed"), &json!(error)),
+        "{v}"
+    );
+
+    // `cargo test` of it: the unit tests run, as they do natively.
+    let code = format!("{PROC_MACRO}\n#[test]\nfn t() {{}}\n");
+    let v = execute(json!(code), "proc-macro", true).await;
+    assert_eq!(
+        no_timings(v["stdout"].as_str().unwrap()),
+        "\nrunning 1 test\ntest t ... ok\n\ntest result: ok. 1 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.00s\n\n",
+        "{v}"
+    );
+    assert_eq!(v["success"], true);
+}
+
+/// A package of a library (with a module) and a binary, as `cargo test` runs it: the library's
+/// tests, then the binary's.
+fn library_and_binary(twice: &str) -> Value {
+    files(&[
+        (
+            "src/lib.rs",
+            "mod helpers;\n\npub fn add(a: u32, b: u32) -> u32 {\n    let unused = 1;\n    helpers::twice(a) / 2 + b\n}\n\n#[cfg(test)]\nmod tests {\n    #[test]\n    fn adds() {\n        assert_eq!(super::add(2, 2), 4);\n    }\n}\n",
+        ),
+        (
+            "src/helpers.rs",
+            &format!(
+                "pub fn twice(x: u32) -> u32 {{\n    x * 2\n}}\n\n#[test]\nfn twice_works() {{\n    assert_eq!(twice(3), {twice});\n}}\n"
+            ),
+        ),
+        (
+            "src/main.rs",
+            "fn main() {\n    println!(\"{}\", playground::add(1, 2));\n}\n\n#[test]\nfn main_test() {\n    assert_eq!(playground::add(1, 1), 2);\n}\n",
+        ),
+    ])
+}
+
+#[tokio::test]
+async fn tests_of_a_library_and_a_binary_run_both_as_cargo_test_does() {
+    // The frontend sends `lib` for a package with tests; `bin` gives the same.
+    for crate_type in ["lib", "bin"] {
+        let v = execute(library_and_binary("6"), crate_type, true).await;
+        // `cargo test`'s stdout (its doc-tests block aside: README).
+        assert_eq!(
+            no_timings(v["stdout"].as_str().unwrap()),
+            "\nrunning 2 tests\ntest helpers::twice_works ... ok\ntest tests::adds ... ok\n\ntest result: ok. 2 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.00s\n\n\nrunning 1 test\ntest main_test ... ok\n\ntest result: ok. 1 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.00s\n\n",
+            "{crate_type}: {v}"
+        );
+        // The library's warning once, as cargo shows it (`rustc --edition 2024 --test src/lib.rs`).
+        let warning = "warning: unused variable: `unused`\n --> src/lib.rs:4:9\n  |\n4 |     let unused = 1;\n  |         ^^^^^^ help: if this is intentional, prefix it with an underscore: `_unused`\n  |\n  = note: `#[warn(unused_variables)]` (part of `#[warn(unused)]`) on by default\n\nwarning: 1 warning emitted\n\n";
+        assert_eq!(v["stderr"], warning, "{crate_type}: {v}");
+        assert_eq!(
+            (&v["success"], &v["exitDetail"]),
+            (&json!(true), &json!("Exited with status 0"))
+        );
+    }
+
+    // A failing library test stops there: cargo runs no more test binaries.
+    let v = execute(library_and_binary("7"), "lib", true).await;
+    let stdout = no_timings(v["stdout"].as_str().unwrap());
+    assert!(
+        stdout.starts_with("\nrunning 2 tests\ntest helpers::twice_works ... FAILED\ntest tests::adds ... ok\n\nfailures:\n\n---- helpers::twice_works stdout ----\n\nthread 'helpers::twice_works' (1) panicked at src/helpers.rs:7:5:\nassertion `left == right` failed\n  left: 6\n right: 7\n"),
+        "{v}"
+    );
+    assert!(
+        stdout.ends_with("\nfailures:\n    helpers::twice_works\n\ntest result: FAILED. 1 passed; 1 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.00s\n\n"),
+        "{v}"
+    );
+    assert_eq!(
+        (&v["success"], &v["exitDetail"]),
+        (&json!(false), &json!("Exited with status 101"))
+    );
+}
+
+#[tokio::test]
+async fn clippy_checks_a_packages_binary_after_its_library() {
+    let mut code = library_and_binary("6");
+    code[2]["content"] = json!(
+        "fn main() {\n    let x = 3.14;\n    println!(\"{} {}\", x, playground::add(1, 2));\n}\n"
+    );
+    // The frontend sends `lib` for a package with tests. `clippy-driver --edition 2024` of
+    // `src/lib.rs`, then of `src/main.rs` with `--extern playground=...`.
+    let v = post_to(
+        "/clippy",
+        json!({"channel": "stable", "crateType": "lib", "edition": "2024", "code": code}),
+    )
+    .await;
+    let expected = "warning: unused variable: `unused`\n --> src/lib.rs:4:9\n  |\n4 |     let unused = 1;\n  |         ^^^^^^ help: if this is intentional, prefix it with an underscore: `_unused`\n  |\n  = note: `#[warn(unused_variables)]` (part of `#[warn(unused)]`) on by default\n\nwarning: 1 warning emitted\n\nerror: approximate value of `f{32, 64}::consts::PI` found\n --> src/main.rs:2:13\n  |\n2 |     let x = 3.14;\n  |             ^^^^\n  |\n  = help: consider using the constant directly\n  = help: for further information visit https://rust-lang.github.io/rust-clippy/rust-1.95.0/index.html#approx_constant\n  = note: `#[deny(clippy::approx_constant)]` on by default\n\nerror: aborting due to 1 previous error\n\n";
+    assert_eq!(
+        (&v["success"], &v["stderr"]),
+        (&json!(false), &json!(expected)),
+        "{v}"
+    );
+}
+
+#[tokio::test]
+async fn building_a_package_builds_its_binary_after_its_library() {
+    let mut code = library_and_binary("6");
+    code[2]["content"] =
+        json!("fn main() {\n    let y = 2;\n    println!(\"{}\", playground::add(1, 2));\n}\n");
+    // `rustc --edition 2024 --crate-type lib src/lib.rs`, then `--crate-type bin src/main.rs
+    // --extern playground=...`, as `cargo build` runs them.
+    let v = execute(code, "lib", false).await;
+    let expected = "warning: unused variable: `unused`\n --> src/lib.rs:4:9\n  |\n4 |     let unused = 1;\n  |         ^^^^^^ help: if this is intentional, prefix it with an underscore: `_unused`\n  |\n  = note: `#[warn(unused_variables)]` (part of `#[warn(unused)]`) on by default\n\nwarning: 1 warning emitted\n\nwarning: unused variable: `y`\n --> src/main.rs:2:9\n  |\n2 |     let y = 2;\n  |         ^ help: if this is intentional, prefix it with an underscore: `_y`\n  |\n  = note: `#[warn(unused_variables)]` (part of `#[warn(unused)]`) on by default\n\nwarning: 1 warning emitted\n\n";
+    assert_eq!(
+        (&v["success"], &v["exitDetail"], &v["stdout"], &v["stderr"]),
+        (
+            &json!(true),
+            &json!("Compiled the library (there is nothing to run)"),
+            &json!(""),
+            &json!(expected)
+        ),
+        "{v}"
+    );
+}

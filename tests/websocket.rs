@@ -106,6 +106,27 @@ fn end(success: bool, detail: &str, sequence: i64) -> Value {
     )
 }
 
+/// Cargo's lines around the compiler's output, as play.rust-lang.org's server shows them.
+const COMPILING: &str = "   Compiling playground v0.0.1 (/playground)\n";
+const FINISHED: &str = "    Finished `dev` profile [unoptimized + debuginfo] target(s) in 0.00s\n";
+const RUNNING: &str = "     Running `target/debug/playground`\n";
+
+/// What a program that compiles without a diagnostic shows before it runs.
+fn built(sequence: i64) -> Value {
+    stderr(&format!("{COMPILING}{FINISHED}{RUNNING}"), sequence)
+}
+
+/// `target(s) in 0.42s` made `target(s) in 0.00s`: the time a build took differs run to run.
+fn no_timing(mut v: Value) -> Value {
+    if let Some(text) = v["payload"].as_str()
+        && let Some((head, tail)) = text.split_once("target(s) in ")
+        && let Some(end) = tail.find('s')
+    {
+        v["payload"] = json!(format!("{head}target(s) in 0.00{}", &tail[end..]));
+    }
+    v
+}
+
 fn is_status(v: &Value) -> bool {
     v["type"] == "output/execute/wsExecuteStatus"
 }
@@ -120,7 +141,7 @@ async fn next_event(ws: &mut Socket) -> Value {
             assert!(status["residentSetSizeBytes"].as_u64().is_some(), "{v}");
             continue;
         }
-        return v;
+        return no_timing(v);
     }
 }
 
@@ -151,6 +172,7 @@ async fn output_is_streamed_while_the_program_runs() {
     let code = "fn main() {\n    for i in 0..3 {\n        println!(\"tick {i}\");\n        std::thread::sleep(std::time::Duration::from_millis(300));\n    }\n}\n";
     execute(&mut ws, 1, code).await;
     expect_begin(&mut ws, 1).await;
+    assert_eq!(next_event(&mut ws).await, built(1));
     let mut ticks = Vec::new();
     for i in 0..3 {
         assert_eq!(next_event(&mut ws).await, stdout(&format!("tick {i}\n"), 1));
@@ -171,6 +193,7 @@ async fn output_is_streamed_while_the_program_runs() {
     assert_eq!(
         until_end(&mut ws).await,
         [
+            built(2),
             stderr("to stderr\n", 2),
             end(true, "Exited with status 0", 2)
         ]
@@ -183,6 +206,7 @@ async fn stdin_is_fed_while_the_program_runs() {
     let code = "use std::io::BufRead;\nfn main() {\n    println!(\"name?\");\n    let mut line = String::new();\n    std::io::stdin().lock().read_line(&mut line).unwrap();\n    println!(\"hello, {}!\", line.trim());\n}\n";
     execute(&mut ws, 3, code).await;
     expect_begin(&mut ws, 3).await;
+    assert_eq!(next_event(&mut ws).await, built(3));
     assert_eq!(next_event(&mut ws).await, stdout("name?\n", 3));
     send(
         &mut ws,
@@ -206,6 +230,7 @@ async fn stdin_close_is_end_of_input() {
     let code = "use std::io::Read;\nfn main() {\n    println!(\"reading\");\n    let mut s = String::new();\n    std::io::stdin().read_to_string(&mut s).unwrap();\n    println!(\"{} bytes\", s.len());\n}\n";
     execute(&mut ws, 1, code).await;
     expect_begin(&mut ws, 1).await;
+    assert_eq!(next_event(&mut ws).await, built(1));
     assert_eq!(next_event(&mut ws).await, stdout("reading\n", 1));
     send(
         &mut ws,
@@ -228,6 +253,7 @@ async fn kill_ends_the_run_as_sigkill_does() {
     let mut ws = connect().await;
     execute(&mut ws, 4, FOREVER).await;
     expect_begin(&mut ws, 4).await;
+    assert_eq!(next_event(&mut ws).await, built(4));
     assert_eq!(next_event(&mut ws).await, stdout("started\n", 4));
     // A kill for another run is ignored.
     send(&mut ws, "output/execute/wsExecuteKill", None, 3).await;
@@ -238,7 +264,11 @@ async fn kill_ends_the_run_as_sigkill_does() {
     expect_begin(&mut ws, 5).await;
     assert_eq!(
         until_end(&mut ws).await,
-        [stdout("again\n", 5), end(true, "Exited with status 0", 5)]
+        [
+            built(5),
+            stdout("again\n", 5),
+            end(true, "Exited with status 0", 5)
+        ]
     );
 }
 
@@ -247,13 +277,18 @@ async fn a_new_request_replaces_the_running_one() {
     let mut ws = connect().await;
     execute(&mut ws, 1, FOREVER).await;
     expect_begin(&mut ws, 1).await;
+    assert_eq!(next_event(&mut ws).await, built(1));
     assert_eq!(next_event(&mut ws).await, stdout("started\n", 1));
     execute(&mut ws, 2, "fn main() { println!(\"two\"); }").await;
     assert_eq!(next_event(&mut ws).await, end(false, KILLED, 1));
     expect_begin(&mut ws, 2).await;
     assert_eq!(
         until_end(&mut ws).await,
-        [stdout("two\n", 2), end(true, "Exited with status 0", 2)]
+        [
+            built(2),
+            stdout("two\n", 2),
+            end(true, "Exited with status 0", 2)
+        ]
     );
 }
 
@@ -267,7 +302,10 @@ async fn compiler_diagnostics_come_first_on_stderr() {
     let rendered = "error[E0308]: mismatched types\n --> src/main.rs:2:18\n  |\n2 |     let x: i32 = \"a\";\n  |            ---   ^^^ expected `i32`, found `&str`\n  |            |\n  |            expected due to this\n\nerror: aborting due to 1 previous error\n\nFor more information about this error, try `rustc --explain E0308`.\n";
     assert_eq!(
         until_end(&mut ws).await,
-        [stderr(rendered, 1), end(false, "Compilation failed", 1)]
+        [
+            stderr(&format!("{COMPILING}{rendered}"), 1),
+            end(false, "Compilation failed", 1)
+        ]
     );
 
     // Warnings, then what the program writes.
@@ -278,7 +316,7 @@ async fn compiler_diagnostics_come_first_on_stderr() {
     assert_eq!(
         until_end(&mut ws).await,
         [
-            stderr(warning, 2),
+            stderr(&format!("{COMPILING}{warning}{FINISHED}{RUNNING}"), 2),
             stderr("hi\n", 2),
             end(true, "Exited with status 0", 2)
         ]
@@ -326,6 +364,7 @@ async fn bad_messages_get_an_error_and_the_socket_stays_open() {
     assert_eq!(
         until_end(&mut ws).await,
         [
+            built(9),
             stdout("still here\n", 9),
             end(true, "Exited with status 0", 9)
         ]
@@ -398,12 +437,64 @@ async fn tests_are_reported_as_cargo_test_prints_them() {
     send(&mut ws, "output/execute/wsExecuteRequest", Some(payload), 1).await;
     expect_begin(&mut ws, 1).await;
     let seen = until_end(&mut ws).await;
-    assert_eq!(seen.len(), 2, "{seen:?}");
-    let report = seen[0]["payload"].as_str().unwrap();
-    assert_eq!(seen[0]["type"], "output/execute/wsExecuteStdout");
+    assert_eq!(seen.len(), 3, "{seen:?}");
+    let finished = "    Finished `test` profile [unoptimized + debuginfo] target(s) in 0.00s\n";
+    assert_eq!(seen[0], stderr(&format!("{COMPILING}{finished}"), 1));
+    let report = seen[1]["payload"].as_str().unwrap();
+    assert_eq!(seen[1]["type"], "output/execute/wsExecuteStdout");
     assert!(
         report.starts_with("\nrunning 1 test\ntest awesome ... ok\n\ntest result: ok. 1 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in "),
         "{report}"
     );
-    assert_eq!(seen[1], end(true, "Exited with status 0", 1));
+    assert_eq!(seen[2], end(true, "Exited with status 0", 1));
+}
+
+#[tokio::test]
+async fn status_reports_the_programs_cpu_time_and_memory() {
+    let mut ws = connect().await;
+    // 8 MiB in use, then waiting for input: memory, but no CPU, while it waits.
+    let code = "use std::io::Read;\nfn main() {\n    let v = vec![1u8; 8 << 20];\n    println!(\"ready {}\", v.iter().map(|&b| b as usize).sum::<usize>());\n    std::io::stdin().read_to_end(&mut Vec::new()).unwrap();\n}\n";
+    execute(&mut ws, 1, code).await;
+    assert_eq!(next(&mut ws).await, begin(1));
+    loop {
+        let v = next(&mut ws).await;
+        if v == stdout("ready 8388608\n", 1) {
+            break;
+        }
+        assert!(is_status(&v) || no_timing(v.clone()) == built(1), "{v}");
+    }
+    let waiting = Instant::now();
+    let status = loop {
+        let v = next(&mut ws).await;
+        assert!(is_status(&v), "{v}");
+        if waiting.elapsed() >= Duration::from_millis(1500) {
+            break v["payload"].clone();
+        }
+    };
+    let memory = status["residentSetSizeBytes"].as_u64().unwrap();
+    assert!(memory >= 8 << 20 && memory % 65536 == 0, "{status}");
+    let cpu = status["totalTimeSecs"].as_f64().unwrap();
+    assert!(cpu > 0.0 && cpu < 1.5, "{status}");
+    send(&mut ws, "output/execute/wsExecuteStdinClose", None, 1).await;
+    assert_eq!(
+        until_end(&mut ws).await,
+        [end(true, "Exited with status 0", 1)]
+    );
+}
+
+/// A library that builds cleanly still shows cargo's lines: the frontend hides an empty pane.
+#[tokio::test]
+async fn a_library_build_shows_cargos_lines() {
+    let mut ws = connect().await;
+    let payload = json!({"channel": "stable", "mode": "release", "edition": "2024", "crateType": "lib", "tests": false, "code": "pub fn f() {}\n", "backtrace": false});
+    send(&mut ws, "output/execute/wsExecuteRequest", Some(payload), 1).await;
+    expect_begin(&mut ws, 1).await;
+    let finished = "    Finished `release` profile [optimized] target(s) in 0.00s\n";
+    assert_eq!(
+        until_end(&mut ws).await,
+        [
+            stderr(&format!("{COMPILING}{finished}"), 1),
+            end(true, "Compiled the library (there is nothing to run)", 1)
+        ]
+    );
 }

@@ -131,8 +131,10 @@ pub(super) struct OptionFields {
 
 pub(super) fn compile_options(fields: &OptionFields) -> Result<CompileOptions, ApiError> {
     let bad = ApiError::bad_request;
-    const LIBRARIES: [&str; 6] = ["lib", "rlib", "dylib", "cdylib", "staticlib", "proc-macro"];
+    const LIBRARIES: [&str; 5] = ["lib", "rlib", "dylib", "cdylib", "staticlib"];
     let kind = match (fields.tests, fields.crate_type.as_deref()) {
+        (true, Some("proc-macro")) => CrateKind::ProcMacroTests,
+        (false, Some("proc-macro")) => CrateKind::ProcMacro,
         (true, Some(t)) if LIBRARIES.contains(&t) => CrateKind::LibraryTests,
         (true, _) => CrateKind::Tests,
         (false, None | Some("bin")) => CrateKind::Program,

@@ -31,7 +31,7 @@ use super::execute::{execute_request_from_json, record_execution};
 use super::metrics::Metrics;
 use crate::build::{Diagnostic, Report};
 use crate::pipeline::{ClientId, ExecuteRequest, LiveObserver, Playground};
-use crate::run::{LiveStdin, OutputSink, StreamKind};
+use crate::run::{LiveStdin, OutputSink, RunStats, StreamKind};
 
 /// What a live run reports while it goes.
 #[derive(Debug)]
@@ -48,19 +48,24 @@ pub(super) enum LiveEvent {
 }
 
 /// Where a run sends its [`LiveEvent`]s: a channel the session drains into the socket.
-pub(super) struct LiveSink(UnboundedSender<LiveEvent>);
+pub(super) struct LiveSink {
+    events: UnboundedSender<LiveEvent>,
+    /// The run's CPU time and memory so far (`/websocket` reports them).
+    pub(super) stats: Arc<RunStats>,
+}
 
 impl LiveSink {
     pub(super) fn new() -> (Arc<Self>, UnboundedReceiver<LiveEvent>) {
-        let (tx, rx) = unbounded_channel();
-        (Arc::new(Self(tx)), rx)
+        let (events, rx) = unbounded_channel();
+        let stats = Arc::default();
+        (Arc::new(Self { events, stats }), rx)
     }
 }
 
 // A closed receiver (client gone) is not the run's problem: sends may fail silently.
 impl OutputSink for LiveSink {
     fn output(&self, stream: StreamKind, bytes: &[u8]) {
-        let _ = self.0.send(LiveEvent::Output {
+        let _ = self.events.send(LiveEvent::Output {
             stream,
             bytes: bytes.to_vec(),
         });
@@ -69,11 +74,15 @@ impl OutputSink for LiveSink {
 
 impl LiveObserver for LiveSink {
     fn compiled(&self, report: &Report) {
-        let _ = self.0.send(LiveEvent::Compiled {
+        let _ = self.events.send(LiveEvent::Compiled {
             success: report.success,
             compiler_output: report.rendered.clone(),
             diagnostics: report.diagnostics.clone(),
         });
+    }
+
+    fn stats(&self) -> Option<Arc<RunStats>> {
+        Some(self.stats.clone())
     }
 }
 

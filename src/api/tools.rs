@@ -68,7 +68,8 @@ fn parse_tool(body: Result<Bytes, BytesRejection>) -> Result<(ToolBody, CompileO
     let body = body.map_err(ApiError::from_rejection)?;
     let parsed: ToolBody = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("Unable to deserialize request: {e}")))?;
-    let opts = compile_options(&parsed.options)?;
+    let mut opts = compile_options(&parsed.options)?;
+    opts.kind = opts.kind.for_tools();
     Ok((parsed, opts))
 }
 

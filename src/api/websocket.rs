@@ -34,8 +34,9 @@ use super::error::ApiError;
 use super::execute::{execute_request_from_json, record_execution};
 use super::live::{LiveEvent, LiveSink, Utf8Decoder};
 use super::metrics::Metrics;
+use crate::build::{CrateKind, Mode};
 use crate::pipeline::{ClientId, ExecuteRequest, ExecutionOutput, Playground, PlaygroundError};
-use crate::run::{LiveStdin, StreamKind};
+use crate::run::{LiveStdin, RunStats, StreamKind};
 
 /// How long a client has to send its `websocket/connected` before the socket is dropped.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -81,7 +82,47 @@ struct Run {
     events: UnboundedReceiver<LiveEvent>,
     stdin: Option<DuplexStream>,
     decoders: [Utf8Decoder; 2],
+    stats: Arc<RunStats>,
+    cargo: CargoLines,
+}
+
+/// Cargo's status lines around the compiler's output, as play.rust-lang.org's frontend shows
+/// them (its server runs cargo). Without them a library that builds cleanly would show nothing
+/// at all: the frontend hides an output pane with nothing in it.
+struct CargoLines {
+    mode: Mode,
+    kind: CrateKind,
     started: Instant,
+    /// The first build of the run was reported (a package's tests may build twice).
+    reported: bool,
+}
+
+impl CargoLines {
+    fn around(&mut self, success: bool, compiler_output: String) -> String {
+        let first = !std::mem::replace(&mut self.reported, true);
+        let mut text = String::new();
+        if first {
+            text.push_str("   Compiling playground v0.0.1 (/playground)\n");
+        }
+        text.push_str(&compiler_output);
+        if success && first {
+            let profile = match (self.mode, self.kind.is_tests()) {
+                (Mode::Release, _) => "`release` profile [optimized]",
+                (Mode::Debug, true) => "`test` profile [unoptimized + debuginfo]",
+                (Mode::Debug, false) => "`dev` profile [unoptimized + debuginfo]",
+            };
+            let secs = self.started.elapsed().as_secs_f64();
+            text.push_str(&format!("    Finished {profile} target(s) in {secs:.2}s\n"));
+        }
+        if success && self.kind == CrateKind::Program {
+            let dir = match self.mode {
+                Mode::Debug => "debug",
+                Mode::Release => "release",
+            };
+            text.push_str(&format!("     Running `target/{dir}/playground`\n"));
+        }
+        text
+    }
 }
 
 /// The socket was closed or broke: the session is over.
@@ -251,13 +292,21 @@ impl Session {
         let (sink, events) = LiveSink::new();
         let (stdin, writer) = LiveStdin::pipe();
         let playground = playground.clone();
+        let stats = sink.stats.clone();
+        let cargo = CargoLines {
+            mode: request.mode,
+            kind: request.kind,
+            started: Instant::now(),
+            reported: false,
+        };
         self.run = Some(Run {
             sequence,
             future: Box::pin(async move { playground.execute_live(request, sink, stdin).await }),
             events,
             stdin: Some(writer),
             decoders: Default::default(),
-            started: Instant::now(),
+            stats,
+            cargo,
         });
         self.send("output/execute/wsExecuteBegin", None, sequence)
             .await?;
@@ -270,10 +319,10 @@ impl Session {
         let Some(mut run) = self.run.take() else {
             return Ok(());
         };
-        drop(run.future);
+        // Dropping the future stops the compiler or the program.
+        run.future = Box::pin(std::future::pending());
         while let Ok(event) = run.events.try_recv() {
-            self.send_output(event, &mut run.decoders, run.sequence)
-                .await?;
+            self.send_output(event, &mut run).await?;
         }
         let end = json!({"success": false, "exitDetail": exit_detail});
         self.send("output/execute/wsExecuteEnd", Some(end), run.sequence)
@@ -284,34 +333,33 @@ impl Session {
         let Some(mut run) = self.run.take() else {
             return Ok(());
         };
-        let sent = self
-            .send_output(event, &mut run.decoders, run.sequence)
-            .await;
+        let sent = self.send_output(event, &mut run).await;
         self.run = Some(run);
         sent
     }
 
-    async fn send_output(
-        &mut self,
-        event: LiveEvent,
-        decoders: &mut [Utf8Decoder; 2],
-        sequence: i64,
-    ) -> Result<(), Gone> {
+    async fn send_output(&mut self, event: LiveEvent, run: &mut Run) -> Result<(), Gone> {
         let (kind, text) = match event {
             // The compiler's diagnostics come first on stderr, as under cargo.
             LiveEvent::Compiled {
-                compiler_output, ..
-            } => ("wsExecuteStderr", compiler_output),
+                success,
+                compiler_output,
+                ..
+            } => (
+                "wsExecuteStderr",
+                run.cargo.around(success, compiler_output),
+            ),
             LiveEvent::Output { stream, bytes } => match stream {
-                StreamKind::Stdout => ("wsExecuteStdout", decoders[0].decode(&bytes)),
-                StreamKind::Stderr => ("wsExecuteStderr", decoders[1].decode(&bytes)),
+                StreamKind::Stdout => ("wsExecuteStdout", run.decoders[0].decode(&bytes)),
+                StreamKind::Stderr => ("wsExecuteStderr", run.decoders[1].decode(&bytes)),
             },
         };
         if text.is_empty() {
             return Ok(());
         }
         let kind = format!("output/execute/{kind}");
-        self.send(&kind, Some(Value::String(text)), sequence).await
+        self.send(&kind, Some(Value::String(text)), run.sequence)
+            .await
     }
 
     /// The current run finished by itself: its last output, then its end.
@@ -324,8 +372,7 @@ impl Session {
             return Ok(());
         };
         while let Ok(event) = run.events.try_recv() {
-            self.send_output(event, &mut run.decoders, run.sequence)
-                .await?;
+            self.send_output(event, &mut run).await?;
         }
         match result {
             Ok(output) => {
@@ -351,16 +398,16 @@ impl Session {
             .await
     }
 
-    /// The run's time so far. The frontend offers to kill a run after 15 s of it; what runs
-    /// here is bounded by fuel, so wall-clock time is the honest measure. The guest's memory is
-    /// not a process of its own, so there is no resident set size to report.
+    /// What the run has used so far, as play.rust-lang.org reports its process's user+system
+    /// time and resident set: the guest's CPU time (0 while it compiles; the frontend offers to
+    /// kill a run after 15 s of it) and the size of its linear memory.
     async fn status(&mut self) -> Result<(), Gone> {
         let Some(run) = &self.run else {
             return Ok(());
         };
         let status = json!({
-            "totalTimeSecs": run.started.elapsed().as_secs_f64(),
-            "residentSetSizeBytes": 0,
+            "totalTimeSecs": run.stats.cpu_time().as_secs_f64(),
+            "residentSetSizeBytes": run.stats.memory_bytes(),
         });
         let sequence = run.sequence;
         self.send("output/execute/wsExecuteStatus", Some(status), sequence)

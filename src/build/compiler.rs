@@ -23,7 +23,7 @@ use super::code::{Code, SourceFile};
 use super::crates::CrateSet;
 use super::diagnostics::{Diagnostic, parse_diagnostics};
 use super::options::{CompileOptions, CrateKind, Edition, Emit, Mode, Target};
-use super::sandbox::{ProcessLimits, Sandbox, SandboxError};
+use super::sandbox::{NATIVE_TARGET, ProcessLimits, Sandbox, SandboxError};
 use super::toolchain::Toolchain;
 
 /// The one-line entry stub: `$call_main` calls `main`; `$after_message` runs in the panic hook
@@ -233,6 +233,8 @@ impl Compiler {
             target = Target::Wasip1;
         }
         let crate_args = match target {
+            // Built for the host, which the offered crates are not.
+            _ if build_kind(opts) == CrateKind::ProcMacro => &Vec::new(),
             Target::Wasip1 => &self.crate_args,
             Target::Wasip1Threads => &self.threads_crate_args,
         };
@@ -259,8 +261,9 @@ impl Compiler {
     ) -> Result<BuildResult, CompileError> {
         let opts = CompileOptions {
             emit: Emit::Link,
+            // `cargo clippy` checks every target: a package's binary after its library.
             kind: match opts.kind {
-                CrateKind::Library => CrateKind::Library,
+                CrateKind::Library if !code.has("src/main.rs") => CrateKind::Library,
                 _ => CrateKind::Binary,
             },
             ..*opts
@@ -397,8 +400,12 @@ impl Compiler {
         main_args.extend(externs);
         let mut result = self.run_job(tool, &main_args, job, output).await?;
         if let Some((rendered, diagnostics, truncated, cacheable)) = lib {
-            result.rendered.insert_str(0, &rendered);
-            result.diagnostics.splice(0..0, diagnostics);
+            // The binary's tests run after the library's, whose build showed these (cargo
+            // counts them as duplicates).
+            if !opts.kind.is_tests() {
+                result.rendered.insert_str(0, &rendered);
+                result.diagnostics.splice(0..0, diagnostics);
+            }
             result.truncated |= truncated;
             result.cacheable &= cacheable;
         }
@@ -587,7 +594,7 @@ pub(super) fn common_args(dir: &Path, opts: &CompileOptions) -> Vec<String> {
 fn build_kind(opts: &CompileOptions) -> CrateKind {
     match (opts.emit, opts.kind) {
         (Emit::Link, kind) => kind,
-        (_, CrateKind::Library | CrateKind::Cdylib) => CrateKind::Library,
+        (_, CrateKind::Library | CrateKind::Cdylib | CrateKind::ProcMacro) => CrateKind::Library,
         _ => CrateKind::Binary,
     }
 }
@@ -617,20 +624,34 @@ pub fn rustc_args(
     dir: &Path,
     root: &str,
 ) -> (Vec<String>, &'static str) {
+    // As cargo does for a proc-macro crate, `proc_macro` is in scope without `extern crate`.
     let (crate_args, output): (&[&str], &str) = match build_kind(opts) {
         CrateKind::Program => (&["--crate-type", "cdylib"], "main.wasm"),
         CrateKind::Binary => (&["--crate-type", "bin"], "main.wasm"),
         CrateKind::Tests | CrateKind::LibraryTests => (&["--test"], "main.wasm"),
+        CrateKind::ProcMacroTests => (&["--test", "--extern", "proc_macro"], "main.wasm"),
         CrateKind::Library => (&["--crate-type", "lib"], "libplayground.rlib"),
         CrateKind::Cdylib => (&["--crate-type", "cdylib"], "main.wasm"),
+        CrateKind::ProcMacro => (
+            &["--crate-type", "proc-macro", "--extern", "proc_macro"],
+            "libplayground.rmeta",
+        ),
     };
     let (emit, output) = match opts.emit {
+        // A proc-macro runs inside the compiler: cargo builds it for the host. No linker runs
+        // in the sandbox, so it is checked (`cargo check`'s metadata), which reports the same
+        // diagnostics.
+        _ if build_kind(opts) == CrateKind::ProcMacro => ("--emit=metadata", output),
         Emit::Link => ("--emit=link", output),
         Emit::Mir => ("--emit=mir", "main.mir"),
         Emit::LlvmIr => ("--emit=llvm-ir", "main.ll"),
         Emit::Asm => ("--emit=asm", "main.s"),
     };
-    let mut args: Vec<String> = ["--target", target.as_str()]
+    let target = match build_kind(opts) {
+        CrateKind::ProcMacro => NATIVE_TARGET,
+        _ => target.as_str(),
+    };
+    let mut args: Vec<String> = ["--target", target]
         .iter()
         .chain(crate_args)
         .map(|s| s.to_string())
@@ -682,20 +703,21 @@ impl Layout {
         };
         let kind = build_kind(opts);
         if let Code::Single(_) = code {
-            let root = match kind {
-                CrateKind::Library | CrateKind::Cdylib | CrateKind::LibraryTests => "src/lib.rs",
-                _ => "src/main.rs",
+            let root = if kind.is_library() {
+                "src/lib.rs"
+            } else {
+                "src/main.rs"
             };
             return Ok(layout(root, opts.kind, false));
         }
         let (main, lib) = (code.has("src/main.rs"), code.has("src/lib.rs"));
         match (kind, main, lib) {
-            (CrateKind::Library | CrateKind::Cdylib | CrateKind::LibraryTests, _, true) => {
-                Ok(layout("src/lib.rs", opts.kind, false))
+            // `cargo build` builds a package's binary too, after its library.
+            (CrateKind::Library, true, true) if opts.emit == Emit::Link => {
+                Ok(layout("src/main.rs", CrateKind::Binary, true))
             }
-            (CrateKind::Library | CrateKind::Cdylib | CrateKind::LibraryTests, true, false) => {
-                Ok(layout("src/main.rs", opts.kind, false))
-            }
+            (kind, _, true) if kind.is_library() => Ok(layout("src/lib.rs", opts.kind, false)),
+            (kind, true, false) if kind.is_library() => Ok(layout("src/main.rs", opts.kind, false)),
             (_, true, lib) => Ok(layout("src/main.rs", opts.kind, lib)),
             (CrateKind::Tests, false, true) => Ok(layout("src/lib.rs", opts.kind, false)),
             (CrateKind::Binary, false, true) => Ok(layout("src/lib.rs", CrateKind::Library, false)),

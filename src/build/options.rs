@@ -91,6 +91,44 @@ pub enum CrateKind {
     /// A library linked into a module of its own (`--crate-type cdylib`), for `/compile`'s
     /// views: its exported functions keep their names.
     Cdylib,
+    /// A procedural macro crate (`--crate-type proc-macro`), only compiled. It runs inside the
+    /// compiler, so cargo builds it for the host, with `proc_macro` in scope; so do we.
+    ProcMacro,
+    /// The test harness of a procedural macro crate: [`Self::LibraryTests`] with `proc_macro`.
+    ProcMacroTests,
+}
+
+impl CrateKind {
+    /// Only compiled, never run.
+    pub fn builds_only(self) -> bool {
+        matches!(self, CrateKind::Library | CrateKind::ProcMacro)
+    }
+
+    /// Runs the `#[test]`s of a harness.
+    pub fn is_tests(self) -> bool {
+        matches!(
+            self,
+            CrateKind::Tests | CrateKind::LibraryTests | CrateKind::ProcMacroTests
+        )
+    }
+
+    /// Its crate root is `src/lib.rs`, where a package has one.
+    pub fn is_library(self) -> bool {
+        !matches!(
+            self,
+            CrateKind::Program | CrateKind::Tests | CrateKind::Binary
+        )
+    }
+
+    /// The kind a library's tools (clippy, `/compile`'s views, macro expansion) treat it as:
+    /// they know plain libraries only.
+    pub fn for_tools(self) -> Self {
+        match self {
+            CrateKind::ProcMacro => CrateKind::Library,
+            CrateKind::ProcMacroTests => CrateKind::LibraryTests,
+            kind => kind,
+        }
+    }
 }
 
 /// What rustc writes: the linked artifact, or one of its intermediate forms as text.

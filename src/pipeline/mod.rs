@@ -28,7 +28,9 @@ use crate::build::{
     ProcessLimits, Report, Sandbox, Source, Toolchain, ToolchainError,
 };
 use crate::config::Config;
-use crate::run::{Input, LiveStdin, OutputSink, RunError, RunOptions, RunSlot, Runner, Status};
+use crate::run::{
+    Input, LiveStdin, OutputSink, RunError, RunOptions, RunSlot, RunStats, Runner, Status,
+};
 pub use admission::ClientId;
 use admission::{
     Admission, AdmissionError, Limit, Limited, Overloaded, PerClient, Permit, Sessions,
@@ -41,6 +43,11 @@ pub use tools::{AsmOptions, Target, ToolOutput};
 pub trait LiveObserver: OutputSink {
     /// The build is done (from the cache or `rustc`); the run starts next if it succeeded.
     fn compiled(&self, report: &Report);
+
+    /// Where the run should note its CPU time and memory as it goes, if anyone reads them.
+    fn stats(&self) -> Option<Arc<RunStats>> {
+        None
+    }
 }
 
 /// One program to compile and run.
@@ -79,6 +86,30 @@ pub struct ExecutionOutput {
     pub truncated: bool,
     pub fuel_consumed: u64,
     pub timings: Timings,
+}
+
+impl ExecutionOutput {
+    /// One answer for two runs of a package, `self` first: the second one's outcome, both
+    /// outputs.
+    fn followed_by(self, next: ExecutionOutput) -> ExecutionOutput {
+        let (first, t) = (self.timings, next.timings);
+        ExecutionOutput {
+            stdout: self.stdout + &next.stdout,
+            stderr: self.stderr + &next.stderr,
+            compiler_output: self.compiler_output + &next.compiler_output,
+            diagnostics: [self.diagnostics, next.diagnostics].concat(),
+            truncated: self.truncated || next.truncated,
+            fuel_consumed: self.fuel_consumed + next.fuel_consumed,
+            timings: Timings {
+                queue_ms: first.queue_ms + t.queue_ms,
+                compile_ms: first.compile_ms + t.compile_ms,
+                run_ms: first.run_ms + t.run_ms,
+                cached: first.cached && t.cached,
+                source: t.source,
+            },
+            ..next
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -326,7 +357,41 @@ impl Playground {
             .await
     }
 
+    /// `cargo test` of a package with both `src/lib.rs` and `src/main.rs` runs the library's
+    /// tests, then (if they pass) the binary's; every other request is one build and run.
     async fn execute_with(
+        &self,
+        req: ExecuteRequest,
+        stdin: Input,
+        observer: Option<Arc<dyn LiveObserver>>,
+    ) -> Result<ExecutionOutput, PlaygroundError> {
+        let both = req.code.has("src/lib.rs") && req.code.has("src/main.rs");
+        if !(req.kind.is_tests() && both) {
+            return self.execute_one(req, stdin, observer).await;
+        }
+        let lib_kind = match req.kind {
+            CrateKind::Tests => CrateKind::LibraryTests,
+            kind => kind,
+        };
+        let lib_req = ExecuteRequest {
+            kind: lib_kind,
+            ..req.clone()
+        };
+        let lib = self
+            .execute_one(lib_req, stdin.clone(), observer.clone())
+            .await?;
+        if !lib.success {
+            return Ok(lib);
+        }
+        let bin_req = ExecuteRequest {
+            kind: CrateKind::Tests,
+            ..req
+        };
+        let bin = self.execute_one(bin_req, stdin, observer).await?;
+        Ok(lib.followed_by(bin))
+    }
+
+    async fn execute_one(
         &self,
         req: ExecuteRequest,
         stdin: Input,
@@ -388,7 +453,7 @@ impl Playground {
         let Some(program) = artifact
             .program
             .as_ref()
-            .filter(|_| req.kind != CrateKind::Library)
+            .filter(|_| !req.kind.builds_only())
         else {
             return Ok(not_run(
                 Status::Ok,
@@ -420,11 +485,12 @@ impl Playground {
             Input::Live(live) => Input::Live(live.with_slot(slot.clone())),
             bytes => bytes,
         };
+        run_opts.stats = observer.as_ref().and_then(|o| o.stats());
         run_opts.live = observer.map(|o| -> Arc<dyn OutputSink> { o });
         run_opts.args = req.args;
         let started = Instant::now();
         let run = match req.kind {
-            CrateKind::Tests | CrateKind::LibraryTests => {
+            kind if kind.is_tests() => {
                 crate::run::harness::run_tests(&self.runner, program, &run_opts).await?
             }
             _ => self.runner.execute(program, &run_opts).await?,
@@ -477,7 +543,7 @@ impl Playground {
             truncated: build.truncated,
         };
         let mut cacheable = build.cacheable;
-        let program = if build.success && opts.kind != CrateKind::Library {
+        let program = if build.success && !opts.kind.builds_only() {
             let wasm: Arc<[u8]> = std::fs::read(&build.wasm)
                 .map_err(|e| RunError::Load(format!("could not read the module: {e}")))?
                 .into();

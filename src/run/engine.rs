@@ -27,12 +27,13 @@ use serde::Serialize;
 use tokio::sync::{Semaphore, watch};
 use wasmtime::{
     CacheStore, Caller, Enabled, Engine, InstanceAllocationStrategy, InstancePre, Linker, Module,
-    OptLevel, PoolingAllocationConfig, StoreLimits, Strategy, WasmBacktraceDetails,
+    OptLevel, PoolingAllocationConfig, Strategy, WasmBacktraceDetails,
 };
 use wasmtime_wasi::p1::WasiP1Ctx;
 
 use super::check::{Unfit, check, link_error};
 use super::outcome::RunError;
+use super::stats::MeteredLimits;
 use super::threads::{SPAWN_REFUSED, ThreadedRun, is_threaded};
 use crate::config::{CompilerStrategy, Config};
 
@@ -46,7 +47,7 @@ pub enum Tier {
 
 pub(super) struct StoreState {
     pub(super) wasi: WasiP1Ctx,
-    pub(super) limits: StoreLimits,
+    pub(super) limits: MeteredLimits,
     /// The threaded run this store is one thread of (`None` for a single-threaded program).
     pub(super) threads: Option<Arc<ThreadedRun>>,
 }

@@ -16,6 +16,7 @@ use wasmtime_wasi::p2::pipe::MemoryInputPipe;
 use super::capture::{CaptureStream, OutputSink, StreamKind};
 use super::engine::{Backend, Code, Program, Runner, StoreState, Tier};
 use super::outcome::{Outcome, RunError, RunOutput, Status};
+use super::stats::{MeteredLimits, RunStats, metered};
 use super::stdin::LiveStdin;
 use super::threads;
 use crate::config::{CompilerStrategy, Config};
@@ -37,6 +38,8 @@ pub struct RunOptions {
     pub args: Vec<String>,
     /// Where output goes as it is written, besides the captured buffers.
     pub live: Option<Arc<dyn OutputSink>>,
+    /// Where the run notes its CPU time and memory as it goes.
+    pub stats: Option<Arc<RunStats>>,
 }
 
 /// The program's stdin.
@@ -68,6 +71,7 @@ impl RunOptions {
             stdin: Input::Bytes(Vec::new()),
             args: Vec::new(),
             live: None,
+            stats: None,
         }
     }
 }
@@ -266,7 +270,7 @@ fn run_instance(
             &backend.engine,
             StoreState {
                 wasi,
-                limits,
+                limits: MeteredLimits::new(limits, opts.stats.clone()),
                 threads: None,
             },
         );
@@ -320,6 +324,7 @@ fn run_instance(
         };
         // The epoch check cannot fire while the guest waits in a host call (e.g. a sleep); this
         // outer timeout covers that, one tick after the deadline.
+        let run = metered(run, opts.stats.clone());
         let result = match tokio::time::timeout(opts.timeout + tick, run).await {
             Ok(result) => Outcome::from_result(result),
             Err(_) => Outcome::Timeout,

@@ -10,6 +10,7 @@
 //! - [`capture`]: the capped stdout/stderr buffers, and [`OutputSink`], through which a run's
 //!   output reaches a live client above this layer;
 //! - [`stdin`]: stdin fed while a program runs;
+//! - [`stats`]: a run's CPU time and memory so far, for live progress reports;
 //! - [`threads`]: threaded programs (wasi-threads): one OS thread and store per guest thread,
 //!   one shared memory, fuel budget and deadline per run, and a teardown that stops them all;
 //! - [`harness`]: `#[test]`s run one instance each, reported like `cargo test`;
@@ -24,6 +25,7 @@ pub mod engine;
 pub mod execute;
 pub mod harness;
 pub mod outcome;
+pub mod stats;
 pub mod stdin;
 pub mod threads;
 
@@ -32,4 +34,5 @@ pub use check::Unfit;
 pub use engine::{Program, Runner, Serialized, Tier};
 pub use execute::{Input, RunOptions};
 pub use outcome::{RunError, RunOutput, Status};
+pub use stats::RunStats;
 pub use stdin::{LiveStdin, RunSlot};

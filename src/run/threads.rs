@@ -32,6 +32,7 @@ use super::capture::{CaptureStream, StreamKind};
 use super::engine::{Backend, StoreState, Tier, lower_thread_priority};
 use super::execute::{Input, PROGRAM_NAME, RunOptions};
 use super::outcome::{Outcome, RunError, RunOutput};
+use super::stats::MeteredLimits;
 
 /// WASI's EAGAIN, negated: what `thread-spawn` returns at the limit (wasi-libc's
 /// `pthread_create` then fails with EAGAIN, as Linux's `clone` does when it refuses).
@@ -183,7 +184,7 @@ fn prepare(
         &backend.engine,
         StoreState {
             wasi: WasiCtxBuilder::new().build_p1(),
-            limits: StoreLimits::default(),
+            limits: MeteredLimits::new(StoreLimits::default(), None),
             threads: None,
         },
     );
@@ -335,7 +336,7 @@ impl ThreadedRun {
             &self.engine,
             StoreState {
                 wasi,
-                limits,
+                limits: MeteredLimits::new(limits, None),
                 threads: Some(self.clone()),
             },
         );
