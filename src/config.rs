@@ -304,6 +304,17 @@ pub struct Config {
     )]
     pub ws_idle_timeout_ms: u64,
 
+    /// A `/websocket` session (play.rust-lang.org's frontend keeps one open while its page is)
+    /// is closed after this long, in milliseconds, as upstream's are after 45 minutes; the
+    /// frontend then connects again. Bounds what an idle socket holds.
+    #[arg(
+        long,
+        env = "WASM_PLAYGROUND_WS_SESSION_TIMEOUT_MS",
+        default_value_t = 2_700_000,
+        global = true
+    )]
+    pub ws_session_timeout_ms: u64,
+
     /// Largest function body in a compiled module, in bytes: Wasmtime compiles each function
     /// in the server's process, and its time grows with the size.
     #[arg(
@@ -610,6 +621,10 @@ impl Config {
 
     pub fn ws_idle_timeout(&self) -> Duration {
         Duration::from_millis(self.ws_idle_timeout_ms.max(1))
+    }
+
+    pub fn ws_session_timeout(&self) -> Duration {
+        Duration::from_millis(self.ws_session_timeout_ms.max(1))
     }
 
     pub fn redis_timeout(&self) -> Duration {

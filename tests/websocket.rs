@@ -392,6 +392,28 @@ async fn a_socket_without_the_handshake_is_dropped() {
     assert_eq!(closed, Ok(true));
 }
 
+/// A session ends at `--ws-session-timeout-ms`, idle or not: an idle page holds a socket only
+/// so long.
+#[tokio::test]
+async fn a_session_is_closed_at_its_time_limit() {
+    let server = common::start(wasm_playground::config::Config {
+        ws_session_timeout_ms: 1000,
+        ..Default::default()
+    });
+    let mut ws = connect_to(&server).await;
+    let closed = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match ws.next().await {
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return true,
+                Some(Ok(Message::Text(text))) => panic!("unexpected {text}"),
+                Some(Ok(_)) => {}
+            }
+        }
+    })
+    .await;
+    assert_eq!(closed, Ok(true));
+}
+
 /// A saturated service refuses a run over the socket as `/execute` would with a 503: an error,
 /// then the run's end.
 #[tokio::test]

@@ -198,8 +198,12 @@ impl Session {
         playground: Arc<Playground>,
         metrics: Arc<Metrics>,
     ) {
+        // Closing the socket drops (stops) a run still going.
+        let session_end = tokio::time::sleep(playground.config().ws_session_timeout());
+        tokio::pin!(session_end);
         loop {
             let step = tokio::select! {
+                () = &mut session_end => Err(Gone),
                 message = rx.next() => match message {
                     Some(Ok(Message::Text(text))) => self.on_message(&text, &playground).await,
                     Some(Ok(_)) => Ok(()),

@@ -239,8 +239,9 @@ impl Compiler {
             Target::Wasip1Threads => &self.threads_crate_args,
         };
         // The same module from a std without debug sections, unless std's line tables may be
-        // shown (a backtrace).
-        let sysroot: &[String] = if opts.backtrace {
+        // shown (a backtrace). The lean sysroot has only the WebAssembly targets: a proc-macro
+        // is checked against the host's std.
+        let sysroot: &[String] = if opts.backtrace || build_kind(opts) == CrateKind::ProcMacro {
             &[]
         } else {
             &self.lean_sysroot
