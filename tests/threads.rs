@@ -300,3 +300,46 @@ async fn a_spawn_the_server_cannot_hold_fails_as_natively() {
     assert_eq!(text(&v, "status"), "ok", "{v}");
     assert_eq!(text(&v, "stdout"), "joined 1\n");
 }
+
+/// With `backtrace: true` a threaded program's panic prints the frames as native Rust 1.95
+/// does under `RUST_BACKTRACE=1` (the expected lines are a native run's, but for the thread
+/// id); a panicking worker ends the program, as without `backtrace` (README: "Threads").
+#[tokio::test]
+async fn backtraces_of_threaded_programs_are_native() {
+    let server = ServerProcess::spawn(&[], &[]);
+    let std = "/rustc/59807616e1fa2540724bfbac14d7976d7e4a3860/library";
+    let top = format!(
+        "stack backtrace:\n   0: __rustc::rust_begin_unwind\n             at {std}/std/src/panicking.rs:689:5\n   1: core::panicking::panic_fmt\n             at {std}/core/src/panicking.rs:80:14\n   2: core::panicking::panic_bounds_check\n             at {std}/core/src/panicking.rs:271:5\n   3: playground::inner\n             at ./src/main.rs:4:5\n"
+    );
+    let note =
+        "note: Some details are omitted, run with `RUST_BACKTRACE=full` for a verbose backtrace.\n";
+
+    let v = run_on(
+        &server.server,
+        json!({"code": fixture("backtrace_main"), "backtrace": true}),
+    )
+    .await;
+    assert_eq!(text(&v, "exitDetail"), "Exited with status 101", "{v}");
+    assert_eq!(text(&v, "stdout"), "1\n");
+    assert_eq!(
+        text(&v, "stderr"),
+        format!(
+            "\nthread 'main' (1) panicked at src/main.rs:4:5:\nindex out of bounds: the len is 3 but the index is 3\n{top}   4: playground::main\n             at ./src/main.rs:14:20\n   5: core::ops::function::FnOnce::call_once\n             at {std}/core/src/ops/function.rs:250:5\n{note}"
+        )
+    );
+
+    let v = run_on(
+        &server.server,
+        json!({"code": fixture("backtrace_worker"), "backtrace": true}),
+    )
+    .await;
+    assert_eq!(text(&v, "exitDetail"), "Exited with status 101", "{v}");
+    assert_eq!(text(&v, "stdout"), "start\n");
+    assert_eq!(
+        text(&v, "stderr"),
+        format!(
+            "\nthread 'worker' (2) panicked at src/main.rs:4:5:\nindex out of bounds: the len is 3 but the index is 3\n{top}   4: playground::main::{{{{closure}}}}\n             at ./src/main.rs:13:13\n{note}"
+        )
+    );
+    no_guest_threads(server.pid(), "backtraces").await;
+}

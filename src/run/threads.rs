@@ -17,6 +17,7 @@
 //!   address of the memory's resident pages (a waiter has read its address, so its page is
 //!   resident), again until every thread is gone.
 
+use std::cell::UnsafeCell;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, mpsc};
 use std::thread::JoinHandle;
@@ -460,6 +461,28 @@ impl ThreadedRun {
             // A trap or `exit` in any thread ends every thread.
             Some(Err(e)) => self.end(Outcome::from_result(Err(e))),
         }
+    }
+
+    /// Copies `bytes` into the shared memory at `offset`; whether they fit.
+    pub(super) fn write_memory(&self, offset: usize, bytes: &[u8]) -> bool {
+        let data = self.memory.data();
+        let Some(target) = offset
+            .checked_add(bytes.len())
+            .and_then(|end| data.get(offset..end))
+        else {
+            return false;
+        };
+        // SAFETY: `target` is `bytes.len()` bytes of the memory's mapping, alive while `self`
+        // holds the memory. Other guest threads may access them at the same time, as they may
+        // any byte of a shared memory; the guest passed a buffer of its own.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                bytes.as_ptr(),
+                UnsafeCell::raw_get(target.as_ptr()),
+                bytes.len(),
+            )
+        };
+        true
     }
 
     /// Waits for every guest thread to stop, waking those blocked in an atomic wait.
