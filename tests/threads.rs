@@ -343,3 +343,26 @@ async fn backtraces_of_threaded_programs_are_native() {
     );
     no_guest_threads(server.pid(), "backtraces").await;
 }
+
+/// `#[test]`s of a program that uses threads are built for the threads target too, and report
+/// as `cargo test` does (natively: `./t --test-threads 1`, but for the thread id).
+#[tokio::test]
+async fn tests_that_spawn_threads_run_them() {
+    let server = ServerProcess::spawn(&[], &[]);
+    let v = run_on(
+        &server.server,
+        json!({"code": fixture("tests_mode"), "tests": true}),
+    )
+    .await;
+    assert_eq!(text(&v, "status"), "runtimeError", "{v}");
+    assert_eq!(v["exitCode"], 101);
+    let expected = "\nrunning 3 tests\ntest tests::scoped_threads ... ok\ntest tests::sums_in_threads ... ok\ntest tests::wrong_sum ... FAILED\n\n\
+        failures:\n\n---- tests::wrong_sum stdout ----\n\nthread 'tests::wrong_sum' (1) panicked at src/main.rs:44:9:\n\
+        assertion `left == right` failed\n  left: 3\n right: 4\n\
+        note: run with `RUST_BACKTRACE=1` environment variable to display a backtrace\n\n\n\
+        failures:\n    tests::wrong_sum\n\n\
+        test result: FAILED. 2 passed; 1 failed; 0 ignored; 0 measured; 0 filtered out; finished in ";
+    let stdout = text(&v, "stdout");
+    assert!(stdout.starts_with(expected), "{stdout:?}");
+    no_guest_threads(server.pid(), "tests").await;
+}

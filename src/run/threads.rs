@@ -421,8 +421,15 @@ impl ThreadedRun {
                 let instance = pre.instantiate_async(&mut *store).await;
                 match entry {
                     Entry::Main => {
-                        let main = instance?.get_typed_func::<(), i32>(&mut *store, "__entry")?;
-                        main.call_async(&mut *store, ()).await.map(Some)
+                        let instance = instance?;
+                        // A program's stub, or a test harness's (a command module's) `_start`.
+                        if let Some(main) = instance.get_func(&mut *store, "__entry") {
+                            let main = main.typed::<(), i32>(&*store)?;
+                            main.call_async(&mut *store, ()).await.map(Some)
+                        } else {
+                            let start = instance.get_typed_func::<(), ()>(&mut *store, "_start")?;
+                            start.call_async(&mut *store, ()).await.map(|()| Some(0))
+                        }
                     }
                     Entry::Thread { start_arg, started } => {
                         let start = instance.and_then(|instance| {
