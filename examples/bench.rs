@@ -12,11 +12,20 @@
 //!   `--env WASM_PLAYGROUND_COMPILER=cranelift`;
 //! - `--cold N`: unique programs per kind for the cold rows (default 11);
 //! - `--cold-only`: only the cold rows (and the peak RSS);
-//! - `--seconds S`: length of each throughput / fairness phase (default 3).
+//! - `--seconds S`: length of each throughput / fairness phase (default 3);
+//! - `--case NAME` (repeatable): run only the named case, each on a server of its own:
+//!   - `threads-fairness`: warm hello world alone, then while 8 clients each keep a program
+//!     spinning 16 threads running (fuel-bounded: `--fuel 2000000000` on that server);
+//!   - `threads-split`: a CPU-bound program split over 2 threads against 1 thread (and the
+//!     same work in a program without threads), measured alternately;
+//!   - `threads-hello`: compile and run cost of a threaded hello world against the plain one,
+//!     measured alternately.
 //!
 //! The server gets a fresh, empty cache directory, so "cold" means never seen. Every request
 //! loop is bounded in count or time, and only 127.0.0.1 is contacted.
 
+use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -29,17 +38,23 @@ use wasm_playground::build::options::Target;
 const HELLO: &str = include_str!("../tests/fixtures/bench/hello.rs");
 const MEDIUM: &str = include_str!("../tests/fixtures/bench/medium.rs");
 const CPU: &str = include_str!("../tests/fixtures/bench/cpu.rs");
+const SPLIT: &str = include_str!("../tests/fixtures/bench/split.rs");
 /// Runs until the server's wall-clock limit stops it.
 const SPIN: &str =
     "fn main() { let mut i = 0u64; loop { i = std::hint::black_box(i.wrapping_add(1)); } }";
 
+#[derive(Clone)]
 struct Args {
     server: Option<PathBuf>,
     env: Vec<(String, String)>,
     cold: usize,
     cold_only: bool,
     seconds: f64,
+    cases: Vec<String>,
 }
+
+/// The cases `--case` may name.
+const CASES: [&str; 3] = ["threads-fairness", "threads-split", "threads-hello"];
 
 fn parse_args() -> Args {
     let mut args = Args {
@@ -48,6 +63,7 @@ fn parse_args() -> Args {
         cold: 11,
         cold_only: false,
         seconds: 3.0,
+        cases: Vec::new(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -62,6 +78,11 @@ fn parse_args() -> Args {
             "--cold" => args.cold = value().parse().expect("--cold N"),
             "--cold-only" => args.cold_only = true,
             "--seconds" => args.seconds = value().parse().expect("--seconds S"),
+            "--case" => {
+                let case = value();
+                assert!(CASES.contains(&case.as_str()), "--case: one of {CASES:?}");
+                args.cases.push(case);
+            }
             "--bench" => {} // passed by `cargo bench`-style runners
             other => panic!("unknown argument {other}"),
         }
@@ -181,6 +202,16 @@ impl Drop for Server {
 struct Reply {
     ms: f64,
     json: Value,
+}
+
+/// An HTTP client whose connections come from `addr` (any of 127.0.0.0/8), which the server
+/// takes for a client of its own.
+fn client_from(addr: IpAddr) -> reqwest::Client {
+    reqwest::Client::builder()
+        .local_address(addr)
+        .pool_max_idle_per_host(64)
+        .build()
+        .unwrap()
 }
 
 async fn execute(client: &reqwest::Client, url: &str, code: &str) -> Reply {
@@ -331,11 +362,21 @@ async fn bench(args: Args) {
     let toolchain =
         Toolchain::detect("rustc").expect("a Rust toolchain with the wasm32-wasip1 target");
     let rustc = toolchain.rustc.clone();
+    if !args.cases.is_empty() {
+        let mut rows = Vec::new();
+        for case in &args.cases {
+            eprintln!("case {case}");
+            match case.as_str() {
+                "threads-fairness" => threads_fairness(&args, &mut rows).await,
+                "threads-split" => threads_split(&args, &mut rows).await,
+                _ => threads_hello(&args, &mut rows).await,
+            }
+        }
+        print_table(&rows, &toolchain, &args, bench_started);
+        return;
+    }
     let server = Server::start(&args);
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(64)
-        .build()
-        .unwrap();
+    let client = client_from(IpAddr::from([127, 0, 0, 1]));
     server.wait_ready(&client).await;
     let url = server.url.clone();
     let mut rows = Vec::new();
@@ -417,7 +458,11 @@ async fn bench(args: Args) {
         "",
         None,
     ));
+    drop(server);
+    print_table(&rows, &toolchain, &args, bench_started);
+}
 
+fn print_table(rows: &[Row], toolchain: &Toolchain, args: &Args, bench_started: Instant) {
     println!(
         "\n{} on {} cores, {}; server: {}{}\n",
         toolchain.version,
@@ -433,17 +478,211 @@ async fn bench(args: Args) {
     );
     println!("| measurement | result | target | |");
     println!("|---|---|---|---|");
-    for r in &rows {
+    for r in rows {
         println!(
             "| {} | {} | {} | {} |",
             r.what, r.value, r.target, r.verdict
         );
     }
     println!(
-        "\nbenchmark time: {:.0} s",
-        bench_started.elapsed().as_secs_f64()
+        "\nbenchmark time: {:.0} s, {} at the end",
+        bench_started.elapsed().as_secs_f64(),
+        load_average()
     );
-    drop(server);
+}
+
+/// A server of its own for a case, with `env` on top of `--env`'s.
+async fn case_server(args: &Args, env: &[(&str, &str)]) -> (Server, reqwest::Client) {
+    let mut args = args.clone();
+    args.env
+        .extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    let server = Server::start(&args);
+    let client = client_from(IpAddr::from([127, 0, 0, 1]));
+    server.wait_ready(&client).await;
+    (server, client)
+}
+
+/// Latencies of one cached `code` after another (5 ms apart) for `seconds`, with the
+/// server's `queueMs` of each.
+async fn sequential(
+    client: &reqwest::Client,
+    url: &str,
+    code: &str,
+    seconds: f64,
+) -> (Vec<f64>, Vec<f64>) {
+    let (mut latencies, mut queued) = (Vec::new(), Vec::new());
+    let stop = Instant::now() + Duration::from_secs_f64(seconds);
+    while Instant::now() < stop {
+        let r = execute(client, url, code).await;
+        assert_eq!(r.json["status"], "ok", "{}", r.json);
+        latencies.push(r.ms);
+        queued.push(timing(&r.json, "queueMs"));
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    (latencies, queued)
+}
+
+/// 16 threads (main and 15 spawned) spinning until the run's fuel or time is up.
+const SPIN_THREADS: &str = "use std::thread;\nfn spin() {\n    let mut i = 0u64;\n    loop {\n        i = std::hint::black_box(i.wrapping_add(1));\n    }\n}\nfn main() {\n    for _ in 0..15 {\n        thread::spawn(spin);\n    }\n    spin();\n}\n";
+
+/// Fuel of a spinning program on the fairness case's server: its 16 threads together stop
+/// after this much work (about a second of both cores), then the client sends it again.
+const SPIN_FUEL: &str = "2000000000";
+
+/// Warm hello world from one client, alone and then while 8 other clients (one address
+/// each) keep a program spinning 16 threads running.
+async fn threads_fairness(args: &Args, rows: &mut Vec<Row>) {
+    let (server, client) = case_server(args, &[("WASM_PLAYGROUND_FUEL", SPIN_FUEL)]).await;
+    let url = server.url.clone();
+    let hello = unique(HELLO, "threads-fairness", 0);
+    execute(&client, &url, &hello).await;
+    let first = execute(&client, &url, SPIN_THREADS).await; // built once
+    eprintln!("a spinning program: {}", first.json["exitDetail"]);
+
+    let (alone, alone_queued) = sequential(&client, &url, &hello, args.seconds).await;
+
+    let end = Instant::now() + Duration::from_secs_f64(args.seconds + 1.0);
+    let spinners: Vec<_> = (0..8u8)
+        .map(|i| {
+            let client = client_from(IpAddr::from([127, 0, 0, 10 + i]));
+            let url = url.clone();
+            tokio::spawn(async move {
+                let mut statuses = Vec::new();
+                while Instant::now() < end {
+                    let r = execute(&client, &url, SPIN_THREADS).await;
+                    statuses.push(r.json["status"].as_str().unwrap_or("?").to_string());
+                }
+                statuses
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (busy, busy_queued) = sequential(&client, &url, &hello, args.seconds).await;
+    let mut statuses = BTreeMap::<String, usize>::new();
+    for spinner in spinners {
+        for status in spinner.await.unwrap() {
+            *statuses.entry(status).or_default() += 1;
+        }
+    }
+    for (what, latencies, queued) in [
+        ("alone", &alone, &alone_queued),
+        ("while 8 clients spin 16 threads each", &busy, &busy_queued),
+    ] {
+        rows.push(row(
+            format!("threads fairness: warm hello world {what}, p50 / p99 (queueMs p50 / p99)"),
+            format!(
+                "{:.2} / {:.2} ms ({:.2} / {:.2} ms), {} requests",
+                median(latencies),
+                percentile(latencies, 99.0),
+                median(queued),
+                percentile(queued, 99.0),
+                latencies.len()
+            ),
+            "",
+            None,
+        ));
+    }
+    rows.push(row(
+        "threads fairness: the spinning programs' runs",
+        format!("{statuses:?}"),
+        "",
+        None,
+    ));
+}
+
+/// The same CPU-bound work in one thread and split over two, cached and on Cranelift,
+/// alternately (the machine is shared: medians, with the load).
+async fn threads_split(args: &Args, rows: &mut Vec<Row>) {
+    let (server, client) = case_server(args, &[("WASM_PLAYGROUND_RUN_TIMEOUT_MS", "60000")]).await;
+    let url = server.url.clone();
+    let one = SPLIT.replace("THREADS: u64 = 2", "THREADS: u64 = 1");
+    // Without threads the program is built for wasm32-wasip1, as every plain program.
+    let plain = "const N: u64 = 200_000_000;\n\nfn mix(from: u64, to: u64) -> u64 {\n    let mut h = 0xcbf2_9ce4_8422_2325u64;\n    for i in from..to {\n        h ^= i;\n        h = h.wrapping_mul(0x0100_0000_01b3);\n    }\n    h\n}\n\nfn main() {\n    println!(\"{:x}\", mix(0, N));\n}\n";
+    let programs = [
+        ("1 thread", one.as_str()),
+        ("2 threads", SPLIT),
+        ("no threads (wasm32-wasip1)", plain),
+    ];
+    // Compiled, run once on Winch (which starts the Cranelift compile), then on Cranelift.
+    for (_, code) in programs {
+        for _ in 0..3 {
+            let r = execute(&client, &url, code).await;
+            assert_eq!(r.json["status"], "ok", "{}", r.json);
+        }
+    }
+    let load_before = load_average();
+    let rounds = args.cold;
+    let mut runs = vec![Vec::new(); programs.len()];
+    for _ in 0..rounds {
+        for (i, (_, code)) in programs.iter().enumerate() {
+            let r = execute(&client, &url, code).await;
+            assert_eq!(r.json["status"], "ok", "{}", r.json);
+            runs[i].push(timing(&r.json, "runMs"));
+        }
+    }
+    for ((what, _), runs) in programs.iter().zip(&runs) {
+        rows.push(row(
+            format!("threads split: 200M hash rounds in {what}, runMs median (min) of {rounds}"),
+            format!("{:.0} ms ({:.0} ms)", median(runs), percentile(runs, 0.0)),
+            "",
+            None,
+        ));
+    }
+    rows.push(row(
+        "threads split: 1 thread / 2 threads, medians",
+        format!("{:.2}x", median(&runs[0]) / median(&runs[1])),
+        "",
+        None,
+    ));
+    rows.push(row(
+        "threads split: load average before / after",
+        format!("{load_before} / {}", load_average()),
+        "",
+        None,
+    ));
+}
+
+/// A threaded hello world against the plain one: cold (`compileMs`, unique programs) and warm
+/// (`runMs`, cached), alternately.
+async fn threads_hello(args: &Args, rows: &mut Vec<Row>) {
+    let (server, client) = case_server(args, &[]).await;
+    let url = server.url.clone();
+    let threaded = "use std::thread;\n\nfn main() {\n    thread::spawn(|| println!(\"Hello, world!\")).join().unwrap();\n}\n";
+    let programs = [("plain", HELLO), ("threaded", threaded)];
+    for (_, code) in programs {
+        execute(&client, &url, &unique(code, "hello-warmup", 0)).await;
+    }
+    let (mut compile, mut run) = (vec![Vec::new(); 2], vec![Vec::new(); 2]);
+    for i in 0..args.cold {
+        for (p, (name, code)) in programs.iter().enumerate() {
+            let code = unique(code, name, i);
+            let r = execute(&client, &url, &code).await;
+            assert_eq!(r.json["timings"]["cached"], false, "{}", r.json);
+            compile[p].push(timing(&r.json, "compileMs"));
+            for _ in 0..3 {
+                let r = execute(&client, &url, &code).await;
+                assert_eq!(r.json["stdout"], "Hello, world!\n", "{}", r.json);
+                run[p].push(timing(&r.json, "runMs"));
+            }
+        }
+    }
+    for (p, (name, _)) in programs.iter().enumerate() {
+        rows.push(row(
+            format!(
+                "threads hello: {name} hello world, compileMs median of {} / runMs median (p90) of {}",
+                compile[p].len(),
+                run[p].len()
+            ),
+            format!(
+                "{:.0} ms / {:.2} ms ({:.2} ms)",
+                median(&compile[p]),
+                median(&run[p]),
+                percentile(&run[p], 90.0)
+            ),
+            "",
+            None,
+        ));
+    }
 }
 
 /// The rows after the cold ones: warm requests, throughput, fairness.

@@ -227,3 +227,142 @@ async fn rayon_uses_as_many_workers_as_natively() {
     assert_eq!(text(&v, "stdout"), format!("{cores}\n{cores}\n"));
     no_guest_threads(server.pid(), "rayon").await;
 }
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Starts `code` on `/live` and waits for its first line of output.
+async fn live_until_output(server: &TestServer, code: &str) -> (Socket, String) {
+    use futures::{SinkExt, StreamExt};
+    let url = server.url.replace("http://", "ws://") + "/live";
+    let mut ws = tokio_tungstenite::connect_async(url)
+        .await
+        .expect("connect")
+        .0;
+    let run = json!({"type": "run", "code": code}).to_string();
+    ws.send(tokio_tungstenite::tungstenite::Message::Text(run.into()))
+        .await
+        .expect("send");
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(60), ws.next())
+            .await
+            .expect("no message within 60 s")
+            .expect("socket closed")
+            .expect("message");
+        if let tokio_tungstenite::tungstenite::Message::Text(message) = message {
+            let v: Value = serde_json::from_str(&message).expect("json");
+            match v["type"].as_str() {
+                Some("stdout") => return (ws, text(&v, "data").to_string()),
+                Some("compiling" | "compiled") => {}
+                _ => panic!("unexpected {v}"),
+            }
+        }
+    }
+}
+
+/// Spawned threads take their instances from the server's pool of thread slots,
+/// `(max-threads - 1) x max-runs` of them. A live run that waits for input gives back its run
+/// slot but keeps its threads, so runs can outnumber that; then a spawn fails as natively when
+/// the OS refuses, and the program goes on.
+#[tokio::test]
+async fn a_spawn_the_server_cannot_hold_fails_as_natively() {
+    use futures::SinkExt;
+    let server = ServerProcess::spawn(&["--max-runs", "1", "--max-threads", "4"], &[]);
+    let s = &server.server;
+    let waiting = "use std::io::BufRead;\nuse std::thread;\nfn main() {\n    let workers: Vec<_> = (0..3).map(|_| thread::spawn(|| thread::park())).collect();\n    println!(\"{} workers waiting\", workers.len());\n    let mut line = String::new();\n    std::io::stdin().lock().read_line(&mut line).unwrap();\n}\n";
+    let (mut live, out) = live_until_output(s, waiting).await;
+    assert_eq!(out, "3 workers waiting\n");
+
+    let spawner = "use std::thread;\nfn main() {\n    match thread::Builder::new().spawn(|| 1) {\n        Ok(h) => println!(\"joined {}\", h.join().unwrap()),\n        Err(e) => println!(\"Builder::spawn: {e:?}\"),\n    }\n    thread::spawn(|| ()).join().unwrap();\n}\n";
+    let v = run(s, spawner).await;
+    assert_eq!(text(&v, "status"), "runtimeError", "{v}");
+    assert_eq!(text(&v, "exitDetail"), "Exited with status 101");
+    assert_eq!(
+        text(&v, "stdout"),
+        "Builder::spawn: Os { code: 6, kind: WouldBlock, message: \"Resource temporarily unavailable\" }\n"
+    );
+    // Natively (as a user with `ulimit -u 1`) the same, with Linux's errno 11 (README:
+    // "Threads") and the OS thread id.
+    assert_eq!(
+        text(&v, "stderr"),
+        "\nthread 'main' (1) panicked at /rustc/59807616e1fa2540724bfbac14d7976d7e4a3860/library/std/src/thread/functions.rs:131:29:\n\
+         failed to spawn thread: Os { code: 6, kind: WouldBlock, message: \"Resource temporarily unavailable\" }\n\
+         note: run with `RUST_BACKTRACE=1` environment variable to display a backtrace\n"
+    );
+
+    // Once the live run ends, its slots are back.
+    let line = json!({"type": "stdin", "data": "\n"}).to_string();
+    live.send(tokio_tungstenite::tungstenite::Message::Text(line.into()))
+        .await
+        .expect("send");
+    no_guest_threads(server.pid(), "live run ended").await;
+    let v = run(s, spawner).await;
+    assert_eq!(text(&v, "status"), "ok", "{v}");
+    assert_eq!(text(&v, "stdout"), "joined 1\n");
+}
+
+/// With `backtrace: true` a threaded program's panic prints the frames as native Rust 1.95
+/// does under `RUST_BACKTRACE=1` (the expected lines are a native run's, but for the thread
+/// id); a panicking worker ends the program, as without `backtrace` (README: "Threads").
+#[tokio::test]
+async fn backtraces_of_threaded_programs_are_native() {
+    let server = ServerProcess::spawn(&[], &[]);
+    let std = "/rustc/59807616e1fa2540724bfbac14d7976d7e4a3860/library";
+    let top = format!(
+        "stack backtrace:\n   0: __rustc::rust_begin_unwind\n             at {std}/std/src/panicking.rs:689:5\n   1: core::panicking::panic_fmt\n             at {std}/core/src/panicking.rs:80:14\n   2: core::panicking::panic_bounds_check\n             at {std}/core/src/panicking.rs:271:5\n   3: playground::inner\n             at ./src/main.rs:4:5\n"
+    );
+    let note =
+        "note: Some details are omitted, run with `RUST_BACKTRACE=full` for a verbose backtrace.\n";
+
+    let v = run_on(
+        &server.server,
+        json!({"code": fixture("backtrace_main"), "backtrace": true}),
+    )
+    .await;
+    assert_eq!(text(&v, "exitDetail"), "Exited with status 101", "{v}");
+    assert_eq!(text(&v, "stdout"), "1\n");
+    assert_eq!(
+        text(&v, "stderr"),
+        format!(
+            "\nthread 'main' (1) panicked at src/main.rs:4:5:\nindex out of bounds: the len is 3 but the index is 3\n{top}   4: playground::main\n             at ./src/main.rs:14:20\n   5: core::ops::function::FnOnce::call_once\n             at {std}/core/src/ops/function.rs:250:5\n{note}"
+        )
+    );
+
+    let v = run_on(
+        &server.server,
+        json!({"code": fixture("backtrace_worker"), "backtrace": true}),
+    )
+    .await;
+    assert_eq!(text(&v, "exitDetail"), "Exited with status 101", "{v}");
+    assert_eq!(text(&v, "stdout"), "start\n");
+    assert_eq!(
+        text(&v, "stderr"),
+        format!(
+            "\nthread 'worker' (2) panicked at src/main.rs:4:5:\nindex out of bounds: the len is 3 but the index is 3\n{top}   4: playground::main::{{{{closure}}}}\n             at ./src/main.rs:13:13\n{note}"
+        )
+    );
+    no_guest_threads(server.pid(), "backtraces").await;
+}
+
+/// `#[test]`s of a program that uses threads are built for the threads target too, and report
+/// as `cargo test` does (natively: `./t --test-threads 1`, but for the thread id).
+#[tokio::test]
+async fn tests_that_spawn_threads_run_them() {
+    let server = ServerProcess::spawn(&[], &[]);
+    let v = run_on(
+        &server.server,
+        json!({"code": fixture("tests_mode"), "tests": true}),
+    )
+    .await;
+    assert_eq!(text(&v, "status"), "runtimeError", "{v}");
+    assert_eq!(v["exitCode"], 101);
+    let expected = "\nrunning 3 tests\ntest tests::scoped_threads ... ok\ntest tests::sums_in_threads ... ok\ntest tests::wrong_sum ... FAILED\n\n\
+        failures:\n\n---- tests::wrong_sum stdout ----\n\nthread 'tests::wrong_sum' (1) panicked at src/main.rs:44:9:\n\
+        assertion `left == right` failed\n  left: 3\n right: 4\n\
+        note: run with `RUST_BACKTRACE=1` environment variable to display a backtrace\n\n\n\
+        failures:\n    tests::wrong_sum\n\n\
+        test result: FAILED. 2 passed; 1 failed; 0 ignored; 0 measured; 0 filtered out; finished in ";
+    let stdout = text(&v, "stdout");
+    assert!(stdout.starts_with(expected), "{stdout:?}");
+    no_guest_threads(server.pid(), "tests").await;
+}

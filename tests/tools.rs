@@ -389,6 +389,16 @@ async fn backtraces_name_the_frames_and_lines() {
         )
     );
 
+    // A closure is named by its path, as natively.
+    let closure = "fn main() {\n    let v = vec![1, 2, 3];\n    let third = |v: &[i32]| v[3];\n    println!(\"{}\", third(&v));\n}\n";
+    let v = common::run_on(server(), json!({"code": closure, "backtrace": true})).await;
+    assert_eq!(
+        v["stderr"],
+        format!(
+            "\nthread 'main' (1) panicked at src/main.rs:3:29:\nindex out of bounds: the len is 3 but the index is 3\nstack backtrace:\n   0: __rustc::rust_begin_unwind\n             at {std}/std/src/panicking.rs:689:5\n   1: core::panicking::panic_fmt\n             at {std}/core/src/panicking.rs:80:14\n   2: core::panicking::panic_bounds_check\n             at {std}/core/src/panicking.rs:271:5\n   3: playground::main::{{{{closure}}}}\n             at ./src/main.rs:3:29\n   4: playground::main\n             at ./src/main.rs:4:20\n   5: core::ops::function::FnOnce::call_once\n             at {std}/core/src/ops/function.rs:250:5\nnote: Some details are omitted, run with `RUST_BACKTRACE=full` for a verbose backtrace.\n"
+        )
+    );
+
     // Without it, the output is as before.
     let v = common::run(code).await;
     assert_eq!(

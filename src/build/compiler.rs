@@ -29,7 +29,7 @@ use super::toolchain::Toolchain;
 /// The one-line entry stub: `$call_main` calls `main`; `$after_message` runs in the panic hook
 /// after the message.
 macro_rules! entry_stub {
-    ($call_main:literal; $($after_message:literal),*) => {
+    ($call_main:expr; $($after_message:expr),*) => {
         concat!(
             "#[doc(hidden)] #[unsafe(no_mangle)] pub extern \"C\" fn __entry() -> i32 { ",
             "::std::panic::set_hook(::std::boxed::Box::new(|info: &::std::panic::PanicHookInfo<'_>| { ",
@@ -52,50 +52,78 @@ macro_rules! entry_stub {
 /// Written with absolute paths so it compiles in every edition and whatever the sample imports.
 /// `std::process::exit` inside the panic hook both stops the guest (wasm32-wasip1 aborts on
 /// panic) and runs std's cleanup, which flushes stdout, as a native panic in `main` would.
-const ENTRY_STUB: &str = entry_stub!(
-    "main()";
-    "::std::eprintln!(\"note: run with `RUST_BACKTRACE=1` environment variable to display a backtrace\"); "
-);
-
-/// [`ENTRY_STUB`] for a run with `backtrace: true`: the panic hook prints `stack backtrace:` and
-/// the frames Wasmtime walks (std cannot walk a WebAssembly stack), through the host import
-/// `wasm_playground::backtrace` that writes them into a buffer. `main` is called through a
-/// generic `__rust_begin_short_backtrace`, as `std::rt::lang_start` does, so the frames end
-/// as natively (`FnOnce::call_once`) and the host knows where to stop.
-const BACKTRACE_STUB: &str = entry_stub!(
-    "{ #[inline(never)] fn __rust_begin_short_backtrace<F: FnOnce() -> T, T>(f: F) -> T { f() } __rust_begin_short_backtrace(main) }";
-    "#[link(wasm_import_module = \"wasm_playground\")] unsafe extern \"C\" { fn backtrace(buf: *mut u8, len: usize) -> usize; } ",
-    "let mut buf = ::std::vec![0u8; 1 << 16]; ",
-    "let n = unsafe { backtrace(buf.as_mut_ptr(), buf.len()) }; ",
-    "::std::eprint!(\"stack backtrace:\\n{}\", ::std::string::String::from_utf8_lossy(&buf[..n])); ",
-    "::std::eprintln!(\"note: Some details are omitted, run with `RUST_BACKTRACE=full` for a verbose backtrace.\"); "
-);
-
-/// The entry stub of `wasm32-wasip1-threads` programs. It differs in two ways:
+/// The `wasm32-wasip1-threads` form of [`entry_stub!`]. It differs in two ways:
 /// - it calls `__wasi_init_tp()` first: a cdylib on that target has no `_initialize`, and
 ///   nothing else sets up the main thread's pthread (without it `thread::spawn` spins forever);
 /// - the hook names the panicking thread (std never names the entry thread of a cdylib, so
 ///   the thread whose id the stub recorded first is "main") and prints its id.
-const THREADS_ENTRY_STUB: &str = concat!(
-    "#[doc(hidden)] #[unsafe(no_mangle)] pub extern \"C\" fn __entry() -> i32 { ",
-    "{ unsafe extern \"C\" { fn __wasi_init_tp(); } unsafe { __wasi_init_tp() } } ",
-    "static MAIN: ::std::sync::OnceLock<::std::thread::ThreadId> = ::std::sync::OnceLock::new(); ",
-    "let _ = MAIN.set(::std::thread::current().id()); ",
-    "::std::panic::set_hook(::std::boxed::Box::new(|info: &::std::panic::PanicHookInfo<'_>| { ",
-    "let msg = info.payload_as_str().unwrap_or(\"Box<dyn Any>\"); ",
-    "let t = ::std::thread::current(); ",
-    "let name = if MAIN.get() == Some(&t.id()) { \"main\" } else { t.name().unwrap_or(\"<unnamed>\") }; ",
-    "let id = ::std::format!(\"{:?}\", t.id()); ",
-    "let id = id.trim_start_matches(\"ThreadId(\").trim_end_matches(')'); ",
-    "match info.location() { ",
-    "Some(l) => ::std::eprintln!(\"\\nthread '{}' ({}) panicked at {}:{}:{}:\\n{}\", name, id, l.file(), l.line(), l.column(), msg), ",
-    "None => ::std::eprintln!(\"\\nthread '{}' ({}) panicked:\\n{}\", name, id, msg), } ",
-    "::std::eprintln!(\"note: run with `RUST_BACKTRACE=1` environment variable to display a backtrace\"); ",
-    "::std::process::exit(101) })); ",
-    "let code = ::std::process::Termination::report(main()); ",
-    "let _ = ::std::io::Write::flush(&mut ::std::io::stdout()); ",
-    "(0..=255u8).find(|&c| code == ::std::process::ExitCode::from(c)).map_or(1, i32::from) }\n",
-);
+macro_rules! threads_entry_stub {
+    ($call_main:expr; $($after_message:expr),*) => {
+        concat!(
+            "#[doc(hidden)] #[unsafe(no_mangle)] pub extern \"C\" fn __entry() -> i32 { ",
+            "{ unsafe extern \"C\" { fn __wasi_init_tp(); } unsafe { __wasi_init_tp() } } ",
+            "static MAIN: ::std::sync::OnceLock<::std::thread::ThreadId> = ::std::sync::OnceLock::new(); ",
+            "let _ = MAIN.set(::std::thread::current().id()); ",
+            "::std::panic::set_hook(::std::boxed::Box::new(|info: &::std::panic::PanicHookInfo<'_>| { ",
+            "let msg = info.payload_as_str().unwrap_or(\"Box<dyn Any>\"); ",
+            "let t = ::std::thread::current(); ",
+            "let name = if MAIN.get() == Some(&t.id()) { \"main\" } else { t.name().unwrap_or(\"<unnamed>\") }; ",
+            "let id = ::std::format!(\"{:?}\", t.id()); ",
+            "let id = id.trim_start_matches(\"ThreadId(\").trim_end_matches(')'); ",
+            "match info.location() { ",
+            "Some(l) => ::std::eprintln!(\"\\nthread '{}' ({}) panicked at {}:{}:{}:\\n{}\", name, id, l.file(), l.line(), l.column(), msg), ",
+            "None => ::std::eprintln!(\"\\nthread '{}' ({}) panicked:\\n{}\", name, id, msg), } ",
+            $($after_message,)*
+            "::std::process::exit(101) })); ",
+            "let code = ::std::process::Termination::report(", $call_main, "); ",
+            "let _ = ::std::io::Write::flush(&mut ::std::io::stdout()); ",
+            "(0..=255u8).find(|&c| code == ::std::process::ExitCode::from(c)).map_or(1, i32::from) }\n",
+        )
+    };
+}
+
+/// The panic hook's last words without a backtrace.
+macro_rules! backtrace_note {
+    () => {
+        "::std::eprintln!(\"note: run with `RUST_BACKTRACE=1` environment variable to display a backtrace\"); "
+    };
+}
+
+/// `main` called through a generic `__rust_begin_short_backtrace`, as `std::rt::lang_start`
+/// does, so the frames end as natively (`FnOnce::call_once`) and the host knows where to stop.
+macro_rules! short_backtrace_main {
+    () => {
+        "{ #[inline(never)] fn __rust_begin_short_backtrace<F: FnOnce() -> T, T>(f: F) -> T { f() } __rust_begin_short_backtrace(main) }"
+    };
+}
+
+/// The panic hook's last words with `backtrace: true`: `stack backtrace:` and the frames
+/// Wasmtime walks (std cannot walk a WebAssembly stack), through the host import
+/// `wasm_playground::backtrace` that writes them into a buffer.
+macro_rules! backtrace_frames {
+    () => {
+        concat!(
+            "#[link(wasm_import_module = \"wasm_playground\")] unsafe extern \"C\" { fn backtrace(buf: *mut u8, len: usize) -> usize; } ",
+            "let mut buf = ::std::vec![0u8; 1 << 16]; ",
+            "let n = unsafe { backtrace(buf.as_mut_ptr(), buf.len()) }; ",
+            "::std::eprint!(\"stack backtrace:\\n{}\", ::std::string::String::from_utf8_lossy(&buf[..n])); ",
+            "::std::eprintln!(\"note: Some details are omitted, run with `RUST_BACKTRACE=full` for a verbose backtrace.\"); "
+        )
+    };
+}
+
+const ENTRY_STUB: &str = entry_stub!("main()"; backtrace_note!());
+
+/// [`ENTRY_STUB`] for a run with `backtrace: true`.
+const BACKTRACE_STUB: &str = entry_stub!(short_backtrace_main!(); backtrace_frames!());
+
+/// The entry stub of `wasm32-wasip1-threads` programs.
+const THREADS_ENTRY_STUB: &str = threads_entry_stub!("main()"; backtrace_note!());
+
+/// [`THREADS_ENTRY_STUB`] for a run with `backtrace: true` (a spawned thread's frames end at
+/// std's own `__rust_begin_short_backtrace`, as natively).
+const THREADS_BACKTRACE_STUB: &str =
+    threads_entry_stub!(short_backtrace_main!(); backtrace_frames!());
 
 /// Bumped whenever [`ENTRY_STUB`], the flags or the processing of diagnostics change, so caches
 /// keyed on it (the artifact cache, on disk across upgrades) stay correct.
@@ -605,14 +633,14 @@ pub fn needs_stub(opts: &CompileOptions) -> bool {
     build_kind(opts) == CrateKind::Program
 }
 
-/// The entry stub appended to the crate root of a build for `target`, if any. Threaded
-/// programs get no backtrace: their memory is shared, which the host import does not write.
+/// The entry stub appended to the crate root of a build for `target`, if any.
 fn stub(opts: &CompileOptions, target: Target) -> Option<&'static str> {
     match (needs_stub(opts), target, opts.backtrace) {
         (false, _, _) => None,
-        (true, Target::Wasip1Threads, _) => Some(THREADS_ENTRY_STUB),
         (true, Target::Wasip1, false) => Some(ENTRY_STUB),
         (true, Target::Wasip1, true) => Some(BACKTRACE_STUB),
+        (true, Target::Wasip1Threads, false) => Some(THREADS_ENTRY_STUB),
+        (true, Target::Wasip1Threads, true) => Some(THREADS_BACKTRACE_STUB),
     }
 }
 
@@ -906,6 +934,7 @@ mod tests {
         assert_eq!(ENTRY_STUB.lines().count(), 1);
         assert_eq!(BACKTRACE_STUB.lines().count(), 1);
         assert_eq!(THREADS_ENTRY_STUB.lines().count(), 1);
+        assert_eq!(THREADS_BACKTRACE_STUB.lines().count(), 1);
     }
 
     /// The outside benchmark harness (`scripts/cold-bench`) builds the same file by hand.

@@ -158,13 +158,17 @@ impl Target {
         }
     }
 
-    /// The target a build of `code` uses: the threads target for a program that may start a
-    /// thread. A plain substring scan: no program starts a thread without naming one of these
+    /// The target a build of `code` uses: the threads target for a program (or a test
+    /// harness) that may start a thread. A plain substring scan: no program starts a thread without naming one of these
     /// (`thread::spawn`, `Builder::spawn`, `thread::scope`, rayon, crossbeam); a false positive
     /// only costs a threaded run (~0.5 ms).
     pub fn for_program(code: &Code, opts: &CompileOptions) -> Self {
         const MARKERS: [&str; 4] = ["spawn", "scope", "rayon", "crossbeam"];
-        let threaded = opts.kind == CrateKind::Program
+        let runs = matches!(
+            opts.kind,
+            CrateKind::Program | CrateKind::Tests | CrateKind::LibraryTests
+        );
+        let threaded = runs
             && opts.emit == Emit::Link
             && code
                 .files("src/main.rs")

@@ -30,14 +30,18 @@ pub(super) fn add_to_linker(linker: &mut Linker<StoreState>) -> wasmtime::Result
         NAME,
         |mut caller: Caller<'_, StoreState>, ptr: u32, len: u32| -> u32 {
             let text = render(&WasmBacktrace::capture(&caller));
-            let Some(Extern::Memory(memory)) = caller.get_export("memory") else {
-                return 0;
-            };
             let bytes = &text.as_bytes()[..text.len().min(len as usize)];
-            match memory.write(&mut caller, ptr as usize, bytes) {
-                Ok(()) => bytes.len() as u32,
-                Err(_) => 0,
-            }
+            // A threaded program's memory is the run's shared memory.
+            let written = match caller.data().threads.clone() {
+                Some(run) => run.write_memory(ptr as usize, bytes),
+                None => match caller.get_export("memory") {
+                    Some(Extern::Memory(memory)) => {
+                        memory.write(&mut caller, ptr as usize, bytes).is_ok()
+                    }
+                    _ => false,
+                },
+            };
+            if written { bytes.len() as u32 } else { 0 }
         },
     )?;
     Ok(())
@@ -56,12 +60,22 @@ fn render(trace: &WasmBacktrace) -> String {
         .frames()
         .iter()
         .flat_map(|frame| {
-            let fallback = frame.func_name().map(demangle).unwrap_or_default();
+            // The function itself is named by its symbol (the name section keeps the mangled
+            // path, as a native symbol table does: `playground::main::{{closure}}`); the line
+            // tables name only the functions inlined into it, with their short names.
+            let symbol = frame.func_name().map(demangle);
+            let fallback = symbol.clone().unwrap_or_default();
+            let last = frame.symbols().len().saturating_sub(1);
             let symbols: Vec<Frame> = frame
                 .symbols()
                 .iter()
-                .map(|s| Frame {
-                    name: s.name().map(demangle).unwrap_or_else(|| fallback.clone()),
+                .enumerate()
+                .map(|(i, s)| Frame {
+                    name: match (&symbol, s.name()) {
+                        (Some(symbol), _) if i == last => symbol.clone(),
+                        (_, Some(name)) => demangle(name),
+                        (_, None) => fallback.clone(),
+                    },
                     location: s.file().zip(s.line()).map(|(file, line)| {
                         let file = if file.starts_with('/') {
                             file.to_string()

@@ -354,8 +354,11 @@ pub struct Runner {
     max_function_bytes: usize,
     pub(super) max_threads: u32,
     pub(super) ticker_stop: Arc<AtomicBool>,
-    /// Free pooling-allocator slots; a run holds one permit.
+    /// Free pooling-allocator slots; a run (a threaded run's main thread too) holds one permit.
     pub(super) slots: Arc<Semaphore>,
+    /// The pool's further instance slots, for threads that threaded runs spawn: a spawn that
+    /// finds none fails as natively when the OS refuses, and plain runs always find theirs.
+    pub(super) thread_slots: Arc<Semaphore>,
     /// The background lane (`None` only while dropping).
     pub(super) background: Option<tokio::runtime::Runtime>,
     pub(super) background_handle: tokio::runtime::Handle,
@@ -477,6 +480,9 @@ impl Runner {
             max_threads: config.max_threads.max(1),
             ticker_stop,
             slots: Arc::new(Semaphore::new(config.pool_slots() as usize)),
+            thread_slots: Arc::new(Semaphore::new(
+                (config.pool_thread_slots() - config.pool_slots()) as usize,
+            )),
             background: Some(background),
             background_handle,
         })

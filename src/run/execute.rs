@@ -161,7 +161,7 @@ impl Runner {
         let backend = self
             .backend(tier)
             .ok_or_else(|| RunError::Setup(format!("no {tier:?} engine")))?;
-        let out = threads::run(backend, module, opts, tier, self.max_threads, self.tick).await?;
+        let out = threads::run(self, backend, module, opts, tier).await?;
         if let (Some(cranelift), Tier::Winch, CompilerStrategy::Tiered) =
             (&self.cranelift, tier, self.strategy)
             && out.fuel_consumed >= self.tier_up_fuel

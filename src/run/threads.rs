@@ -5,7 +5,9 @@
 //!
 //! Limits hold for the whole program: one fuel budget (each store reports what it burned at
 //! every epoch tick), one deadline, at most `max_threads` threads alive, and a shared memory no
-//! larger than the memory limit plus [`STACK_ALLOWANCE`] per spawnable thread. The first ending
+//! larger than the memory limit plus [`STACK_ALLOWANCE`] per spawnable thread. A spawn that
+//! cannot be had (the limit, the server's thread slots, an OS thread, an instance) returns
+//! EAGAIN to the guest, as Linux's `clone` does, and the program goes on. The first ending
 //! wins (main returning, `exit` or a trap in any thread, fuel, the deadline, the client going
 //! away); then every thread is stopped and joined before the run returns:
 //! - a thread in guest code stops at its next epoch check;
@@ -15,12 +17,13 @@
 //!   address of the memory's resident pages (a waiter has read its address, so its page is
 //!   resident), again until every thread is gone.
 
+use std::cell::UnsafeCell;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use tokio::sync::{oneshot, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot, watch};
 use wasmtime::{
     Engine, InstancePre, MemoryType, Module, SharedMemory, Store, StoreLimits, StoreLimitsBuilder,
     Trap, UpdateDeadline,
@@ -29,13 +32,14 @@ use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi::p2::pipe::MemoryInputPipe;
 
 use super::capture::{CaptureStream, StreamKind};
-use super::engine::{Backend, StoreState, Tier, lower_thread_priority};
+use super::engine::{Backend, Runner, StoreState, Tier, lower_thread_priority};
 use super::execute::{Input, PROGRAM_NAME, RunOptions};
 use super::outcome::{Outcome, RunError, RunOutput};
 use super::stats::MeteredLimits;
 
-/// WASI's EAGAIN, negated: what `thread-spawn` returns at the limit (wasi-libc's
-/// `pthread_create` then fails with EAGAIN, as Linux's `clone` does when it refuses).
+/// WASI's EAGAIN, negated: what `thread-spawn` returns when a thread cannot be had (the
+/// program's limit, the server's pool of thread slots, an OS thread); wasi-libc's
+/// `pthread_create` then fails with EAGAIN, as Linux's `clone` does when it refuses.
 pub(super) const SPAWN_REFUSED: i32 = -6;
 
 /// Fuel a store may burn between write-backs of its counter. The epoch callback only *reads*
@@ -70,6 +74,8 @@ pub(super) struct ThreadedRun {
     stdin: Input,
     args: Vec<String>,
     max_threads: u32,
+    /// The server's instance slots for spawned threads, shared by every threaded run.
+    thread_slots: Arc<Semaphore>,
     fuel_budget: u64,
     fuel_burned: AtomicU64,
     deadline: Instant,
@@ -85,24 +91,36 @@ pub(super) struct ThreadedRun {
     handles: Mutex<Vec<JoinHandle<()>>>,
 }
 
-#[derive(Clone, Copy)]
 enum Entry {
     Main,
-    Thread { tid: i32, start_arg: i32 },
+    /// A spawned thread; `started` gets its tid once its instance is ready (nothing, if it
+    /// cannot start).
+    Thread {
+        start_arg: i32,
+        started: mpsc::SyncSender<i32>,
+    },
 }
 
 /// Runs a threads module to its end; every OS thread it used is joined before this returns,
 /// and, if the future is dropped, shortly after (the controller thread finishes the teardown).
 pub(super) async fn run(
+    runner: &Runner,
     backend: &Backend,
     module: &Module,
     opts: &RunOptions,
     tier: Tier,
-    max_threads: u32,
-    tick: Duration,
 ) -> Result<RunOutput, RunError> {
+    let max_threads = runner.max_threads;
     let (memory, pre) = prepare(backend, module, opts.memory_limit, max_threads)
         .map_err(|e| RunError::Setup(format!("{e:#}")))?;
+    // Main's instance takes a pool slot as a plain run's does; spawned threads take theirs
+    // from `thread_slots`.
+    let main_slot = runner
+        .slots
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(|e| RunError::Setup(e.to_string()))?;
     let live = |stream| opts.live.clone().map(|sink| (sink, stream));
     let run = Arc::new(ThreadedRun {
         engine: backend.engine.clone(),
@@ -113,6 +131,7 @@ pub(super) async fn run(
         stdin: opts.stdin.clone(),
         args: opts.args.clone(),
         max_threads,
+        thread_slots: runner.thread_slots.clone(),
         fuel_budget: opts.fuel,
         fuel_burned: AtomicU64::new(0),
         deadline: Instant::now() + opts.timeout,
@@ -126,11 +145,12 @@ pub(super) async fn run(
     });
     let (tx, rx) = oneshot::channel();
     let controller = run.clone();
+    let grace = runner.tick * 2;
     std::thread::Builder::new()
         .name("guest-controller".into())
         .stack_size(HOST_STACK)
         .spawn(move || {
-            let _ = tx.send(controller.control(tick * 2));
+            let _ = tx.send(controller.control(main_slot, grace));
         })
         .map_err(|e| RunError::Setup(format!("could not start a thread: {e}")))?;
     let _end_on_drop = EndOnDrop(run.clone());
@@ -213,8 +233,8 @@ impl ThreadedRun {
 
     /// The controller: starts main, waits for the ending (or the deadline, which a thread in
     /// a host call or an atomic wait never checks), stops and joins every thread.
-    fn control(self: Arc<Self>, grace: Duration) -> Outcome {
-        if let Err(e) = self.start(Entry::Main) {
+    fn control(self: Arc<Self>, slot: OwnedSemaphorePermit, grace: Duration) -> Outcome {
+        if let Err(e) = self.start(Entry::Main, slot) {
             self.alive.fetch_sub(1, Ordering::SeqCst);
             self.end(Outcome::Other(format!("could not start a thread: {e}")));
         }
@@ -244,13 +264,14 @@ impl ThreadedRun {
             .unwrap_or_else(|| Outcome::Other("the run ended without an outcome".into()))
     }
 
-    /// Starts an OS thread for a guest thread (already counted in `alive`).
-    fn start(self: &Arc<Self>, entry: Entry) -> std::io::Result<()> {
+    /// Starts an OS thread for a guest thread (already counted in `alive`), which holds
+    /// `slot` until its instance is gone.
+    fn start(self: &Arc<Self>, entry: Entry, slot: OwnedSemaphorePermit) -> std::io::Result<()> {
         let run = self.clone();
         let handle = std::thread::Builder::new()
             .name("guest-thread".into())
             .stack_size(HOST_STACK)
-            .spawn(move || run.thread_main(entry))?;
+            .spawn(move || run.thread_main(entry, slot))?;
         self.handles
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -259,7 +280,7 @@ impl ThreadedRun {
     }
 
     /// `wasi.thread-spawn`: a new instance running `wasi_thread_start(tid, start_arg)`; the
-    /// tid, or a negative errno at the thread limit or after the end.
+    /// tid, or a negative errno when the thread cannot be had or after the end.
     pub(super) fn spawn(self: Arc<Self>, start_arg: i32) -> i32 {
         let max = self.max_threads;
         let admitted = !self.stop.load(Ordering::SeqCst)
@@ -272,24 +293,33 @@ impl ThreadedRun {
         if !admitted {
             return SPAWN_REFUSED;
         }
-        let tid = self.next_tid.fetch_add(1, Ordering::Relaxed);
-        match self.start(Entry::Thread { tid, start_arg }) {
-            Ok(()) => tid,
-            Err(_) => {
-                self.alive.fetch_sub(1, Ordering::SeqCst);
-                SPAWN_REFUSED
-            }
+        let Ok(slot) = self.thread_slots.clone().try_acquire_owned() else {
+            self.alive.fetch_sub(1, Ordering::SeqCst);
+            return SPAWN_REFUSED;
+        };
+        let (started, ready) = mpsc::sync_channel(1);
+        if self
+            .start(Entry::Thread { start_arg, started }, slot)
+            .is_err()
+        {
+            self.alive.fetch_sub(1, Ordering::SeqCst);
+            return SPAWN_REFUSED;
         }
+        // Return once the thread's instance exists, so that a thread that cannot start fails
+        // this spawn rather than the program (as `clone` fails before the thread runs).
+        ready.recv().unwrap_or(SPAWN_REFUSED)
     }
 
     /// The body of every guest thread's OS thread.
-    fn thread_main(self: Arc<Self>, entry: Entry) {
+    fn thread_main(self: Arc<Self>, entry: Entry, slot: OwnedSemaphorePermit) {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_time()
             .build();
-        match runtime {
-            Ok(rt) => rt.block_on(self.clone().guest_thread(entry)),
-            Err(e) => self.end(Outcome::Other(format!("no runtime: {e}"))),
+        match (runtime, entry) {
+            (Ok(rt), entry) => rt.block_on(self.clone().guest_thread(entry, slot)),
+            (Err(e), Entry::Main) => self.end(Outcome::Other(format!("no runtime: {e}"))),
+            // Its spawn fails.
+            (Err(_), Entry::Thread { .. }) => {}
         }
         self.alive.fetch_sub(1, Ordering::SeqCst);
         // Wake the controller, which waits for the last thread during teardown.
@@ -372,28 +402,54 @@ impl ThreadedRun {
         Ok(store)
     }
 
-    async fn guest_thread(self: Arc<Self>, entry: Entry) {
+    /// One guest thread, on its own store; `_slot` (its pool slot) is released after the
+    /// store is dropped.
+    async fn guest_thread(self: Arc<Self>, entry: Entry, _slot: OwnedSemaphorePermit) {
         let mark = Arc::new(AtomicU64::new(0));
-        let mut store = match self.new_store(&mark) {
-            Ok(store) => store,
-            Err(e) => return self.end(Outcome::Other(format!("{e:#}"))),
+        let mut store = match (self.new_store(&mark), &entry) {
+            (Ok(store), _) => store,
+            (Err(e), Entry::Main) => return self.end(Outcome::Other(format!("{e:#}"))),
+            // Its spawn fails (`started` is dropped).
+            (Err(_), Entry::Thread { .. }) => return,
         };
         let mut stop = self.stop_tx.subscribe();
         let result = {
             let pre = self.pre.clone();
             let store = &mut store;
+            let run = self.clone();
+            // What `main` returned; `None` for a spawned thread.
             let call = async move {
-                let instance = pre.instantiate_async(&mut *store).await?;
+                let instance = pre.instantiate_async(&mut *store).await;
                 match entry {
                     Entry::Main => {
-                        let main = instance.get_typed_func::<(), i32>(&mut *store, "__entry")?;
-                        main.call_async(&mut *store, ()).await
+                        let instance = instance?;
+                        // A program's stub, or a test harness's (a command module's) `_start`.
+                        if let Some(main) = instance.get_func(&mut *store, "__entry") {
+                            let main = main.typed::<(), i32>(&*store)?;
+                            main.call_async(&mut *store, ()).await.map(Some)
+                        } else {
+                            let start = instance.get_typed_func::<(), ()>(&mut *store, "_start")?;
+                            start.call_async(&mut *store, ()).await.map(|()| Some(0))
+                        }
                     }
-                    Entry::Thread { tid, start_arg } => {
-                        let start = instance
-                            .get_typed_func::<(i32, i32), ()>(&mut *store, "wasi_thread_start")?;
+                    Entry::Thread { start_arg, started } => {
+                        let start = instance.and_then(|instance| {
+                            instance
+                                .get_typed_func::<(i32, i32), ()>(&mut *store, "wasi_thread_start")
+                        });
+                        let start = match start {
+                            Ok(start) => start,
+                            Err(e) => {
+                                tracing::warn!(error = %e, "a guest thread could not start; its spawn fails");
+                                return Ok(None);
+                            }
+                        };
+                        let tid = run.next_tid.fetch_add(1, Ordering::Relaxed);
+                        if started.send(tid).is_err() {
+                            return Ok(None);
+                        }
                         start.call_async(&mut *store, (tid, start_arg)).await?;
-                        Ok(0)
+                        Ok(None)
                     }
                 }
             };
@@ -404,15 +460,37 @@ impl ThreadedRun {
         };
         let before = mark.load(Ordering::Relaxed);
         self.burn(before.saturating_sub(store.get_fuel().unwrap_or(0)));
-        match (result, entry) {
+        match result {
             // Stopped from outside: the ending is already recorded.
-            (None, _) => {}
+            None => {}
             // Returning from `main` ends the program, whatever its threads are doing.
-            (Some(Ok(code)), Entry::Main) => self.end(Outcome::Exited(code)),
-            (Some(Ok(_)), Entry::Thread { .. }) => {}
+            Some(Ok(Some(code))) => self.end(Outcome::Exited(code)),
+            Some(Ok(None)) => {}
             // A trap or `exit` in any thread ends every thread.
-            (Some(Err(e)), _) => self.end(Outcome::from_result(Err(e))),
+            Some(Err(e)) => self.end(Outcome::from_result(Err(e))),
         }
+    }
+
+    /// Copies `bytes` into the shared memory at `offset`; whether they fit.
+    pub(super) fn write_memory(&self, offset: usize, bytes: &[u8]) -> bool {
+        let data = self.memory.data();
+        let Some(target) = offset
+            .checked_add(bytes.len())
+            .and_then(|end| data.get(offset..end))
+        else {
+            return false;
+        };
+        // SAFETY: `target` is `bytes.len()` bytes of the memory's mapping, alive while `self`
+        // holds the memory. Other guest threads may access them at the same time, as they may
+        // any byte of a shared memory; the guest passed a buffer of its own.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                bytes.as_ptr(),
+                UnsafeCell::raw_get(target.as_ptr()),
+                bytes.len(),
+            )
+        };
+        true
     }
 
     /// Waits for every guest thread to stop, waking those blocked in an atomic wait.
