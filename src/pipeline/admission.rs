@@ -102,6 +102,10 @@ pub struct Limited {
 pub struct Admission {
     slots: Arc<Semaphore>,
     total: usize,
+    /// The slots weighted entries (threaded runs) may hold together: half the stage's, so
+    /// single-threaded programs always find the other half free of them.
+    shared: Arc<Semaphore>,
+    shared_total: usize,
     waiting: Arc<()>,
     queue_limit: usize,
     max_wait: Duration,
@@ -127,6 +131,7 @@ struct ClientEntry {
 
 /// A held slot (the client's and the server's), released on drop, with the time spent waiting.
 pub struct Permit {
+    _shared: Option<OwnedSemaphorePermit>,
     _global: OwnedSemaphorePermit,
     _client: OwnedSemaphorePermit,
     _inflight: Inflight,
@@ -155,6 +160,8 @@ impl Admission {
         Self {
             slots: Arc::new(Semaphore::new(slots.max(1))),
             total: slots.max(1),
+            shared: Arc::new(Semaphore::new((slots / 2).max(1))),
+            shared_total: (slots / 2).max(1),
             waiting: Arc::new(()),
             queue_limit,
             max_wait,
@@ -192,9 +199,19 @@ impl Admission {
                 }
             }
         };
-        let wait = self.max_wait.saturating_sub(started.elapsed());
-        let global = self.enter_global(wait, self.weight(weight)).await?;
+        let wait = || self.max_wait.saturating_sub(started.elapsed());
+        let shared = match weight > 1 {
+            true => Some(
+                self.acquire(&self.shared, wait(), self.shared_weight(weight))
+                    .await?,
+            ),
+            false => None,
+        };
+        let global = self
+            .acquire(&self.slots, wait(), self.weight(weight))
+            .await?;
         Ok(Permit {
+            _shared: shared,
             _global: global,
             _client: client_permit,
             _inflight: inflight,
@@ -207,6 +224,16 @@ impl Admission {
     pub async fn reenter(&self, client: ClientId, weight: usize) -> Option<Permit> {
         let (entry, inflight) = self.clients.join_unbounded(client);
         let client_permit = entry.slots.clone().acquire_owned().await.ok()?;
+        let shared = match weight > 1 {
+            true => Some(
+                self.shared
+                    .clone()
+                    .acquire_many_owned(self.shared_weight(weight))
+                    .await
+                    .ok()?,
+            ),
+            false => None,
+        };
         let global = self
             .slots
             .clone()
@@ -214,6 +241,7 @@ impl Admission {
             .await
             .ok()?;
         Some(Permit {
+            _shared: shared,
             _global: global,
             _client: client_permit,
             _inflight: inflight,
@@ -225,12 +253,19 @@ impl Admission {
         u32::try_from(weight.clamp(1, self.total)).unwrap_or(1)
     }
 
-    async fn enter_global(
+    fn shared_weight(&self, weight: usize) -> u32 {
+        u32::try_from(weight.clamp(1, self.shared_total)).unwrap_or(1)
+    }
+
+    /// Takes `weight` permits of `slots` (the server's, or the weighted entries' share),
+    /// waiting in the server's queue if needed.
+    async fn acquire(
         &self,
+        slots: &Arc<Semaphore>,
         wait: Duration,
         weight: u32,
     ) -> Result<OwnedSemaphorePermit, Overloaded> {
-        if let Ok(permit) = self.slots.clone().try_acquire_many_owned(weight) {
+        if let Ok(permit) = slots.clone().try_acquire_many_owned(weight) {
             return Ok(permit);
         }
         let retry_after = Duration::from_secs(1);
@@ -244,7 +279,7 @@ impl Admission {
             });
         }
         let _queued = self.waiting.clone();
-        match tokio::time::timeout(wait, self.slots.clone().acquire_many_owned(weight)).await {
+        match tokio::time::timeout(wait, slots.clone().acquire_many_owned(weight)).await {
             Ok(Ok(permit)) => Ok(permit),
             // The semaphore is never closed; treat it like a timeout all the same.
             Ok(Err(_)) | Err(_) => Err(Overloaded {
@@ -473,6 +508,23 @@ mod tests {
         drop((held, other));
         assert!(second.await.is_ok());
         assert!(admission.clients.map.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn weighted_entries_leave_half_the_slots_to_others() {
+        let admission = Admission::new(4, 4, Duration::from_secs(10), ONE, Limit::ClientRuns);
+        // One threaded run holds 2 slots, all that weighted entries may hold together ...
+        let threaded = admission.enter_weighted(client(1), 2).await.unwrap();
+        let mut second = Box::pin(admission.enter_weighted(client(2), 2));
+        assert!(poll_once(&mut second).await.is_none());
+        // ... so single-threaded runs still find the other two at once.
+        let plain = [
+            admission.enter(client(3)).await.unwrap(),
+            admission.enter(client(4)).await.unwrap(),
+        ];
+        assert!(plain.iter().all(|p| p.waited < Duration::from_millis(50)));
+        drop((threaded, plain));
+        assert!(second.await.is_ok());
     }
 
     #[test]
