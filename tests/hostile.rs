@@ -281,6 +281,11 @@ async fn odd_programs_get_a_sentence_not_a_500() {
             "#[link(wasm_import_module = \"env\")]\nunsafe extern \"C\" { fn evil(); }\nfn main() { unsafe { evil() } }",
             "error: the program imports `env::evil`, a function the sandbox does not provide (it offers WASI preview 1 only)",
         ),
+        // The same in a program built for threads (it mentions `spawn`).
+        (
+            "#[link(wasm_import_module = \"env\")]\nunsafe extern \"C\" { fn evil(); }\nfn main() { std::thread::spawn(|| {}).join().unwrap(); unsafe { evil() } }",
+            "error: the program imports `env::evil`, a function the sandbox does not provide (it offers WASI preview 1 only)",
+        ),
         (
             "#[link(wasm_import_module = \"wasi_snapshot_preview1\")]\nunsafe extern \"C\" { fn sched_yield(x: i64) -> i64; }\nfn main() { println!(\"{}\", unsafe { sched_yield(1) }); }",
             "error: the program cannot be linked in the sandbox: incompatible import type for `wasi_snapshot_preview1::sched_yield`",

@@ -545,6 +545,12 @@ impl Runner {
             ))
         })?;
         let code = backend.prepare(&module)?;
+        if let Code::Threaded(module) = &code {
+            // Linked per run (its memory is); linked once here too, so that an import the
+            // sandbox lacks is a compile error, as for a plain module.
+            super::threads::prepare(backend, module, self.memory_limit, self.max_threads)
+                .map_err(|e| link_error(&e))?;
+        }
         let keep = self.strategy == CompilerStrategy::Tiered && tier == Tier::Winch;
         Ok(Program::new(tier, code, keep.then_some(wasm)))
     }

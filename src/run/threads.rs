@@ -172,7 +172,7 @@ impl Drop for EndOnDrop {
 
 /// The run's memory (bounded by the limit, with the stack allowance) and the instance
 /// template that imports it.
-fn prepare(
+pub(super) fn prepare(
     backend: &Backend,
     module: &Module,
     memory_limit: usize,
