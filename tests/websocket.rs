@@ -379,6 +379,11 @@ async fn a_socket_without_the_handshake_is_dropped() {
     ws.send(Message::Text(request.to_string().into()))
         .await
         .unwrap();
+    assert_closed(&mut ws).await;
+}
+
+/// Waits (10 s at most) for the server to close `ws`, with no message before.
+async fn assert_closed(ws: &mut Socket) {
     let closed = tokio::time::timeout(Duration::from_secs(10), async {
         loop {
             match ws.next().await {
@@ -401,17 +406,7 @@ async fn a_session_is_closed_at_its_time_limit() {
         ..Default::default()
     });
     let mut ws = connect_to(&server).await;
-    let closed = tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            match ws.next().await {
-                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return true,
-                Some(Ok(Message::Text(text))) => panic!("unexpected {text}"),
-                Some(Ok(_)) => {}
-            }
-        }
-    })
-    .await;
-    assert_eq!(closed, Ok(true));
+    assert_closed(&mut ws).await;
 }
 
 /// A saturated service refuses a run over the socket as `/execute` would with a 503: an error,
