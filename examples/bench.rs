@@ -196,6 +196,17 @@ struct Reply {
 }
 
 async fn execute(client: &reqwest::Client, url: &str, code: &str) -> Reply {
+    try_execute(client, url, code)
+        .await
+        .unwrap_or_else(|status| panic!("HTTP {status}"))
+}
+
+/// One `/execute`; the HTTP status when it is not a success (a 503 or 429 under load).
+async fn try_execute(
+    client: &reqwest::Client,
+    url: &str,
+    code: &str,
+) -> Result<Reply, reqwest::StatusCode> {
     let started = Instant::now();
     let resp = client
         .post(format!("{url}/execute"))
@@ -203,12 +214,14 @@ async fn execute(client: &reqwest::Client, url: &str, code: &str) -> Reply {
         .send()
         .await
         .expect("request");
-    assert!(resp.status().is_success(), "HTTP {}", resp.status());
+    if !resp.status().is_success() {
+        return Err(resp.status());
+    }
     let json: Value = resp.json().await.expect("JSON");
-    Reply {
+    Ok(Reply {
         ms: started.elapsed().as_secs_f64() * 1000.0,
         json,
-    }
+    })
 }
 
 fn timing(v: &Value, key: &str) -> f64 {
@@ -492,21 +505,13 @@ async fn uncached(
                         break;
                     }
                     let program = unique(HELLO, &format!("uncached {c}"), i);
-                    let started = Instant::now();
-                    let resp = client
-                        .post(format!("{url}/execute"))
-                        .json(&json!({ "code": program }))
-                        .send()
-                        .await
-                        .expect("request");
-                    if !resp.status().is_success() {
+                    let Ok(r) = try_execute(&client, &url, &program).await else {
                         refused += 1;
                         continue;
-                    }
-                    let json: Value = resp.json().await.expect("JSON");
-                    assert_eq!(json["status"], "ok", "{json}");
-                    assert_eq!(json["timings"]["cached"], false, "{json}");
-                    latencies.push(started.elapsed().as_secs_f64() * 1000.0);
+                    };
+                    assert_eq!(r.json["status"], "ok", "{}", r.json);
+                    assert_eq!(r.json["timings"]["cached"], false, "{}", r.json);
+                    latencies.push(r.ms);
                 }
                 (latencies, refused)
             })
