@@ -20,6 +20,10 @@
 //!     same work in a program without threads), measured alternately;
 //!   - `threads-hello`: compile and run cost of a threaded hello world against the plain one,
 //!     measured alternately.
+//! - `--uncached S`: also measure uncached throughput, 16 clients each sending distinct hello
+//!   worlds for S seconds (0, the default, skips it). All clients are 127.0.0.1, so this lifts
+//!   the server's per-client compile limits (`CLIENT_COMPILE_RATE=0`, `CLIENT_MAX_COMPILES` =
+//!   cores) unless `--env` sets them.
 //!
 //! The server gets a fresh, empty cache directory, so "cold" means never seen. Every request
 //! loop is bounded in count or time, and only 127.0.0.1 is contacted.
@@ -51,6 +55,7 @@ struct Args {
     cold_only: bool,
     seconds: f64,
     cases: Vec<String>,
+    uncached: f64,
 }
 
 /// The cases `--case` may name.
@@ -64,6 +69,7 @@ fn parse_args() -> Args {
         cold_only: false,
         seconds: 3.0,
         cases: Vec::new(),
+        uncached: 0.0,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -83,6 +89,7 @@ fn parse_args() -> Args {
                 assert!(CASES.contains(&case.as_str()), "--case: one of {CASES:?}");
                 args.cases.push(case);
             }
+            "--uncached" => args.uncached = value().parse().expect("--uncached S"),
             "--bench" => {} // passed by `cargo bench`-style runners
             other => panic!("unknown argument {other}"),
         }
@@ -143,6 +150,11 @@ impl Server {
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::null());
+        if args.uncached > 0.0 {
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+            cmd.env("WASM_PLAYGROUND_CLIENT_COMPILE_RATE", "0")
+                .env("WASM_PLAYGROUND_CLIENT_MAX_COMPILES", cores.to_string());
+        }
         for (k, v) in &args.env {
             cmd.env(k, v);
         }
@@ -215,6 +227,17 @@ fn client_from(addr: IpAddr) -> reqwest::Client {
 }
 
 async fn execute(client: &reqwest::Client, url: &str, code: &str) -> Reply {
+    try_execute(client, url, code)
+        .await
+        .unwrap_or_else(|status| panic!("HTTP {status}"))
+}
+
+/// One `/execute`; the HTTP status when it is not a success (a 503 or 429 under load).
+async fn try_execute(
+    client: &reqwest::Client,
+    url: &str,
+    code: &str,
+) -> Result<Reply, reqwest::StatusCode> {
     let started = Instant::now();
     let resp = client
         .post(format!("{url}/execute"))
@@ -222,12 +245,14 @@ async fn execute(client: &reqwest::Client, url: &str, code: &str) -> Reply {
         .send()
         .await
         .expect("request");
-    assert!(resp.status().is_success(), "HTTP {}", resp.status());
+    if !resp.status().is_success() {
+        return Err(resp.status());
+    }
     let json: Value = resp.json().await.expect("JSON");
-    Reply {
+    Ok(Reply {
         ms: started.elapsed().as_secs_f64() * 1000.0,
         json,
-    }
+    })
 }
 
 fn timing(v: &Value, key: &str) -> f64 {
@@ -385,6 +410,7 @@ async fn bench(args: Args) {
     // 1. Cold: unique programs, each timed against the plain rustc a user would run on the same
     //    file, alternating (the order flips every round) so both see the same machine load.
     //    `scripts/cold-bench` measures the same against a running server.
+    let mut plain_hello_cpu_ms = f64::NAN;
     for (name, code) in [("hello world", HELLO), ("~100-line program", MEDIUM)] {
         // One unmeasured round first: page cache, rustc's own start-up files.
         let warmup = unique(code, "warmup", 0);
@@ -416,6 +442,9 @@ async fn bench(args: Args) {
         let plain_cpu = children_cpu_ms() - plain_cpu0;
         let server_cpu = server.cpu_with_children_ms() - server_cpu0;
         let ratio = median(&http) / median(&plain);
+        if code == HELLO {
+            plain_hello_cpu_ms = plain_cpu / plain.len() as f64;
+        }
         rows.push(row(
             format!("cold {name}: plain rustc by hand, median of {}", args.cold),
             format!("{:.0} ms", median(&plain)),
@@ -446,6 +475,10 @@ async fn bench(args: Args) {
             "<= 1.0x rustc",
             Some(ratio <= 1.0),
         ));
+    }
+
+    if args.uncached > 0.0 {
+        uncached(&client, &url, &server, &args, plain_hello_cpu_ms, &mut rows).await;
     }
 
     if !args.cold_only {
@@ -685,6 +718,68 @@ async fn threads_hello(args: &Args, rows: &mut Vec<Row>) {
     }
 }
 
+/// Uncached throughput: 16 clients, each sending hello worlds nobody has sent before, for
+/// `--uncached` seconds; with the server's CPU (its `rustc`s included) per compile against
+/// `plain_cpu_ms`, one plain `rustc`'s.
+async fn uncached(
+    client: &reqwest::Client,
+    url: &str,
+    server: &Server,
+    args: &Args,
+    plain_cpu_ms: f64,
+    rows: &mut Vec<Row>,
+) {
+    let clients = 16;
+    let started = Instant::now();
+    let end = started + Duration::from_secs_f64(args.uncached);
+    let server_cpu0 = server.cpu_with_children_ms();
+    let tasks: Vec<_> = (0..clients)
+        .map(|c| {
+            let client = client.clone();
+            let url = url.to_string();
+            tokio::spawn(async move {
+                let (mut latencies, mut refused) = (Vec::new(), 0);
+                for i in 0.. {
+                    if Instant::now() >= end {
+                        break;
+                    }
+                    let program = unique(HELLO, &format!("uncached {c}"), i);
+                    let Ok(r) = try_execute(&client, &url, &program).await else {
+                        refused += 1;
+                        continue;
+                    };
+                    assert_eq!(r.json["status"], "ok", "{}", r.json);
+                    assert_eq!(r.json["timings"]["cached"], false, "{}", r.json);
+                    latencies.push(r.ms);
+                }
+                (latencies, refused)
+            })
+        })
+        .collect();
+    let (mut latencies, mut refused) = (Vec::new(), 0);
+    for t in tasks {
+        let (l, r) = t.await.unwrap();
+        latencies.extend(l);
+        refused += r;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    // Let the disk writes that follow the last answers finish, so they are counted.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let per_compile = (server.cpu_with_children_ms() - server_cpu0) / latencies.len() as f64;
+    let rate = latencies.len() as f64 / seconds;
+    rows.push(row(
+        format!("uncached hello worlds, {clients} clients, {seconds:.0} s: req/s, p50 / p99"),
+        format!(
+            "{rate:.1} req/s, {:.0} / {:.0} ms, {refused} refused; CPU per compile: server with its rustc {per_compile:.0} ms vs plain rustc {plain_cpu_ms:.0} ms = {:.2}x",
+            percentile(&latencies, 50.0),
+            percentile(&latencies, 99.0),
+            per_compile / plain_cpu_ms,
+        ),
+        ">= 18 req/s",
+        Some(rate >= 18.0),
+    ));
+}
+
 /// The rows after the cold ones: warm requests, throughput, fairness.
 async fn warm_and_loaded(
     client: &reqwest::Client,
@@ -777,7 +872,15 @@ async fn warm_and_loaded(
     // 4. Fairness: cached hello world while 8 infinite loops run.
     execute(client, url, SPIN).await; // build (and time out) once
     let end = Instant::now() + Duration::from_secs_f64(args.seconds + 1.0);
-    let loops = spinners(client, url, SPIN, 8, end);
+    // From another address: one client's loops would hold that client's own run slots (8),
+    // which is per-client fairness, not the server's.
+    let loops = spinners(
+        &client_from(IpAddr::from([127, 0, 0, 2])),
+        url,
+        SPIN,
+        8,
+        end,
+    );
     tokio::time::sleep(Duration::from_millis(500)).await;
     let mut latencies = Vec::new();
     let stop = Instant::now() + Duration::from_secs_f64(args.seconds);

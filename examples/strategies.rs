@@ -1,6 +1,7 @@
 //! Measures how long Wasmtime needs to turn a freshly built program into machine code under each
 //! compile strategy, and how fast the resulting code runs. Used to pick the defaults recorded in
-//! BENCHMARKS.md; run with `cargo run --release --example strategies`.
+//! BENCHMARKS.md; run with `cargo run --release --example strategies` (`-- --compile-only`:
+//! only the compile tables).
 //!
 //! Every program is built once with the service's own `rustc` invocation. Each variant differs in
 //! its code (a constant used by `main`), not only in a comment, so that an incremental cache
@@ -61,6 +62,11 @@ fn engine(strategy: &str, store: Option<Arc<MemStore>>) -> Engine {
         }
         "winch-serial" => {
             c.strategy(Strategy::Winch).parallel_compilation(false);
+        }
+        "winch-O0-trampolines-no-unwind-info" => {
+            c.strategy(Strategy::Winch)
+                .cranelift_opt_level(OptLevel::None)
+                .native_unwind_info(false);
         }
         "cranelift-O0" => {
             c.cranelift_opt_level(OptLevel::None);
@@ -149,10 +155,47 @@ fn run_entry(engine: &Engine, module: &Module) -> f64 {
     ms(started)
 }
 
+/// Hit rate and compile time of `wasm` with an incremental cache that already holds every
+/// function of `warm` (other programs), under Cranelift `strategy`.
+fn warmed_by(strategy: &str, warm: &[Vec<u8>], wasms: &[Vec<u8>]) -> (f64, f64, f64) {
+    let store = Arc::new(MemStore::default());
+    let e = engine(strategy, Some(store.clone()));
+    for w in warm {
+        Module::new(&e, w).unwrap();
+    }
+    let (mut times, mut cpu, mut rates) = (Vec::new(), Vec::new(), Vec::new());
+    for w in wasms {
+        let h0 = store.hits.load(Ordering::Relaxed);
+        let m0 = store.misses.load(Ordering::Relaxed);
+        let (t, c) = (Instant::now(), cpu_ms());
+        Module::new(&e, w).unwrap();
+        times.push(ms(t));
+        cpu.push(cpu_ms() - c);
+        let hits = store.hits.load(Ordering::Relaxed) - h0;
+        let misses = store.misses.load(Ordering::Relaxed) - m0;
+        rates.push(100.0 * hits as f64 / (hits + misses) as f64);
+    }
+    (median(times), median(cpu), median(rates))
+}
+
 fn main() {
+    let compile_only = std::env::args().any(|a| a == "--compile-only");
     let rustc = Toolchain::detect("rustc").unwrap().rustc;
     let n = 7;
     let mut rows = Vec::new();
+    // The samples the tests run: a cache warmed by all of them stands for a server that has
+    // compiled many different programs.
+    let mut samples: Vec<_> = std::fs::read_dir("tests/fixtures/samples")
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "rs"))
+        .collect();
+    samples.sort();
+    eprintln!("building {} samples", samples.len());
+    let samples: Vec<Vec<u8>> = samples
+        .iter()
+        .map(|p| build(&rustc, &std::fs::read_to_string(p).unwrap(), Mode::Debug))
+        .collect();
     for (name, code) in [("hello", HELLO), ("medium", MEDIUM)] {
         eprintln!("building {n} variants of {name}");
         let wasms: Vec<Vec<u8>> = (0..n)
@@ -165,6 +208,7 @@ fn main() {
             "winch-O0-trampolines",
             "winch-noaddrmap",
             "winch-serial",
+            "winch-O0-trampolines-no-unwind-info",
         ] {
             let e = engine(strategy, None);
             let mut cpu = Vec::new();
@@ -261,6 +305,18 @@ fn main() {
             median(times.into_iter().map(|t| t.0).collect()),
             format!("{hit_rate:.1}% hits"),
         ));
+        for strategy in ["cranelift", "cranelift-O0"] {
+            let (wall, cpu, hits) = warmed_by(strategy, &samples, &wasms);
+            rows.push((
+                name,
+                format!(
+                    "{strategy} + incremental, warmed by {} samples",
+                    samples.len()
+                ),
+                wall,
+                format!("CPU {cpu:.1} ms, {hits:.1}% hits"),
+            ));
+        }
         // Loading an already compiled module.
         let e = engine("cranelift", None);
         let module = Module::new(&e, &wasms[0]).unwrap();
@@ -288,6 +344,10 @@ fn main() {
     println!("|---|---|---|---|");
     for (name, strategy, t, note) in &rows {
         println!("| {name} | {strategy} | {t:.1} | {note} |");
+    }
+
+    if compile_only {
+        return;
     }
 
     // Instantiate + run hello world: on-demand allocation and `Linker::instantiate` against the
