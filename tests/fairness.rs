@@ -80,9 +80,7 @@ async fn metrics(server: &ServerProcess) -> String {
 }
 
 fn metric(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or(0.0)
+    common::metric_value(text, series).unwrap_or(0.0)
 }
 
 fn assert_hello(a: &Answer) {

@@ -122,8 +122,8 @@ async fn metric(server: &ServerProcess, name: &str) -> Option<u64> {
         .text()
         .await
         .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+    // Counters and gauges here are whole numbers.
+    common::metric_value(&text, name).map(|v| v as u64)
 }
 
 async fn redis_state(server: &ServerProcess) -> String {
