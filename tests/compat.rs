@@ -116,14 +116,8 @@ async fn nightly_is_used_when_installed() {
     );
     let v = run_on(server(), json!({"code": code, "channel": "stable"})).await;
     assert_eq!(v["status"], "compileError");
-    let versions: Value = client()
-        .get(format!("{}/meta/versions", server().url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (status, versions) = common::get_json(&server().url, "/meta/versions").await;
+    assert_eq!(status, 200, "{versions}");
     // Miri is nightly's only (its sysroot prepared at set-up).
     for (channel, tool) in [("nightly", "rustc"), ("beta", "rustc"), ("nightly", "miri")] {
         let version = versions[channel][tool]["version"]

@@ -15,13 +15,7 @@ fn files(list: &[(&str, &str)]) -> Value {
 
 /// The JSON answer to a POST of `body` to `path` (a tool) on the shared server.
 async fn post_to(path: &str, body: Value) -> Value {
-    let resp = client()
-        .post(format!("{}{path}", server().url))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    resp.json().await.unwrap()
+    common::post_to(&server().url, path, body).await.1
 }
 
 /// `POST /execute` with the fields the frontend always sends.
@@ -322,14 +316,8 @@ async fn format_returns_the_code_it_could_not_format() {
 
 #[tokio::test]
 async fn versions_list_all_three_channels() {
-    let v: Value = client()
-        .get(format!("{}/meta/versions", server().url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (status, v) = common::get_json(&server().url, "/meta/versions").await;
+    assert_eq!(status, 200, "{v}");
     for channel in ["stable", "beta", "nightly"] {
         for tool in ["rustc", "rustfmt", "clippy"] {
             for field in ["version", "hash", "date"] {

@@ -7,14 +7,9 @@ use common::{ServerProcess, client, server};
 use serde_json::{Value, json};
 
 async fn miri_on(url: &str, body: Value) -> Value {
-    let resp = client()
-        .post(format!("{url}/miri"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    resp.json().await.unwrap()
+    let (status, v) = common::post_to(url, "/miri", body).await;
+    assert_eq!(status, 200, "{v}");
+    v
 }
 
 async fn miri(body: Value) -> Value {
@@ -130,14 +125,13 @@ async fn tests_run_under_miri() {
 
 #[tokio::test]
 async fn a_bad_aliasing_model_is_a_400() {
-    let resp = client()
-        .post(format!("{}/miri", server().url))
-        .json(&json!({"code": "fn main() {}", "aliasingModel": "graph"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 400);
-    let v: Value = resp.json().await.unwrap();
+    let (status, v) = common::post_to(
+        &server().url,
+        "/miri",
+        json!({"code": "fn main() {}", "aliasingModel": "graph"}),
+    )
+    .await;
+    assert_eq!(status, 400);
     assert_eq!(
         v["error"],
         "unknown aliasingModel `graph`, expected stacked or tree"

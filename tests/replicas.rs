@@ -108,11 +108,6 @@ fn replica(redis: &str) -> ServerProcess {
     )
 }
 
-async fn get_json(url: String) -> (u16, Value) {
-    let resp = client().get(url).send().await.unwrap();
-    (resp.status().as_u16(), resp.json().await.unwrap())
-}
-
 async fn metric(server: &ServerProcess, name: &str) -> Option<u64> {
     let text = client()
         .get(format!("{}/metrics", server.server.url))
@@ -127,7 +122,7 @@ async fn metric(server: &ServerProcess, name: &str) -> Option<u64> {
 }
 
 async fn redis_state(server: &ServerProcess) -> String {
-    let (status, v) = get_json(format!("{}/readyz", server.server.url)).await;
+    let (status, v) = common::get_json(&server.server.url, "/readyz").await;
     assert_eq!(status, 200, "{v}");
     v["redis"].as_str().unwrap_or_default().to_string()
 }
@@ -433,7 +428,7 @@ async fn a_replica_keeps_serving_while_redis_is_down_and_says_so() {
         redis_state(&server).await == "down"
     })
     .await;
-    let (status, ready) = get_json(format!("{}/readyz", server.server.url)).await;
+    let (status, ready) = common::get_json(&server.server.url, "/readyz").await;
     assert_eq!((status, &ready["ready"]), (200, &json!(true)), "{ready}");
     let check = ready["checks"]
         .as_array()

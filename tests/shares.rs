@@ -225,22 +225,11 @@ on_both_back_ends!(
 );
 
 async fn post(base: &str, body: Value) -> (u16, Value) {
-    let resp = client()
-        .post(format!("{base}/meta/gist"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    (resp.status().as_u16(), resp.json().await.unwrap())
+    common::post_to(base, "/meta/gist", body).await
 }
 
 async fn get(base: &str, id: &str) -> (u16, Value) {
-    let resp = client()
-        .get(format!("{base}/meta/gist/{id}"))
-        .send()
-        .await
-        .unwrap();
-    (resp.status().as_u16(), resp.json().await.unwrap())
+    common::get_json(base, &format!("/meta/gist/{id}")).await
 }
 
 /// Creates a share of `body` and expects a 200; returns the answer.

@@ -7,14 +7,7 @@ use common::{client, server};
 use serde_json::{Value, json};
 
 async fn post(path: &str, body: Value) -> (u16, Value) {
-    let resp = client()
-        .post(format!("{}{path}", server().url))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap())
+    common::post_to(&server().url, path, body).await
 }
 
 #[tokio::test]

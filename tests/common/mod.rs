@@ -126,9 +126,26 @@ pub fn client() -> reqwest::Client {
 
 /// POSTs a JSON body to `/execute`; returns the status and the parsed JSON answer.
 pub async fn post_json(server: &TestServer, body: Value) -> (u16, Value) {
+    post_to(&server.url, "/execute", body).await
+}
+
+/// POSTs a JSON body to `path` of the server at `base` (`http://127.0.0.1:PORT`); returns the
+/// status and the parsed JSON answer.
+pub async fn post_to(base: &str, path: &str, body: Value) -> (u16, Value) {
     let resp = client()
-        .post(format!("{}/execute", server.url))
+        .post(format!("{base}{path}"))
         .json(&body)
+        .send()
+        .await
+        .expect("request");
+    let status = resp.status().as_u16();
+    (status, resp.json().await.expect("JSON answer"))
+}
+
+/// GETs `path` of the server at `base`; returns the status and the parsed JSON answer.
+pub async fn get_json(base: &str, path: &str) -> (u16, Value) {
+    let resp = client()
+        .get(format!("{base}{path}"))
         .send()
         .await
         .expect("request");
