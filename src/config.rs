@@ -134,6 +134,16 @@ pub struct Config {
     )]
     pub insecure_unsandboxed_compile: bool,
 
+    /// `rustc`s started ahead, per channel, for the next single-file builds with the same
+    /// options (0: start each with its build).
+    #[arg(
+        long,
+        env = "WASM_PLAYGROUND_WARM_COMPILERS",
+        default_value_t = 1,
+        global = true
+    )]
+    pub warm_compilers: usize,
+
     /// Bytes of compiler diagnostics kept per compile.
     #[arg(
         long,

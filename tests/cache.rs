@@ -1,11 +1,12 @@
-//! The artifact cache, the compile tiers and the instance pool, end to end over HTTP.
+//! The artifact cache, the spare compilers, the compile tiers and the instance pool, end to end
+//! over HTTP.
 
 mod common;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::{TestServer, run_on, start};
+use common::{TestServer, client, metric_value, run_on, start};
 use serde_json::{Value, json};
 use wasm_playground::config::{CompilerStrategy, Config};
 
@@ -411,4 +412,126 @@ async fn caches_can_be_turned_off() {
         assert_eq!(s(&v, "stdout"), "uncached\n");
     }
     assert!(cache_files(&srv.cache_dir).is_empty());
+}
+
+/// The spare compilers' counts on `srv`: (taken, missed).
+async fn spares(srv: &TestServer) -> (f64, f64) {
+    let text = client()
+        .get(format!("{}/metrics", srv.url))
+        .send()
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    let count = |result: &str| {
+        let series = format!("wasm_playground_spare_compilers_total{{result=\"{result}\"}}");
+        metric_value(&text, &series).unwrap_or_else(|| panic!("no {series} in:\n{text}"))
+    };
+    (count("taken"), count("missed"))
+}
+
+/// Waits until a spare compiler waits in `srv`'s work dir, and returns its process id.
+async fn waiting_spare(srv: &TestServer) -> u32 {
+    for _ in 0..200 {
+        if let Some((pid, _)) = common::processes_in(&srv.work_dir)
+            .into_iter()
+            .find(|(_, cwd)| common::is_waiting_spare(cwd))
+        {
+            return pid;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no spare compiler started in {}", srv.work_dir.display());
+}
+
+#[tokio::test]
+async fn spare_compilers_build_the_same_answers_as_fresh_ones() {
+    let programs = [
+        "fn main() { println!(\"Hello, world!\"); }",
+        // A compile error: the same diagnostics, at the same lines.
+        "fn main() {\n    let x: i32 = \"one\";\n}",
+        // The crate root read again: the file, not the pipe the spare read it from.
+        "fn main() { print!(\"{}\", include_str!(\"main.rs\").lines().next().unwrap()); }",
+        "fn main() {\n    let v: Vec<u8> = Vec::new();\n    v[3];\n}",
+    ];
+    let warm = start(Config::default());
+    let cold = start(Config {
+        warm_compilers: 0,
+        ..Config::default()
+    });
+    waiting_spare(&warm).await;
+    for code in programs {
+        let (a, b) = (
+            run_on(&warm, json!({ "code": code })).await,
+            run_on(&cold, json!({ "code": code })).await,
+        );
+        for key in ["status", "stdout", "stderr", "exitCode", "diagnostics"] {
+            assert_eq!(a[key], b[key], "{key} of {code}");
+        }
+    }
+    let third = run_on(&warm, json!({ "code": programs[2] })).await;
+    assert_eq!(s(&third, "stdout"), programs[2]);
+    // The first was started at start-up; each build started the next one.
+    assert_eq!(spares(&warm).await, (4.0, 0.0));
+    assert_eq!(spares(&cold).await, (0.0, 0.0));
+    assert!(common::processes_in(&cold.work_dir).is_empty());
+    assert_eq!(common::leftovers(&warm), 0);
+}
+
+#[tokio::test]
+async fn a_spare_waits_for_the_options_of_the_last_build() {
+    let srv = start(Config::default());
+    waiting_spare(&srv).await;
+    let run = |code: &str, mode: &str| json!({ "code": code, "mode": mode });
+    let hello = "fn main() { println!(\"{}\", 40 + 2); }";
+    let runs = [
+        (run(hello, "release"), (0.0, 1.0)),
+        (run(&format!("{hello}\n// 2"), "release"), (1.0, 1.0)),
+        // The debug spare gave way to the release one (one spare per channel by default).
+        (run(&format!("{hello}\n// 3"), "debug"), (1.0, 2.0)),
+        (run(&format!("{hello}\n// 4"), "debug"), (2.0, 2.0)),
+    ];
+    for (body, counts) in runs {
+        let v = run_on(&srv, body).await;
+        assert_eq!(s(&v, "stdout"), "42\n");
+        assert_eq!(spares(&srv).await, counts);
+    }
+}
+
+#[tokio::test]
+async fn a_spare_that_died_is_replaced_by_a_fresh_compiler() {
+    let srv = start(Config::default());
+    let pid = waiting_spare(&srv).await;
+    // SAFETY: kill has no memory-safety preconditions; the pid is our server's spare `rustc`.
+    unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let v = run_on(
+        &srv,
+        json!({ "code": "fn main() { println!(\"still here\"); }" }),
+    )
+    .await;
+    assert_eq!(s(&v, "stdout"), "still here\n");
+    assert_eq!(spares(&srv).await, (0.0, 1.0));
+    assert_ne!(waiting_spare(&srv).await, pid);
+    assert_eq!(common::leftovers(&srv), 0);
+}
+
+#[tokio::test]
+async fn spares_end_with_their_server() {
+    let server = common::ServerProcess::spawn(&[], &[]);
+    let work_dir = server.server.work_dir.clone();
+    waiting_spare(&server.server).await;
+    // Killed: the spare's stdin closes, it reads an empty crate and exits.
+    drop(server);
+    for _ in 0..100 {
+        if common::processes_in(&work_dir).is_empty() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!(
+        "processes outlived their server: {:?}",
+        common::processes_in(&work_dir)
+    );
 }

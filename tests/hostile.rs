@@ -378,12 +378,11 @@ async fn client_disconnect_mid_compile_kills_rustc_and_cleans_up() {
     assert!(clean, "rustc or its job dir outlived the request");
 }
 
-/// Whether any process has its working directory under `dir`.
+/// Whether any process but a waiting spare compiler has its working directory under `dir`.
 fn process_in(dir: &std::path::Path) -> bool {
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(Result::ok)
-        .any(|e| std::fs::read_link(e.path().join("cwd")).is_ok_and(|cwd| cwd.starts_with(dir)))
+    common::processes_in(dir)
+        .iter()
+        .any(|(_, cwd)| !common::is_waiting_spare(cwd))
 }
 
 #[tokio::test]

@@ -40,6 +40,7 @@ pub struct Metrics {
     cache_disk_bytes: IntGauge,
     redis: IntCounterVec,
     redis_up: IntGauge,
+    spare_compilers: IntCounterVec,
     /// Serializes scrapes, which bring the gauges and the Redis counters up to date.
     scrape: std::sync::Mutex<()>,
 }
@@ -108,6 +109,14 @@ impl Metrics {
                 "artifact_cache_disk_bytes",
                 "Bytes of the on-disk artifact cache",
             )?,
+            spare_compilers: IntCounterVec::new(
+                Opts::new(
+                    "spare_compilers_total",
+                    "Single-file builds that found a spare rustc started for them (taken) or \
+                     started their own (missed)",
+                ),
+                &["result"],
+            )?,
             redis: IntCounterVec::new(
                 Opts::new(
                     "redis_cache_total",
@@ -157,6 +166,9 @@ impl Metrics {
         metrics
             .registry
             .register(Box::new(metrics.live_sessions.clone()))?;
+        metrics
+            .registry
+            .register(Box::new(metrics.spare_compilers.clone()))?;
         for g in [
             &metrics.cache_entries,
             &metrics.cache_memory_bytes,
@@ -233,6 +245,14 @@ impl Metrics {
                 counter.inc_by(total.saturating_sub(counter.get()));
             }
             self.redis_up.set(i64::from(up));
+        }
+        let spares = playground
+            .compilers()
+            .map(|(_, c)| c.spare_stats())
+            .fold((0, 0), |(t, m), s| (t + s.taken, m + s.missed));
+        for (result, total) in [("taken", spares.0), ("missed", spares.1)] {
+            let counter = self.spare_compilers.with_label_values(&[result]);
+            counter.inc_by(total.saturating_sub(counter.get()));
         }
         self.live_sessions.set(playground.live_sessions() as i64);
         let (compiles, runs) = playground.queued();

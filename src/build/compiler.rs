@@ -16,15 +16,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tempfile::TempDir;
-use tokio::io::AsyncReadExt;
-use tokio::process::Command;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::process::{ChildStderr, ChildStdin, ChildStdout, Command};
 
 use super::code::{Code, SourceFile};
 use super::crates::CrateSet;
 use super::diagnostics::{Diagnostic, parse_diagnostics};
 use super::options::{CompileOptions, CrateKind, Edition, Emit, Mode, Target};
-use super::sandbox::{NATIVE_TARGET, ProcessLimits, Sandbox, SandboxError};
+use super::sandbox::{NATIVE_TARGET, ProcessLimits, Sandbox, SandboxError, Stdin};
 use super::toolchain::Toolchain;
+use super::warm::Spares;
 
 /// The one-line entry stub: `$call_main` calls `main`; `$after_message` runs in the panic hook
 /// after the message.
@@ -185,6 +186,8 @@ pub struct CompileSettings {
     pub work_dir: PathBuf,
     pub timeout: Duration,
     pub diagnostics_bytes: usize,
+    /// Spare compilers kept started (`build/warm.rs`).
+    pub spares: usize,
 }
 
 /// The toolchain, the sandbox its processes run in, and the limits; one per process.
@@ -204,11 +207,14 @@ pub struct Compiler {
     pub(super) miri_sysroot: Option<PathBuf>,
     /// The toolchain's `rust-src` directory and what to show instead (empty when unused).
     pub(super) std_src: (String, String),
+    /// Compilers started ahead for the next builds.
+    pub(super) spares: Spares,
 }
 
 impl Compiler {
     pub fn new(toolchain: Toolchain, sandbox: Sandbox, settings: CompileSettings) -> Self {
         Self {
+            spares: Spares::new(settings.spares),
             toolchain,
             sandbox,
             settings,
@@ -255,14 +261,31 @@ impl Compiler {
         code: &Code,
         opts: &CompileOptions,
     ) -> Result<BuildResult, CompileError> {
-        let mut target = Target::for_program(code, opts);
-        if target == Target::Wasip1Threads && !self.toolchain.threads {
+        let target = self.target_for(code, opts);
+        let args = self.build_args(opts, target);
+        self.build_package(&self.toolchain.rustc, code, opts, target, args)
+            .await
+    }
+
+    /// The target `code` is built for: threads only where the toolchain has them.
+    pub(super) fn target_for(&self, code: &Code, opts: &CompileOptions) -> Target {
+        match Target::for_program(code, opts) {
             // Logged at start-up; the program fails to spawn as it did before threads.
-            target = Target::Wasip1;
+            Target::Wasip1Threads if !self.toolchain.threads => Target::Wasip1,
+            target => target,
         }
-        let crate_args = match target {
+    }
+
+    /// `rustc`'s arguments for a build for `target`, given its options, job dir and crate
+    /// root, and the file it writes.
+    pub(super) fn build_args(
+        &self,
+        opts: &CompileOptions,
+        target: Target,
+    ) -> impl Fn(&CompileOptions, &Path, &str) -> (Vec<String>, &'static str) {
+        let crate_args: &[String] = match target {
             // Built for the host, which the offered crates are not.
-            _ if build_kind(opts) == CrateKind::ProcMacro => &Vec::new(),
+            _ if build_kind(opts) == CrateKind::ProcMacro => &[],
             Target::Wasip1 => &self.crate_args,
             Target::Wasip1Threads => &self.threads_crate_args,
         };
@@ -274,12 +297,10 @@ impl Compiler {
         } else {
             &self.lean_sysroot
         };
-        let rustc = &self.toolchain.rustc;
-        self.build_package(rustc, code, opts, target, |opts, dir, root| {
+        move |opts, dir, root| {
             let (args, output) = rustc_args(opts, target, dir, root);
             ([sysroot, &args, crate_args].concat(), output)
-        })
-        .await
+        }
     }
 
     /// Runs clippy on `code` (a check build: no code is generated) and returns its lints.
@@ -381,6 +402,13 @@ impl Compiler {
             }
         };
         let opts = &layout.opts;
+        if !layout.with_lib
+            && let Some(built) = self
+                .build_with_spare(tool, code, opts, target, layout.root, &args)
+                .await
+        {
+            return built;
+        }
         let mut job = Job::new(
             &self.settings.work_dir,
             code,
@@ -451,6 +479,55 @@ impl Compiler {
         job: Job,
         output: &str,
     ) -> Result<BuildResult, CompileError> {
+        let started = self.start(program, args, job.dir(), Stdin::Null)?;
+        self.collect(program, started, job, output, None).await
+    }
+
+    /// Starts a confined tool with `dir` as its working directory and temp dir.
+    pub(super) fn start(
+        &self,
+        program: &Path,
+        args: &[String],
+        dir: &Path,
+        stdin: Stdin,
+    ) -> Result<Started, CompileError> {
+        let mut cmd = Command::new(program);
+        cmd.args(args)
+            .current_dir(dir)
+            .env_clear()
+            .env("TMPDIR", dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true);
+        let mut child = self.sandbox.spawn(&mut cmd, dir, stdin)?;
+        // Kills the tool and its linker if it is dropped before it exits (client gone, time
+        // out, a spare never used).
+        let group = KillGroupOnDrop(child.id());
+        let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
+            return Err(CompileError::Spawn(std::io::Error::other(
+                "the tool's output was not captured",
+            )));
+        };
+        Ok(Started {
+            stdin: child.stdin.take(),
+            child,
+            _group: group,
+            stdout,
+            stderr,
+        })
+    }
+
+    /// Feeds `input` to a started tool's stdin (then closes it), waits for it within the time
+    /// limit and collects its diagnostics and stdout.
+    pub(super) async fn collect(
+        &self,
+        program: &Path,
+        started: Started,
+        job: Job,
+        output: &str,
+        input: Option<String>,
+    ) -> Result<BuildResult, CompileError> {
         let Job {
             dir,
             stub_line,
@@ -462,30 +539,27 @@ impl Compiler {
         } else {
             ("the compiler", "compilation")
         };
-        let mut cmd = Command::new(program);
-        cmd.args(args)
-            .current_dir(dir.path())
-            .env_clear()
-            .env("TMPDIR", dir.path())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0)
-            .kill_on_drop(true);
-        let mut child = self.sandbox.spawn(&mut cmd, dir.path())?;
-        let pid = child.id();
-        // Kills rustc and its linker if this future is dropped (client gone) or times out.
-        let mut group = KillGroupOnDrop(pid);
-
-        let (Some(mut stdout), Some(mut stderr)) = (child.stdout.take(), child.stderr.take())
-        else {
-            return Err(CompileError::Spawn(std::io::Error::other(
-                "the tool's output was not captured",
-            )));
+        let Started {
+            mut child,
+            _group: mut group,
+            stdin,
+            mut stdout,
+            mut stderr,
+        } = started;
+        let feed = async move {
+            if let (Some(mut stdin), Some(input)) = (stdin, input) {
+                // A spare that read the crate root from its file may have exited already: a
+                // closed pipe is no error. Dropping `stdin` closes it: the end of the file.
+                let _ = stdin.write_all(input.as_bytes()).await;
+            }
         };
         let cap = self.settings.diagnostics_bytes;
         let run = async {
-            let (out, err) =
-                tokio::join!(read_capped(&mut stdout, cap), read_capped(&mut stderr, cap));
+            let ((), out, err) = tokio::join!(
+                feed,
+                read_capped(&mut stdout, cap),
+                read_capped(&mut stderr, cap)
+            );
             let ((stdout, out_cut), (captured, err_cut)) = (out?, err?);
             let status = child.wait().await?;
             Ok::<_, std::io::Error>((stdout, captured, out_cut || err_cut, status))
@@ -634,7 +708,7 @@ pub fn needs_stub(opts: &CompileOptions) -> bool {
 }
 
 /// The entry stub appended to the crate root of a build for `target`, if any.
-fn stub(opts: &CompileOptions, target: Target) -> Option<&'static str> {
+pub(super) fn stub(opts: &CompileOptions, target: Target) -> Option<&'static str> {
     match (needs_stub(opts), target, opts.backtrace) {
         (false, _, _) => None,
         (true, Target::Wasip1, false) => Some(ENTRY_STUB),
@@ -699,7 +773,7 @@ pub fn source_file(sample: &str, stub: Option<Target>) -> String {
     with_stub_appended(sample, stub)
 }
 
-fn with_stub_appended(sample: &str, stub: Option<&str>) -> String {
+pub(super) fn with_stub_appended(sample: &str, stub: Option<&str>) -> String {
     let mut source = String::with_capacity(sample.len() + stub.map_or(0, str::len) + 1);
     source.push_str(sample);
     if let Some(stub) = stub {
@@ -709,6 +783,14 @@ fn with_stub_appended(sample: &str, stub: Option<&str>) -> String {
         source.push_str(stub);
     }
     source
+}
+
+/// The line of `source` where `stub` (appended last) starts, or `u32::MAX` without one.
+pub(super) fn stub_line_of(source: &str, stub: Option<&str>) -> u32 {
+    match stub {
+        Some(_) => source.lines().count() as u32,
+        None => u32::MAX,
+    }
 }
 
 /// Which file is a build's crate root, and the options it is built with.
@@ -771,11 +853,11 @@ pub(super) fn tool_root(code: &Code, library: bool) -> &'static str {
 
 /// A fresh temp dir holding the program's files.
 pub(super) struct Job {
-    dir: TempDir,
+    pub(super) dir: TempDir,
     /// The crate root, e.g. `src/main.rs`.
-    root: &'static str,
+    pub(super) root: &'static str,
     /// The root's line of the entry stub; diagnostics at or after it are about the stub.
-    stub_line: u32,
+    pub(super) stub_line: u32,
 }
 
 impl Job {
@@ -801,7 +883,7 @@ impl Job {
             let path = dir.path().join(root);
             let sample = std::fs::read_to_string(&path).map_err(CompileError::Workspace)?;
             let source = with_stub_appended(&sample, Some(stub));
-            stub_line = source.lines().count() as u32;
+            stub_line = stub_line_of(&source, Some(stub));
             std::fs::write(path, source).map_err(CompileError::Workspace)?;
         }
         Ok(Self {
@@ -887,6 +969,22 @@ fn describe_exit(tool: &str, status: ExitStatus, rendered: &str, limits: &Proces
         }
         Some(signal) => format!("{tool} crashed (signal {signal})"),
         None => format!("{tool} failed with {status}"),
+    }
+}
+
+/// A confined tool that has been started, with its pipes.
+pub(super) struct Started {
+    child: tokio::process::Child,
+    _group: KillGroupOnDrop,
+    stdin: Option<ChildStdin>,
+    stdout: ChildStdout,
+    stderr: ChildStderr,
+}
+
+impl Started {
+    /// Whether the process has exited (a spare that died while it waited).
+    pub(super) fn has_exited(&mut self) -> bool {
+        !matches!(self.child.try_wait(), Ok(None))
     }
 }
 

@@ -9,6 +9,7 @@
 //! - [`diagnostics`]: rustc's JSON messages as rendered text and structured diagnostics;
 //! - [`crates`]: the offered third-party crates, built once at set-up (per channel);
 //! - [`miri`]: Miri, the interpreter that detects undefined behaviour, and its set-up;
+//! - [`warm`]: spare `rustc`s started before the programs they will build;
 //! - [`unpretty`]: nightly's macro expansion and HIR;
 //! - [`native`]: assembly and LLVM IR for the host, and the assembly's filters;
 //! - [`cache`]: the artifact cache's memory and disk tiers, and [`shared_cache`], the Redis tier
@@ -31,6 +32,7 @@ pub mod sandbox;
 pub mod shared_cache;
 pub mod toolchain;
 pub mod unpretty;
+pub mod warm;
 
 pub use cache::{Artifact, ArtifactCache, CacheKey, Report, Source};
 pub use code::{Code, SourceFile};
@@ -43,5 +45,6 @@ pub use options::{CompileOptions, CrateKind, Edition, Emit, Mode};
 pub use sandbox::{ProcessLimits, Sandbox};
 pub use toolchain::{Toolchain, ToolchainError};
 pub use unpretty::Unpretty;
+pub use warm::SpareStats;
 
 pub use crate::config::Channel;

@@ -58,6 +58,14 @@ pub enum SandboxError {
     Spawn(#[source] std::io::Error),
 }
 
+/// What a confined process reads as its stdin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stdin {
+    Null,
+    /// A pipe from the server (a spare compiler's crate root, `build/warm.rs`).
+    Piped,
+}
+
 /// A file or directory the compiler may use, opened once at start-up.
 struct Rule {
     fd: PathFd,
@@ -209,13 +217,14 @@ impl Sandbox {
         self.rules.is_some()
     }
 
-    /// Starts `cmd` confined to `job_dir`, with `/dev/null` as its stdin: from a thread that
-    /// restricts itself (Landlock, seccomp) and spawns without forking the server, then the
-    /// rlimits. Refuses to start it if Landlock does not enforce the ruleset.
+    /// Starts `cmd` confined to `job_dir`, with `/dev/null` or a pipe as its stdin: from a
+    /// thread that restricts itself (Landlock, seccomp) and spawns without forking the server,
+    /// then the rlimits. Refuses to start it if Landlock does not enforce the ruleset.
     pub fn spawn(
         &self,
         cmd: &mut tokio::process::Command,
         job_dir: &Path,
+        stdin: Stdin,
     ) -> Result<tokio::process::Child, SandboxError> {
         let ruleset = match &self.rules {
             Some(rules) => Some(self.ruleset(rules, job_dir)?),
@@ -226,9 +235,13 @@ impl Sandbox {
                 None
             }
         };
-        // Opened here: the restricted thread may not open it.
-        let null = std::fs::File::open("/dev/null").map_err(SandboxError::Spawn)?;
-        cmd.stdin(null);
+        match stdin {
+            // Opened here: the restricted thread may not open it.
+            Stdin::Null => {
+                cmd.stdin(std::fs::File::open("/dev/null").map_err(SandboxError::Spawn)?)
+            }
+            Stdin::Piped => cmd.stdin(std::process::Stdio::piped()),
+        };
         // The child is registered with this runtime's process driver.
         let runtime = tokio::runtime::Handle::current();
         let spawned = std::thread::scope(|scope| {

@@ -186,6 +186,7 @@ impl Playground {
             work_dir: config.work_dir.clone().unwrap_or_else(std::env::temp_dir),
             timeout: config.compile_timeout(),
             diagnostics_bytes: config.diagnostics_limit,
+            spares: config.warm_compilers,
         };
         let compiler = |toolchain: Toolchain| -> anyhow::Result<Compiler> {
             let sandbox = Sandbox::new(
@@ -208,6 +209,7 @@ impl Playground {
             Ok(compiler)
         };
         let stable = compiler(Channel::Stable, Toolchain::detect(&config.rustc)?)?;
+        stable.warm_up();
         let mut compilers = vec![(Channel::Stable, stable)];
         let mut unavailable = Vec::new();
         for channel in [Channel::Beta, Channel::Nightly] {

@@ -164,11 +164,37 @@ pub async fn run_on(server: &TestServer, body: Value) -> Value {
     value
 }
 
-/// Number of entries in the server's work dir (leftover temp dirs).
+/// Number of entries in the server's work dir (leftover temp dirs), besides the job dirs of spare
+/// compilers that wait for a program.
 pub fn leftovers(server: &TestServer) -> usize {
     std::fs::read_dir(&server.work_dir)
-        .map(|d| d.count())
+        .map(|d| d.flatten().filter(|e| !is_waiting_spare(&e.path())).count())
         .unwrap_or(0)
+}
+
+/// Whether `dir` is the job dir of a spare compiler still waiting for its program: its crate
+/// root is the symlink to the spare's stdin, which a build replaces with its file.
+pub fn is_waiting_spare(dir: &std::path::Path) -> bool {
+    ["src/main.rs", "src/lib.rs"].iter().any(|root| {
+        dir.join(root)
+            .symlink_metadata()
+            .is_ok_and(|m| m.file_type().is_symlink())
+    })
+}
+
+/// The processes whose working directory is under `dir`, and those directories.
+pub fn processes_in(dir: &std::path::Path) -> Vec<(u32, PathBuf)> {
+    std::fs::read_dir("/proc")
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| {
+                    let pid = e.file_name().to_str()?.parse().ok()?;
+                    let cwd = std::fs::read_link(e.path().join("cwd")).ok()?;
+                    cwd.starts_with(dir).then_some((pid, cwd))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// The real binary serving on a loopback port, killed (and reaped) when dropped.
