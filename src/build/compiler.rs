@@ -402,6 +402,7 @@ impl Compiler {
             }
         };
         let opts = &layout.opts;
+        let _building = self.spares.building();
         if !layout.with_lib
             && let Some(built) = self
                 .build_with_spare(tool, code, opts, target, layout.root, &args)

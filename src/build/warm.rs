@@ -11,11 +11,12 @@
 //!
 //! A waiting spare costs a blocked process; if the server dies, the pipe closes, the spare
 //! reads an empty crate and exits. Up to `--warm-compilers` spares wait per channel, for the
-//! arguments of the most recent builds.
+//! arguments of the most recent builds. A spare saves time, not CPU: while builds keep every core
+//! busy, none is started (it only cost throughput there, BENCHMARKS.md).
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use super::code::Code;
 use super::compiler::{
@@ -54,6 +55,9 @@ struct Spare {
 pub(super) struct Spares {
     capacity: usize,
     waiting: Mutex<Vec<Spare>>,
+    /// Builds running now, and how many may run before spares would take a core from them.
+    building: AtomicUsize,
+    cores: usize,
     taken: AtomicU64,
     missed: AtomicU64,
 }
@@ -70,6 +74,9 @@ impl Spares {
         Self {
             capacity,
             waiting: Mutex::new(Vec::new()),
+            building: AtomicUsize::new(0),
+            // One build and one spare loading share a single core no worse than before.
+            cores: std::thread::available_parallelism().map_or(2, |n| n.get().max(2)),
             taken: AtomicU64::new(0),
             missed: AtomicU64::new(0),
         }
@@ -105,11 +112,31 @@ impl Spares {
         drop(evicted);
     }
 
+    /// Counts a build as running until the guard is dropped.
+    pub(super) fn building(&self) -> Building<'_> {
+        self.building.fetch_add(1, Ordering::Relaxed);
+        Building(&self.building)
+    }
+
+    /// Whether a core is left for a spare to load on, besides the running builds.
+    fn core_free(&self) -> bool {
+        self.building.load(Ordering::Relaxed) < self.cores
+    }
+
     pub(super) fn stats(&self) -> SpareStats {
         SpareStats {
             taken: self.taken.load(Ordering::Relaxed),
             missed: self.missed.load(Ordering::Relaxed),
         }
+    }
+}
+
+/// A running build, counted by [`Spares::building`].
+pub(super) struct Building<'a>(&'a AtomicUsize);
+
+impl Drop for Building<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -163,7 +190,7 @@ impl Compiler {
     /// Starts a spare for `key` unless one waits already. A spare that cannot start is only
     /// logged: the next build starts its own `rustc`, and says why if that fails too.
     fn start_spare(&self, key: Key) {
-        if self.spares.has(&key) {
+        if self.spares.has(&key) || !self.spares.core_free() {
             return;
         }
         let spare =
