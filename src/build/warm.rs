@@ -9,6 +9,10 @@
 //! `rustc` opened the root before the rename or after, it reads the same program, and a later
 //! `include_str!` of the root reads the file.
 //!
+//! One visible difference: `include_bytes!("/dev/stdin")` reads what is left in that pipe (the
+//! crate root, or nothing) where a compile without a spare is refused the read of `/dev/null`;
+//! either way the program sees nothing but itself.
+//!
 //! A waiting spare costs a blocked process; if the server dies, the pipe closes, the spare
 //! reads an empty crate and exits. Up to `--warm-compilers` spares wait per channel, for the
 //! arguments of the most recent builds. A spare saves time, not CPU: while builds keep every core
