@@ -518,6 +518,24 @@ async fn a_spare_that_died_is_replaced_by_a_fresh_compiler() {
 }
 
 #[tokio::test]
+async fn a_spare_whose_dir_was_removed_gives_way_to_a_fresh_compiler() {
+    let srv = start(Config::default());
+    waiting_spare(&srv).await;
+    // As a cleaner of old temp files might.
+    for (_, dir) in common::processes_in(&srv.work_dir) {
+        std::fs::remove_dir_all(dir).expect("remove the spare's dir");
+    }
+    let v = run_on(
+        &srv,
+        json!({ "code": "fn main() { println!(\"built anyway\"); }" }),
+    )
+    .await;
+    assert_eq!(s(&v, "stdout"), "built anyway\n");
+    assert_eq!(spares(&srv).await, (0.0, 1.0));
+    assert_eq!(common::leftovers(&srv), 0);
+}
+
+#[tokio::test]
 async fn spares_end_with_their_server() {
     let server = common::ServerProcess::spawn(&[], &[]);
     let work_dir = server.server.work_dir.clone();

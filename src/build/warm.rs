@@ -171,7 +171,6 @@ impl Compiler {
             self.start_spare(key);
             return None;
         };
-        self.spares.taken.fetch_add(1, Ordering::Relaxed);
         let stub = stub(opts, target);
         let source = with_stub_appended(sample, stub);
         let Spare {
@@ -184,8 +183,13 @@ impl Compiler {
         let placed = std::fs::write(&staged, &source)
             .and_then(|()| std::fs::rename(&staged, job.dir().join(root)));
         if let Err(e) = placed {
-            return Some(Err(CompileError::Workspace(e)));
+            // E.g. a cleaner of the temp dir removed the spare's dir: build as usual.
+            tracing::warn!("could not hand a program to a spare compiler: {e}");
+            self.spares.missed.fetch_add(1, Ordering::Relaxed);
+            self.start_spare(key);
+            return None;
         }
+        self.spares.taken.fetch_add(1, Ordering::Relaxed);
         // Loads on the other core while this one compiles.
         self.start_spare(key);
         Some(self.collect(tool, started, job, output, Some(source)).await)
