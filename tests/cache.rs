@@ -497,6 +497,12 @@ async fn a_spare_waits_for_the_options_of_the_last_build() {
         assert_eq!(s(&v, "stdout"), "42\n");
         assert_eq!(spares(&srv).await, counts);
     }
+    // Clippy starts no spare of its own, so the build after it still finds one.
+    let (status, _) = common::post_to(&srv.url, "/clippy", json!({ "code": hello })).await;
+    assert_eq!(status, 200);
+    let v = run_on(&srv, run(&format!("{hello}\n// 5"), "debug")).await;
+    assert_eq!(s(&v, "stdout"), "42\n");
+    assert_eq!(spares(&srv).await, (3.0, 2.0));
 }
 
 #[tokio::test]

@@ -145,8 +145,8 @@ impl Drop for Building<'_> {
 }
 
 impl Compiler {
-    /// Builds a single-file crate with the spare started for the same arguments, if one waits,
-    /// and starts the spare for the next such build. `None`: the caller builds as usual (the
+    /// Builds a single-file crate with `rustc` started as a spare for the same arguments, if one
+    /// waits, and starts the spare for the next such build. `None`: the caller builds as usual (the
     /// code is not a single file, or no spare waited).
     pub(super) async fn build_with_spare(
         &self,
@@ -157,7 +157,9 @@ impl Compiler {
         root: &'static str,
         args: &impl Fn(&CompileOptions, &Path, &str) -> (Vec<String>, &'static str),
     ) -> Option<Result<BuildResult, CompileError>> {
-        let (Code::Single(sample), true) = (code, self.spares.capacity > 0) else {
+        // Builds only: a clippy run would take the place of the next build's spare.
+        let wanted = self.spares.capacity > 0 && tool == self.toolchain.rustc;
+        let (Code::Single(sample), true) = (code, wanted) else {
             return None;
         };
         let (args, output) = args(opts, Path::new(DIR), root);
