@@ -505,40 +505,41 @@ async fn a_spare_waits_for_the_options_of_the_last_build() {
     assert_eq!(spares(&srv).await, (3.0, 2.0));
 }
 
-#[tokio::test]
-async fn a_spare_that_died_is_replaced_by_a_fresh_compiler() {
+/// Spoils the waiting spare of a fresh server with `spoil` (given its pid and dir), then checks
+/// that a build still answers, counted as a miss, and leaves nothing behind.
+async fn a_spoiled_spare_gives_way(spoil: impl FnOnce(u32, &Path)) {
     let srv = start(Config::default());
     let pid = waiting_spare(&srv).await;
-    // SAFETY: kill has no memory-safety preconditions; the pid is our server's spare `rustc`.
-    unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+    let (_, dir) = common::processes_in(&srv.work_dir)
+        .into_iter()
+        .find(|(p, _)| *p == pid)
+        .expect("the spare's dir");
+    spoil(pid, &dir);
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let v = run_on(
-        &srv,
-        json!({ "code": "fn main() { println!(\"still here\"); }" }),
-    )
-    .await;
-    assert_eq!(s(&v, "stdout"), "still here\n");
+    let code = "fn main() { println!(\"built anyway\"); }";
+    let v = run_on(&srv, json!({ "code": code })).await;
+    assert_eq!(s(&v, "stdout"), "built anyway\n");
     assert_eq!(spares(&srv).await, (0.0, 1.0));
     assert_ne!(waiting_spare(&srv).await, pid);
     assert_eq!(common::leftovers(&srv), 0);
 }
 
 #[tokio::test]
-async fn a_spare_whose_dir_was_removed_gives_way_to_a_fresh_compiler() {
-    let srv = start(Config::default());
-    waiting_spare(&srv).await;
-    // As a cleaner of old temp files might.
-    for (_, dir) in common::processes_in(&srv.work_dir) {
-        std::fs::remove_dir_all(dir).expect("remove the spare's dir");
-    }
-    let v = run_on(
-        &srv,
-        json!({ "code": "fn main() { println!(\"built anyway\"); }" }),
-    )
+async fn a_spare_that_died_is_replaced_by_a_fresh_compiler() {
+    a_spoiled_spare_gives_way(|pid, _| {
+        // SAFETY: kill has no memory-safety preconditions; the pid is the server's spare `rustc`.
+        unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+    })
     .await;
-    assert_eq!(s(&v, "stdout"), "built anyway\n");
-    assert_eq!(spares(&srv).await, (0.0, 1.0));
-    assert_eq!(common::leftovers(&srv), 0);
+}
+
+#[tokio::test]
+async fn a_spare_whose_dir_was_removed_gives_way_to_a_fresh_compiler() {
+    // As a cleaner of old temp files might.
+    a_spoiled_spare_gives_way(|_, dir| {
+        std::fs::remove_dir_all(dir).expect("remove the spare's dir");
+    })
+    .await;
 }
 
 #[tokio::test]
