@@ -22,6 +22,14 @@ static SCRATCH: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 extern "C" fn remove_scratch_dirs() {
     let dirs = SCRATCH.lock().unwrap_or_else(PoisonError::into_inner);
     for dir in dirs.iter() {
+        // The in-process servers' spare compilers would read the end of their stdin as an
+        // empty crate and write it into the dir being removed: they go first.
+        for (pid, _) in processes_in(dir) {
+            if let Ok(pid) = libc::pid_t::try_from(pid) {
+                // SAFETY: kill has no memory-safety preconditions; the process works in our dir.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        }
         let _ = std::fs::remove_dir_all(dir);
     }
 }
@@ -280,6 +288,18 @@ impl Drop for ServerProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The server's Prometheus text at `GET /metrics`, fetched by `client` (tests that keep to one
+/// client address pass their own).
+pub async fn metrics_text(client: &reqwest::Client, base: &str) -> String {
+    let resp = client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .expect("GET /metrics");
+    assert_eq!(resp.status(), 200);
+    resp.text().await.expect("the metrics text")
 }
 
 /// The value of `series` (a metric name with its labels, as `/metrics` prints it) in a
