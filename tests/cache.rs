@@ -416,14 +416,7 @@ async fn caches_can_be_turned_off() {
 
 /// The spare compilers' counts on `srv`: (taken, missed).
 async fn spares(srv: &TestServer) -> (f64, f64) {
-    let text = client()
-        .get(format!("{}/metrics", srv.url))
-        .send()
-        .await
-        .expect("GET /metrics")
-        .text()
-        .await
-        .expect("metrics text");
+    let text = common::metrics_text(&client(), &srv.url).await;
     let count = |result: &str| {
         let series = format!("wasm_playground_spare_compilers_total{{result=\"{result}\"}}");
         metric_value(&text, &series).unwrap_or_else(|| panic!("no {series} in:\n{text}"))

@@ -69,14 +69,7 @@ async fn post_with(
 }
 
 async fn metrics(server: &ServerProcess) -> String {
-    client_from(1)
-        .get(format!("{}/metrics", server.server.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
+    common::metrics_text(&client_from(1), &server.server.url).await
 }
 
 fn metric(text: &str, series: &str) -> f64 {

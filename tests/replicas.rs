@@ -109,14 +109,7 @@ fn replica(redis: &str) -> ServerProcess {
 }
 
 async fn metric(server: &ServerProcess, name: &str) -> Option<u64> {
-    let text = client()
-        .get(format!("{}/metrics", server.server.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = common::metrics_text(&client(), &server.server.url).await;
     // Counters and gauges here are whole numbers.
     common::metric_value(&text, name).map(|v| v as u64)
 }
